@@ -1,0 +1,145 @@
+"""Bounded body capture: a copy of what streams through, never the whole of it.
+
+:class:`BodyCapture` counts every byte that passes and keeps a copy of at most
+``limit`` bytes (``--max-capture-body``), flagging truncation.  Small copies stay
+in memory; past ``spill_threshold`` the copy moves to a spool file written by a
+single-thread :class:`Spooler` off the reactor thread, so RAM does not grow with
+body size.  The spool file is deleted once every sink is done with it.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from dataclasses import dataclass
+from typing import IO, Protocol as TypingProtocol
+
+from twisted.internet.defer import Deferred, succeed
+from twisted.internet.interfaces import IReactorThreads
+from twisted.internet.threads import deferToThreadPool
+from twisted.python.threadpool import ThreadPool
+
+from postcap.model import Body, Transaction
+
+
+class Spooler:
+    """Writes spooled body copies in one worker thread, in submission order."""
+
+    def __init__(self, reactor: IReactorThreads, directory: str) -> None:
+        self._reactor = reactor
+        self.directory = directory
+        self._pool = ThreadPool(minthreads=1, maxthreads=1, name="postcap-spool")
+
+    def start(self) -> None:
+        os.makedirs(self.directory, mode=0o700, exist_ok=True)
+        self._pool.start()
+
+    def stop(self) -> None:
+        self._pool.stop()
+
+    def open(self) -> tuple[IO[bytes], str]:
+        handle, path = tempfile.mkstemp(prefix="body-", dir=self.directory)
+        return os.fdopen(handle, "wb"), path
+
+    def write(self, spool: IO[bytes], data: bytes) -> None:
+        self._pool.callInThread(spool.write, data)
+
+    def close(self, spool: IO[bytes]) -> Deferred[None]:
+        """Fires once every earlier write to ``spool`` is done and the file is closed."""
+        return deferToThreadPool(self._reactor, self._pool, spool.close)
+
+
+class BodyCapture:
+    """Counts a streaming body and keeps a bounded copy of it."""
+
+    spill_threshold = 512 * 1024
+
+    def __init__(self, limit: int, spooler: Spooler | None, enabled: bool = True) -> None:
+        self.limit = limit
+        self.enabled = enabled
+        self.size = 0
+        self._spooler = spooler
+        self._chunks: list[bytes] = []
+        self._kept = 0
+        self._spool: IO[bytes] | None = None
+        self._spool_path: str | None = None
+
+    @property
+    def truncated(self) -> bool:
+        return self.enabled and self.size > self.limit
+
+    def feed(self, data: bytes) -> None:
+        self.size += len(data)
+        if not self.enabled or self._kept >= self.limit:
+            return
+        piece = data[: self.limit - self._kept]
+        self._kept += len(piece)
+        if self._spool is not None:
+            assert self._spooler is not None
+            self._spooler.write(self._spool, piece)
+            return
+        self._chunks.append(piece)
+        if self._kept > self.spill_threshold and self._spooler is not None:
+            self._spool, self._spool_path = self._spooler.open()
+            self._spooler.write(self._spool, b"".join(self._chunks))
+            self._chunks = []
+
+    def drop(self) -> None:
+        """Stop keeping a copy (e.g. a media response) and forget what was kept."""
+        self.enabled = False
+        self._chunks = []
+        self._kept = 0
+        if self._spool is not None:
+            assert self._spooler is not None and self._spool_path is not None
+            path = self._spool_path
+            self._spooler.close(self._spool).addCallback(lambda _: os.unlink(path))
+            self._spool = self._spool_path = None
+
+    def finish(self) -> Deferred[Body]:
+        """The captured :class:`Body`, once any spool file is complete."""
+        if not self.enabled:
+            return succeed(Body(size=self.size, captured=False))
+        if self._spool is None:
+            return succeed(
+                Body(
+                    size=self.size,
+                    captured=True,
+                    truncated=self.truncated,
+                    content=b"".join(self._chunks),
+                )
+            )
+        assert self._spooler is not None
+        path, size, truncated = self._spool_path, self.size, self.truncated
+        spool, self._spool = self._spool, None
+        return self._spooler.close(spool).addCallback(
+            lambda _: Body(size=size, captured=True, truncated=truncated, spool_path=path)
+        )
+
+
+class ResponseFilter(TypingProtocol):
+    def wants_response(self, status: int | None, content_type: str) -> bool: ...
+
+
+@dataclass(frozen=True, slots=True)
+class CaptureTicket:
+    """What the active session asked of one exchange when its request began."""
+
+    session_id: str
+    save_responses: bool
+    filter: ResponseFilter
+
+    def wants_response(self, status: int | None, content_type: str) -> bool:
+        return self.filter.wants_response(status, content_type)
+
+
+class Recorder(TypingProtocol):
+    """What the proxy needs of the session layer."""
+
+    #: True when some sink wants every transaction, even with no session capturing.
+    observes_all: bool
+
+    def begin(self, method: str, url: str) -> CaptureTicket | None:
+        """A ticket when the active session captures this request, else None."""
+
+    def complete(self, ticket: CaptureTicket | None, transaction: Transaction) -> None:
+        """Hand over a finished transaction (``ticket`` as returned by ``begin``)."""

@@ -1,0 +1,219 @@
+"""The contract's JSON-RPC methods, over the session manager, the store and the proxy.
+
+Each public coroutine here is one method; :meth:`ControlMethods.install`
+registers them under their dotted names.  Domain errors (session state,
+options, ports) are translated to the contract's codes in one place,
+:func:`_translated`.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any, Awaitable, Callable, Protocol as TypingProtocol, TypeVar
+
+from postcap._version import __version__
+from postcap.control import params
+from postcap.control.dispatch import (
+    INVALID_OPTION,
+    InvalidParams,
+    InvalidState,
+    JSONRPCDispatcher,
+    NotFound,
+    PortUnavailable,
+    RPCError,
+    SessionActive,
+)
+from postcap.filters import OptionError
+from postcap.session import (
+    InvalidSessionState,
+    SessionAlreadyActive,
+    SessionManager,
+    SessionNotFound,
+)
+
+MAX_PAGE = 1000
+
+
+class ProxyUnavailable(Exception):
+    """The proxy could not listen on the port asked for."""
+
+    def __init__(self, port: int, reason: str) -> None:
+        super().__init__(f"cannot listen on proxy port {port}: {reason}")
+        self.port = port
+        self.reason = reason
+
+
+class ProxyControl(TypingProtocol):
+    """What the control channel needs of the proxy listener."""
+
+    enabled: bool
+    port: int
+
+    def status(self) -> dict[str, Any]: ...
+
+    async def enable(self, port: int | None = None) -> None: ...
+
+    async def disable(self) -> None: ...
+
+
+class ServerFacts(TypingProtocol):
+    data_dir: str
+
+    def uptime_s(self) -> float: ...
+
+
+_M = TypeVar("_M", bound=Callable[..., Awaitable[Any]])
+
+
+def _translated(method: _M) -> _M:
+    """Turn session, option and proxy errors into the contract's JSON-RPC errors."""
+
+    @functools.wraps(method)
+    async def call(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return await method(*args, **kwargs)
+        except OptionError as exc:
+            raise RPCError(exc.code, exc.message, {"field": exc.field}) from exc
+        except SessionAlreadyActive as exc:
+            raise SessionActive(str(exc), {"active_session": exc.active.id}) from exc
+        except InvalidSessionState as exc:
+            raise InvalidState(str(exc), {"state": exc.record.state}) from exc
+        except SessionNotFound as exc:
+            if exc.session_id is None:
+                raise NotFound("session", "(active)") from exc
+            raise NotFound("session", exc.session_id) from exc
+        except ProxyUnavailable as exc:
+            raise PortUnavailable(exc.port, exc.reason) from exc
+
+    return call  # type: ignore[return-value]
+
+
+class ControlMethods:
+    """The methods of the control channel, bound to the running server."""
+
+    def __init__(self, server: ServerFacts, sessions: SessionManager, proxy: ProxyControl) -> None:
+        self.server = server
+        self.sessions = sessions
+        self.proxy = proxy
+
+    def install(self, dispatcher: JSONRPCDispatcher) -> None:
+        for name, method in self.methods().items():
+            dispatcher.register(name, method)
+
+    def methods(self) -> dict[str, Callable[..., Any]]:
+        return {
+            "server.info": self.server_info,
+            "proxy.status": self.proxy_status,
+            "proxy.enable": self.proxy_enable,
+            "proxy.disable": self.proxy_disable,
+            "session.start": self.session_start,
+            "session.pause": self.session_pause,
+            "session.resume": self.session_resume,
+            "session.stop": self.session_stop,
+            "session.clear": self.session_clear,
+            "session.update": self.session_update,
+            "session.get": self.session_get,
+            "session.list": self.session_list,
+            "session.delete": self.session_delete,
+            "request.list": self.request_list,
+            "request.get": self.request_get,
+        }
+
+    # -- server and proxy ------------------------------------------------------------
+
+    async def server_info(self) -> dict[str, Any]:
+        active = self.sessions.active
+        return {
+            "version": __version__,
+            "uptime_s": round(self.server.uptime_s(), 3),
+            "data_dir": self.server.data_dir,
+            "proxy": {"port": self.proxy.port, "enabled": self.proxy.enabled},
+            "active_session": None if active is None else active.to_json(self.sessions.now()),
+        }
+
+    async def proxy_status(self) -> dict[str, Any]:
+        return self.proxy.status()
+
+    @_translated
+    async def proxy_enable(self, port: Any = None) -> dict[str, Any]:
+        wanted = params.integer("port", port, minimum=0, maximum=65535, optional=True)
+        await self.proxy.enable(wanted)
+        return self.proxy.status()
+
+    async def proxy_disable(self) -> dict[str, Any]:
+        await self.proxy.disable()
+        return self.proxy.status()
+
+    # -- sessions --------------------------------------------------------------------
+
+    def _session(self, record: Any) -> dict[str, Any]:
+        return record.to_json(self.sessions.now())
+
+    @staticmethod
+    def _session_id(value: Any, optional: bool = True) -> str | None:
+        return params.string("id", value, optional=optional)
+
+    @_translated
+    async def session_start(self, **options: Any) -> dict[str, Any]:
+        return self._session(await self.sessions.start(options))
+
+    @_translated
+    async def session_pause(self, id: Any = None) -> dict[str, Any]:
+        return self._session(await self.sessions.pause(self._session_id(id)))
+
+    @_translated
+    async def session_resume(self, id: Any = None) -> dict[str, Any]:
+        return self._session(await self.sessions.resume(self._session_id(id)))
+
+    @_translated
+    async def session_stop(self, id: Any = None) -> dict[str, Any]:
+        return self._session(await self.sessions.stop(self._session_id(id)))
+
+    @_translated
+    async def session_clear(self, id: Any = None) -> dict[str, Any]:
+        return self._session(await self.sessions.clear(self._session_id(id)))
+
+    @_translated
+    async def session_update(self, id: Any = None, **changes: Any) -> dict[str, Any]:
+        return self._session(await self.sessions.update(self._session_id(id), changes))
+
+    @_translated
+    async def session_get(self, id: Any) -> dict[str, Any]:
+        return self._session(await self.sessions.get(self._session_id(id, optional=False)))
+
+    @_translated
+    async def session_delete(self, id: Any) -> bool:
+        return await self.sessions.delete(self._session_id(id, optional=False))
+
+    async def session_list(self, limit: Any = 50, offset: Any = 0) -> dict[str, Any]:
+        limit = params.integer("limit", limit, minimum=1, maximum=MAX_PAGE)
+        offset = params.integer("offset", offset, minimum=0)
+        total, records = await self.sessions.list(limit, offset)
+        return {"total": total, "items": [self._session(r) for r in records]}
+
+    # -- requests --------------------------------------------------------------------
+
+    @_translated
+    async def request_list(
+        self, session_id: Any = None, limit: Any = 100, offset: Any = 0
+    ) -> dict[str, Any]:
+        session_id = params.string("session_id", session_id, optional=True)
+        limit = params.integer("limit", limit, minimum=1, maximum=MAX_PAGE)
+        offset = params.integer("offset", offset, minimum=0)
+        if session_id is None:
+            if self.sessions.active is None:
+                raise InvalidParams("session_id", "required when no session is active")
+            session_id = self.sessions.active.id
+        await self.sessions.get(session_id)
+        total, items = await self.sessions.store.list_transactions(session_id, limit, offset)
+        return {"total": total, "items": items}
+
+    async def request_get(self, id: Any) -> dict[str, Any]:
+        transaction_id = params.string("id", id)
+        detail = await self.sessions.store.get_transaction(transaction_id)
+        if detail is None:
+            raise NotFound("request", transaction_id)
+        return detail
+
+
+__all__ = ["ControlMethods", "ProxyControl", "ProxyUnavailable", "INVALID_OPTION"]

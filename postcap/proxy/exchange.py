@@ -1,0 +1,460 @@
+"""One request/response exchange through the proxy, streamed both ways.
+
+An :class:`Exchange` takes request events from the client connection, opens
+(or reuses) an upstream connection, streams the request body up and the
+response body down with back-pressure, keeps bounded copies of both for the
+capture, and ends exactly once: with the response complete, or with an error
+the proxy answers itself (502, 504) or that cuts the exchange short.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from twisted.internet.defer import Deferred, gatherResults
+from twisted.internet.interfaces import IDelayedCall, IPushProducer
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from zope.interface import implementer
+
+from postcap.capture import BodyCapture, CaptureTicket
+from postcap.model import (
+    Address,
+    Body,
+    Request,
+    Response,
+    Timings,
+    TLSInfo,
+    Transaction,
+    is_media_type,
+    media_type,
+    new_id,
+)
+from postcap.proxy.framing import (
+    Data,
+    EndOfMessage,
+    Event,
+    RawHeaders,
+    RequestHead,
+    ResponseHead,
+    end_to_end,
+    wants_keep_alive,
+)
+from postcap.proxy.targets import Target
+from postcap.proxy.upstream import UpstreamError, UpstreamProtocol, describe_connect_failure
+
+if TYPE_CHECKING:
+    from postcap.proxy.server import ProxyServerProtocol
+
+
+@implementer(IPushProducer)
+class TransportPauser:
+    """Pauses a transport while any of several reasons holds; an IPushProducer for
+    registering one transport as the producer feeding another."""
+
+    def __init__(self, transport) -> None:  # type: ignore[no-untyped-def]
+        self.transport = transport
+        self._reasons: set[str] = set()
+
+    def pause(self, reason: str) -> None:
+        if not self._reasons:
+            self.transport.pauseProducing()
+        self._reasons.add(reason)
+
+    def resume(self, reason: str) -> None:
+        if reason not in self._reasons:
+            return
+        self._reasons.discard(reason)
+        if not self._reasons:
+            self.transport.resumeProducing()
+
+    def pauseProducing(self) -> None:
+        self.pause("backpressure")
+
+    def resumeProducing(self) -> None:
+        self.resume("backpressure")
+
+    def stopProducing(self) -> None:
+        """The consumer went away; the exchange handles that through connectionLost."""
+
+
+def format_headers(headers: RawHeaders) -> bytes:
+    return b"".join(b"%s: %s\r\n" % pair for pair in headers)
+
+
+def chunk(data: bytes) -> bytes:
+    return b"%x\r\n%s\r\n" % (len(data), data)
+
+
+def _ms(start: float | None, end: float | None) -> float:
+    if start is None or end is None:
+        return -1.0
+    return max(0.0, (end - start) * 1000.0)
+
+
+class Exchange:
+    """A single proxied request and its response."""
+
+    _log = Logger()
+
+    def __init__(
+        self,
+        client: "ProxyServerProtocol",
+        head: RequestHead,
+        target: Target,
+        ticket: CaptureTicket | None,
+    ) -> None:
+        self.client = client
+        self.head = head
+        self.target = target
+        self.ticket = ticket
+        self.settings = client.factory.settings
+        self.reactor = client.factory.reactor
+        self.id = new_id()
+        self.started_at = self.reactor.seconds()
+        spooler = client.factory.spooler
+        limit = self.settings.max_capture_body
+        self.request_capture = BodyCapture(limit, spooler, enabled=ticket is not None)
+        self.response_capture = BodyCapture(limit, spooler, enabled=ticket is not None)
+        self.upstream: UpstreamProtocol | None = None
+        self.upstream_reused = False
+        self.upstream_pauser: TransportPauser | None = None
+        self.request_done = False
+        self.response_head: ResponseHead | None = None
+        self.response_headers_sent: RawHeaders = []
+        self.response_chunked = False
+        self.response_done = False
+        self.finished = False
+        self.client_keep_alive = wants_keep_alive(head.version, head.headers)
+        self._pending_body: list[bytes] = []
+        self._pending_end: list[bytes] | None = None
+        self._timer: IDelayedCall | None = None
+        self._t_connected: float | None = None
+        self._t_connect_start: float | None = None
+        self._t_head_sent: float | None = None
+        self._t_request_sent: float | None = None
+        self._t_response_head: float | None = None
+        self._feeding_upstream = False  # client pauser registered on the upstream
+        self._feeding_client = False  # upstream pauser registered on the client
+
+    # -- request side ----------------------------------------------------------
+
+    def start(self) -> None:
+        self.client.pauser.pause("connecting")
+        self._t_connect_start = self.reactor.seconds()
+        connecting = self.client.factory.pool.acquire(self.target.origin)
+        connecting.addCallbacks(self._connected, self._connect_failed)
+
+    def _connected(self, result: tuple[UpstreamProtocol, bool]) -> None:
+        upstream, reused = result
+        if self.finished:
+            self.client.factory.pool.release(upstream)
+            return
+        self.upstream, self.upstream_reused = upstream, reused
+        self._t_connected = self.reactor.seconds()
+        upstream.attach(self, self.head.method)
+        self.upstream_pauser = TransportPauser(upstream.transport)
+        upstream.transport.write(self._upstream_request_head())
+        self._t_head_sent = self.reactor.seconds()
+        self._arm_timer()
+        if not self.request_done:
+            upstream.transport.registerProducer(self.client.pauser, True)
+            self._feeding_upstream = True
+        for data in self._pending_body:
+            self._send_body(data)
+        self._pending_body = []
+        if self._pending_end is not None:
+            self._send_end(self._pending_end)
+        self.client.pauser.resume("connecting")
+
+    def _connect_failed(self, failure: Failure) -> None:
+        self.client.pauser.resume("connecting")
+        if self.finished:
+            return
+        self.fail_with(describe_connect_failure(self.target.origin, failure))
+
+    def _upstream_request_head(self) -> bytes:
+        head = self.head
+        headers: RawHeaders = []
+        host_seen = False
+        for name, value in end_to_end(head.headers):
+            if name.lower() == b"host":
+                if host_seen:
+                    continue
+                host_seen, value = True, self.target.origin.authority().encode("ascii")
+            headers.append((name, value))
+        if not host_seen:
+            headers.insert(0, (b"Host", self.target.origin.authority().encode("ascii")))
+        headers.append((b"Via", self.settings.via))
+        if head.framing == "chunked":
+            headers.append((b"Transfer-Encoding", b"chunked"))
+        request_target = self.target.path
+        if self.settings.upstream_proxy is not None and self.target.origin.scheme == "http":
+            request_target = self.target.url.encode("latin-1")
+        return b"%s %s HTTP/1.1\r\n%s\r\n" % (head.method, request_target, format_headers(headers))
+
+    def request_data(self, data: bytes) -> None:
+        self.request_capture.feed(data)
+        if self.finished:
+            return
+        if self.upstream is None:
+            self._pending_body.append(data)
+        else:
+            self._send_body(data)
+
+    def request_end(self, trailers: RawHeaders) -> None:
+        self.request_done = True
+        if self.finished:
+            return
+        encoded = [b"%s: %s\r\n" % pair for pair in trailers]
+        if self.upstream is None:
+            self._pending_end = encoded
+        else:
+            self._send_end(encoded)
+
+    def _send_body(self, data: bytes) -> None:
+        assert self.upstream is not None
+        if self.head.framing == "chunked":
+            self.upstream.transport.write(chunk(data))
+        else:
+            self.upstream.transport.write(data)
+
+    def _send_end(self, trailers: list[bytes]) -> None:
+        assert self.upstream is not None
+        if self.head.framing == "chunked":
+            self.upstream.transport.write(b"0\r\n" + b"".join(trailers) + b"\r\n")
+        self._t_request_sent = self.reactor.seconds()
+        self._stop_feeding_upstream(self.upstream)
+
+    def _stop_feeding_upstream(self, upstream: UpstreamProtocol) -> None:
+        if self._feeding_upstream:
+            self._feeding_upstream = False
+            upstream.transport.unregisterProducer()
+        self.client.pauser.resume("backpressure")
+
+    # -- response side -----------------------------------------------------------
+
+    def upstream_events(self, events: list[Event]) -> None:
+        self._arm_timer()
+        for event in events:
+            if self.finished:
+                return
+            if isinstance(event, ResponseHead):
+                self._response_head(event)
+            elif isinstance(event, Data):
+                self._response_data(event.data)
+            elif isinstance(event, EndOfMessage):
+                self._response_end(event.trailers)
+
+    def _response_head(self, head: ResponseHead) -> None:
+        if head.informational:
+            if head.status != 101 and self.head.version == b"HTTP/1.1":
+                self.client.transport.write(
+                    b"HTTP/1.1 %d %s\r\n%s\r\n"
+                    % (head.status, head.reason, format_headers(end_to_end(head.headers)))
+                )
+            assert self.upstream is not None
+            self.upstream_events(self.upstream.parser.continue_after_informational())
+            return
+        self.response_head = head
+        self._t_response_head = self.reactor.seconds()
+        content_type = media_type(head.headers)
+        if self.ticket is not None and (
+            not self.ticket.save_responses or is_media_type(content_type)
+        ):
+            self.response_capture.drop()
+        headers = end_to_end(head.headers)
+        headers.append((b"Via", self.settings.via))
+        if head.framing in ("chunked", "close"):
+            if self.head.version == b"HTTP/1.1":
+                self.response_chunked = True
+                headers.append((b"Transfer-Encoding", b"chunked"))
+            else:
+                self.client_keep_alive = False
+        if not self.request_done:
+            # The upstream answered before the request ended: do not try to read on.
+            self.client_keep_alive = False
+        if not self.client_keep_alive:
+            headers.append((b"Connection", b"close"))
+        elif self.head.version != b"HTTP/1.1":
+            headers.append((b"Connection", b"keep-alive"))
+        self.response_headers_sent = headers
+        self.client.transport.write(
+            b"HTTP/1.1 %d %s\r\n%s\r\n" % (head.status, head.reason, format_headers(headers))
+        )
+        if head.framing != "none" and self.upstream_pauser is not None:
+            self.client.transport.registerProducer(self.upstream_pauser, True)
+            self._feeding_client = True
+
+    def _response_data(self, data: bytes) -> None:
+        self.response_capture.feed(data)
+        self.client.transport.write(chunk(data) if self.response_chunked else data)
+
+    def _response_end(self, trailers: RawHeaders) -> None:
+        assert self.response_head is not None
+        if self.response_chunked:
+            self.client.transport.write(
+                b"0\r\n" + b"".join(b"%s: %s\r\n" % pair for pair in trailers) + b"\r\n"
+            )
+        self.response_done = True
+        head = self.response_head
+        reusable = (
+            self.request_done
+            and head.framing != "close"
+            and wants_keep_alive(head.version, head.headers)
+        )
+        self._release_upstream(reusable)
+        self._finish(None)
+
+    def upstream_failed(self, error: UpstreamError) -> None:
+        if self.finished:
+            return
+        self.fail_with(error)
+
+    def _timed_out(self) -> None:
+        self._timer = None
+        if self.response_head is None:
+            self.fail_with(
+                UpstreamError(504, "timeout", f"upstream {self.target.origin.authority()} "
+                              f"did not answer within {self.settings.upstream_timeout:g} s")
+            )
+        else:
+            self.fail_with(UpstreamError(504, "timeout", "upstream stalled in the middle of the response"))
+
+    def _arm_timer(self) -> None:
+        if self._timer is not None and self._timer.active():
+            self._timer.reset(self.settings.upstream_timeout)
+        else:
+            self._timer = self.reactor.callLater(self.settings.upstream_timeout, self._timed_out)
+
+    # -- ending ------------------------------------------------------------------
+
+    def fail_with(self, error: UpstreamError) -> None:
+        """End with a proxy-made error: answer it if no response has started yet,
+        else cut the client connection so it cannot mistake a short body for a whole one."""
+        self._release_upstream(False)
+        if self.response_head is None:
+            self.client.send_error(error.status, error.kind, error.message, keep_alive=self.request_done and self.client_keep_alive)
+        else:
+            self.client_keep_alive = False
+            self.client.transport.loseConnection()
+        self._log.info(
+            "{status} for {method} {url}: {message}",
+            status=error.status,
+            method=self.head.method.decode("latin-1"),
+            url=self.target.url,
+            message=error.message,
+            kind=error.kind,
+            txn_id=self.id,
+        )
+        self.client.factory.count_error(error.kind)
+        self._finish(error.message)
+
+    def fail_with_client_error(self, reason: str) -> None:
+        """The request body turned out malformed after its head went upstream."""
+        self._release_upstream(False)
+        self.client_keep_alive = False
+        if self.response_head is None:
+            self.client.send_error(400, "bad-request", reason, keep_alive=False)
+        else:
+            self.client.close()
+        self._finish(f"malformed request: {reason}")
+
+    def client_gone(self) -> None:
+        """The client disconnected: drop the upstream side and record the loss."""
+        if self.finished:
+            return
+        self._release_upstream(False)
+        self._finish("client disconnected before the exchange ended")
+
+    def _release_upstream(self, reusable: bool) -> None:
+        upstream, self.upstream = self.upstream, None
+        if self._feeding_client:
+            self._feeding_client = False
+            self.client.transport.unregisterProducer()
+        if upstream is None:
+            return
+        self._stop_feeding_upstream(upstream)
+        if self.upstream_pauser is not None:
+            self.upstream_pauser.resume("backpressure")
+        pool = self.client.factory.pool
+        if reusable:
+            pool.release(upstream)
+        else:
+            pool.discard(upstream)
+
+    def _finish(self, error: str | None) -> None:
+        if self.finished:
+            return
+        self.finished = True
+        if self._timer is not None and self._timer.active():
+            self._timer.cancel()
+        self._timer = None
+        end = self.reactor.seconds()
+        factory = self.client.factory
+        if self.ticket is not None or factory.recorder.observes_all:
+            self._record(end, error)
+        self.client.exchange_finished(self)
+
+    def _record(self, end: float, error: str | None) -> None:
+        ticket = self.ticket
+        if ticket is not None and not ticket.wants_response(
+            None if self.response_head is None else self.response_head.status,
+            "" if self.response_head is None else media_type(self.response_head.headers),
+        ):
+            ticket = None
+            self.request_capture.drop()
+            self.response_capture.drop()
+        bodies: list[Deferred[Body]] = [self.request_capture.finish(), self.response_capture.finish()]
+        timings = Timings(
+            connect_ms=-1.0 if self.upstream_reused else _ms(self._t_connect_start, self._t_connected),
+            tls_ms=-1.0,
+            send_ms=_ms(self._t_head_sent, self._t_request_sent or self._t_head_sent),
+            wait_ms=_ms(self._t_request_sent or self._t_head_sent, self._t_response_head),
+            receive_ms=_ms(self._t_response_head, end if self.response_done else None),
+        )
+        duration_ms = _ms(self.started_at, end)
+        recorder = self.client.factory.recorder
+
+        def build(results: list[Body]) -> None:
+            request_body, response_body = results
+            head = self.head
+            response = None
+            if self.response_head is not None:
+                rh = self.response_head
+                response = Response(
+                    status=rh.status,
+                    reason=rh.reason.decode("latin-1"),
+                    http_version=rh.version.decode("ascii"),
+                    headers=tuple(rh.headers),
+                    body=response_body,
+                )
+            transaction = Transaction(
+                id=self.id,
+                session_id=None if ticket is None else ticket.session_id,
+                started_at=self.started_at,
+                duration_ms=duration_ms,
+                url=self.target.url,
+                scheme=self.target.origin.scheme,
+                client=self.client.client_address,
+                server=Address(self.target.origin.host, self.target.origin.port),
+                request=Request(
+                    method=head.method.decode("latin-1"),
+                    target=head.target,
+                    http_version=head.version.decode("ascii"),
+                    headers=tuple(head.headers),
+                    body=request_body,
+                ),
+                response=response,
+                error=error,
+                timings=timings,
+                tls=self.client.tls_info,
+            )
+            recorder.complete(ticket, transaction)
+
+        gatherResults(bodies, consumeErrors=True).addCallback(build).addErrback(
+            lambda failure: self._log.failure("recording transaction {txn_id} failed", failure, txn_id=self.id)
+        )
+
+
+__all__ = ["Exchange", "TransportPauser", "TLSInfo"]

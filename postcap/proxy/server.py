@@ -1,0 +1,361 @@
+"""The client-facing proxy: connections, request dispatch, access control, errors.
+
+:class:`ProxyServerProtocol` adapts the sans-IO parser to a connection: it
+runs one :class:`~postcap.proxy.exchange.Exchange` at a time (a pipelined
+next request waits in the parser), answers the errors the proxy makes itself
+with a short plain-text body, and enforces the header and idle timeouts.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Callable, Sequence
+
+from twisted.internet.defer import Deferred, succeed
+from twisted.internet.endpoints import HostnameEndpoint
+from twisted.internet.interfaces import IAddress, IDelayedCall
+from twisted.internet.protocol import Protocol, ServerFactory
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+
+from postcap.capture import Recorder, Spooler
+from postcap.model import Address, TLSInfo
+from postcap.proxy.exchange import Exchange, TransportPauser, format_headers
+from postcap.proxy.framing import (
+    Data,
+    EndOfMessage,
+    Event,
+    MessageParser,
+    ProtocolError,
+    RequestHead,
+)
+from postcap.proxy.targets import parse_absolute_target, parse_connect_target
+from postcap.proxy.tunnel import BlindTunnel
+from postcap.proxy.upstream import Origin, UpstreamPool
+
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+DEFAULT_ALLOW = (
+    "127.0.0.0/8",
+    "::1/128",
+    "10.0.0.0/8",
+    "172.16.0.0/12",
+    "192.168.0.0/16",
+    "169.254.0.0/16",
+    "fc00::/7",
+    "fe80::/10",
+)
+
+REASONS = {
+    400: b"Bad Request",
+    403: b"Forbidden",
+    408: b"Request Timeout",
+    414: b"URI Too Long",
+    431: b"Request Header Fields Too Large",
+    501: b"Not Implemented",
+    502: b"Bad Gateway",
+    504: b"Gateway Timeout",
+    505: b"HTTP Version Not Supported",
+}
+
+
+@dataclass(slots=True)
+class ProxySettings:
+    """Everything the proxy is configured with (mapped from the twistd options)."""
+
+    max_capture_body: int = 10 * 1024 * 1024
+    upstream_timeout: float = 60.0
+    connect_timeout: float = 10.0
+    header_timeout: float = 30.0
+    idle_timeout: float = 120.0
+    allow: Sequence[IPNetwork] = field(
+        default_factory=lambda: [ipaddress.ip_network(n) for n in DEFAULT_ALLOW]
+    )
+    via: bytes = b"1.1 postcap"
+    upstream_proxy: Origin | None = None
+
+    def allows(self, host: str) -> bool:
+        try:
+            address = ipaddress.ip_address(host.split("%", 1)[0])
+        except ValueError:
+            return False
+        if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+            address = address.ipv4_mapped
+        return any(address in network for network in self.allow)
+
+
+def error_response(status: int, kind: str, message: str, keep_alive: bool) -> bytes:
+    """A proxy-made response: short plain text that names postcap and the cause."""
+    body = f"postcap: {message}\n".encode("utf-8")
+    headers = [
+        (b"Content-Type", b"text/plain; charset=utf-8"),
+        (b"Content-Length", b"%d" % len(body)),
+        (b"X-Postcap-Error", kind.encode("ascii")),
+        (b"Connection", b"keep-alive" if keep_alive else b"close"),
+    ]
+    reason = REASONS.get(status, b"Error")
+    return b"HTTP/1.1 %d %s\r\n%s\r\n%s" % (status, reason, format_headers(headers), body)
+
+
+class ProxyServerProtocol(Protocol):
+    """One client connection to the proxy."""
+
+    _log = Logger()
+    #: Pipelined bytes held while an exchange runs before the client is paused.
+    max_pipelined_bytes = 64 * 1024
+
+    factory: "ProxyFactory"
+
+    def __init__(self) -> None:
+        self.parser = MessageParser(is_request=True)
+        self.exchange: Exchange | None = None
+        self.tunnel: BlindTunnel | None = None
+        self.tls_info: TLSInfo | None = None
+        self.client_address = Address("", 0)
+        self._wait_timer: IDelayedCall | None = None
+        self._waiting_for_header = False
+        self._closing = False
+
+    # -- connection lifecycle -----------------------------------------------------
+
+    def connectionMade(self) -> None:
+        peer = self.transport.getPeer()
+        self.client_address = Address(getattr(peer, "host", ""), getattr(peer, "port", 0))
+        self.pauser = TransportPauser(self.transport)
+        self.factory.connection_opened(self)
+        self._await_request()
+
+    def connectionLost(self, reason: Failure) -> None:
+        self._closing = True
+        self._cancel_wait_timer()
+        if self.exchange is not None:
+            self.exchange.client_gone()
+        if self.tunnel is not None:
+            self.tunnel.client_lost()
+        self.factory.connection_closed(self)
+
+    def close(self) -> None:
+        self._closing = True
+        self._cancel_wait_timer()
+        self.transport.loseConnection()
+
+    # -- request parsing ------------------------------------------------------------
+
+    def dataReceived(self, data: bytes) -> None:
+        if self.tunnel is not None:
+            self.tunnel.from_client(data)
+            return
+        if self._closing:
+            return
+        if self.exchange is not None and self.exchange.request_done:
+            self.parser.feed(data)  # held until the exchange ends
+            if self.parser.buffered > self.max_pipelined_bytes:
+                self.pauser.pause("pipelined")
+            return
+        if self.parser.in_head and not self._waiting_for_header:
+            self._arm_wait_timer(header=True)
+        try:
+            events = self.parser.feed(data)
+        except ProtocolError as exc:
+            self._protocol_error(exc)
+            return
+        self._handle(events)
+
+    def _handle(self, events: list[Event]) -> None:
+        for event in events:
+            if self._closing:
+                return
+            if isinstance(event, RequestHead):
+                self._cancel_wait_timer()
+                self._start(event)
+            elif self.exchange is None:
+                continue  # the rest of a request the proxy already answered
+            elif isinstance(event, Data):
+                self.exchange.request_data(event.data)
+            elif isinstance(event, EndOfMessage):
+                self.exchange.request_end(event.trailers)
+
+    def _protocol_error(self, exc: ProtocolError) -> None:
+        self.factory.count_error(f"http-{exc.status}")
+        self._log.info(
+            "{status} to client {client}: {reason}",
+            status=exc.status,
+            client=self.client_address.host,
+            reason=exc.reason,
+        )
+        if self.exchange is not None and not self.exchange.finished:
+            # The request body was malformed after the head was forwarded.
+            self.exchange.fail_with_client_error(exc.reason)
+            return
+        self.send_error(exc.status, "bad-request", exc.reason, keep_alive=False)
+
+    def _start(self, head: RequestHead) -> None:
+        if head.method == b"CONNECT":
+            self._start_connect(head)
+            return
+        try:
+            target = parse_absolute_target(head.target)
+        except ProtocolError as exc:
+            self.send_error(exc.status, "bad-request", exc.reason, keep_alive=False)
+            return
+        if target.origin.scheme != "http":
+            self.send_error(501, "unsupported", "https:// URLs must be sent through CONNECT", keep_alive=False)
+            return
+        ticket = self.factory.recorder.begin(head.method.decode("latin-1"), target.url)
+        self.exchange = Exchange(self, head, target, ticket)
+        self.exchange.start()
+
+    def _start_connect(self, head: RequestHead) -> None:
+        try:
+            origin = parse_connect_target(head.target)
+        except ProtocolError as exc:
+            self.send_error(exc.status, "bad-request", exc.reason, keep_alive=False)
+            return
+        self.tunnel = BlindTunnel(self, head, origin)
+        self.tunnel.start(self.parser.take_buffered())
+
+    # -- answering ------------------------------------------------------------------
+
+    def send_error(self, status: int, kind: str, message: str, keep_alive: bool) -> None:
+        """Answer with a proxy-made error; close unless the framing allows going on."""
+        self.transport.write(error_response(status, kind, message, keep_alive))
+        if not keep_alive:
+            self.close()
+
+    def exchange_finished(self, exchange: Exchange) -> None:
+        """Go on with the next request (keep-alive) or close."""
+        if exchange is not self.exchange:
+            return
+        self.exchange = None
+        if self._closing:
+            return
+        if self.factory.draining or not (exchange.client_keep_alive and exchange.request_done):
+            self.close()
+            return
+        self.pauser.resume("pipelined")
+        self._await_request()
+        try:
+            events = self.parser.next()
+        except ProtocolError as exc:
+            self._protocol_error(exc)
+            return
+        self._handle(events)
+
+    # -- timeouts -------------------------------------------------------------------
+
+    def _await_request(self) -> None:
+        self._arm_wait_timer(header=self.parser.buffered > 0)
+
+    def _arm_wait_timer(self, header: bool) -> None:
+        self._cancel_wait_timer()
+        self._waiting_for_header = header
+        settings = self.factory.settings
+        delay = settings.header_timeout if header else settings.idle_timeout
+        self._wait_timer = self.factory.reactor.callLater(delay, self._wait_expired)
+
+    def _cancel_wait_timer(self) -> None:
+        if self._wait_timer is not None and self._wait_timer.active():
+            self._wait_timer.cancel()
+        self._wait_timer = None
+        self._waiting_for_header = False
+
+    def _wait_expired(self) -> None:
+        self._wait_timer = None
+        if self._waiting_for_header:
+            self.factory.count_error("http-408")
+            self._log.info("408 to client {client}: headers not received in time",
+                           client=self.client_address.host)
+            self.send_error(408, "header-timeout", "request headers not received in time", keep_alive=False)
+        else:
+            self.close()
+
+
+class RefusedClientProtocol(Protocol):
+    """Answers a client outside ``--allow`` with 403 and hangs up."""
+
+    def connectionMade(self) -> None:
+        self.transport.write(
+            error_response(403, "client-refused", "your address is not allowed to use this proxy", False)
+        )
+        self.transport.loseConnection()
+
+
+class ProxyFactory(ServerFactory):
+    """Builds client connections and holds what they share."""
+
+    _log = Logger()
+    protocol = ProxyServerProtocol
+
+    def __init__(
+        self,
+        reactor,  # type: ignore[no-untyped-def]
+        settings: ProxySettings,
+        recorder: Recorder,
+        pool: UpstreamPool | None = None,
+        spooler: Spooler | None = None,
+    ) -> None:
+        self.reactor = reactor
+        self.settings = settings
+        self.recorder = recorder
+        self.pool = pool or UpstreamPool(
+            reactor, settings.connect_timeout, endpoint_factory=self._via_upstream_proxy()
+        )
+        self.spooler = spooler
+        self.connections: set[ProxyServerProtocol] = set()
+        self.errors: Counter[str] = Counter()
+        self.refused = 0
+        self.draining = False
+        self._drained: list[Deferred[None]] = []
+
+    def _via_upstream_proxy(self) -> "Callable[[Origin], HostnameEndpoint] | None":
+        """With ``--upstream-proxy``, every plain-HTTP connection goes to that proxy."""
+        chained = self.settings.upstream_proxy
+        if chained is None:
+            return None
+        return lambda origin: HostnameEndpoint(
+            self.reactor, chained.host, chained.port, timeout=self.settings.connect_timeout
+        )
+
+    def buildProtocol(self, addr: IAddress) -> Protocol | None:
+        host = getattr(addr, "host", "")
+        if not self.settings.allows(host):
+            self.refused += 1
+            self._log.warn("refused proxy client {client}: not in --allow", client=host)
+            protocol: Protocol = RefusedClientProtocol()
+            protocol.factory = self
+            return protocol
+        return super().buildProtocol(addr)
+
+    def count_error(self, kind: str) -> None:
+        self.errors[kind] += 1
+
+    def connection_opened(self, protocol: ProxyServerProtocol) -> None:
+        self.connections.add(protocol)
+
+    def connection_closed(self, protocol: ProxyServerProtocol) -> None:
+        self.connections.discard(protocol)
+        if not self.connections:
+            drained, self._drained = self._drained, []
+            for waiting in drained:
+                waiting.callback(None)
+
+    def drain(self, timeout: float) -> Deferred[None]:
+        """Close idle connections, let busy ones finish, abort what is left after ``timeout``."""
+        self.draining = True
+        for protocol in list(self.connections):
+            if protocol.exchange is None and protocol.tunnel is None:
+                protocol.close()
+        if not self.connections:
+            return succeed(None)
+        waiting: Deferred[None] = Deferred()
+        self._drained.append(waiting)
+
+        def abort_rest() -> None:
+            for protocol in list(self.connections):
+                protocol.transport.abortConnection()
+
+        timer = self.reactor.callLater(timeout, abort_rest)
+        waiting.addBoth(lambda result: (timer.active() and timer.cancel(), result)[1])
+        return waiting

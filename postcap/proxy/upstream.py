@@ -1,0 +1,222 @@
+"""Upstream HTTP/1.1 connections: a raw client protocol and a keep-alive pool.
+
+The protocol does no buffering of its own: it parses the response with
+:class:`~postcap.proxy.framing.MessageParser` and hands events to the one
+listener (an exchange) attached to it.  The pool keeps idle connections per
+:class:`Origin`, bounded in number and idle time.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Protocol as TypingProtocol
+
+from twisted.internet import error as ierror
+from twisted.internet.defer import Deferred, succeed
+from twisted.internet.endpoints import HostnameEndpoint
+from twisted.internet.interfaces import IDelayedCall, IReactorTime, IStreamClientEndpoint
+from twisted.internet.protocol import Factory, Protocol
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+
+from postcap.proxy.framing import Event, MessageParser, ProtocolError
+
+
+@dataclass(frozen=True, slots=True)
+class Origin:
+    """Where requests go: scheme, host (without brackets) and port."""
+
+    scheme: str
+    host: str
+    port: int
+
+    @property
+    def default_port(self) -> int:
+        return 443 if self.scheme == "https" else 80
+
+    def authority(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return host if self.port == self.default_port else f"{host}:{self.port}"
+
+
+class UpstreamError(Exception):
+    """An upstream failure the proxy answers itself: ``status`` 502 or 504."""
+
+    def __init__(self, status: int, kind: str, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.kind = kind
+        self.message = message
+
+
+def describe_connect_failure(origin: Origin, failure: Failure) -> UpstreamError:
+    """Map a connection failure to the status and words the proxy answers with."""
+    where = f"{origin.host}:{origin.port}"
+    if failure.check(ierror.DNSLookupError):
+        return UpstreamError(502, "dns", f"could not resolve host {origin.host!r}")
+    if failure.check(ierror.ConnectionRefusedError):
+        return UpstreamError(502, "refused", f"connection refused by {where}")
+    if failure.check(ierror.TimeoutError, ierror.UserError) or failure.check(
+        ierror.ConnectingCancelledError
+    ):
+        return UpstreamError(504, "connect-timeout", f"timed out connecting to {where}")
+    reason = failure.getErrorMessage() or failure.type.__name__
+    return UpstreamError(502, "connect", f"could not connect to {where}: {reason}")
+
+
+class ResponseListener(TypingProtocol):
+    def upstream_events(self, events: list[Event]) -> None: ...
+
+    def upstream_failed(self, error: UpstreamError) -> None: ...
+
+
+class UpstreamProtocol(Protocol):
+    """One upstream connection; serves one exchange at a time."""
+
+    _log = Logger()
+
+    def __init__(self, pool: "UpstreamPool", origin: Origin) -> None:
+        self.pool = pool
+        self.origin = origin
+        self.parser = MessageParser(is_request=False)
+        self.listener: ResponseListener | None = None
+        self.requests_served = 0
+        self.connected = False
+        self.idle_timer: IDelayedCall | None = None
+
+    def connectionMade(self) -> None:
+        self.connected = True
+
+    def attach(self, listener: ResponseListener, method: bytes) -> None:
+        self.listener = listener
+        self.requests_served += 1
+        self.parser.next(method)
+
+    def detach(self) -> None:
+        self.listener = None
+
+    def dataReceived(self, data: bytes) -> None:
+        listener = self.listener
+        if listener is None:
+            # Bytes while idle: the server broke framing; never reuse this connection.
+            self.transport.abortConnection()
+            return
+        try:
+            events = self.parser.feed(data)
+        except ProtocolError as exc:
+            self.listener = None
+            self.transport.abortConnection()
+            listener.upstream_failed(
+                UpstreamError(502, "bad-response", f"invalid response from upstream: {exc.reason}")
+            )
+            return
+        if events:
+            listener.upstream_events(events)
+
+    def connectionLost(self, reason: Failure = ierror.ConnectionDone()) -> None:  # type: ignore[assignment]
+        self.connected = False
+        self.pool.forget(self)
+        listener, self.listener = self.listener, None
+        if listener is None:
+            return
+        try:
+            events = self.parser.feed_eof()
+        except ProtocolError:
+            events = []
+        if events:
+            listener.upstream_events(events)
+        else:
+            listener.upstream_failed(
+                UpstreamError(502, "closed", "upstream closed the connection before the response ended")
+            )
+
+
+EndpointFactory = Callable[[Origin], IStreamClientEndpoint]
+
+
+class UpstreamPool:
+    """Keep-alive connections per origin, with bounds on idle count and time."""
+
+    _log = Logger()
+    max_idle_per_origin = 8
+    idle_timeout = 30.0
+
+    def __init__(
+        self,
+        reactor: IReactorTime,
+        connect_timeout: float = 10.0,
+        endpoint_factory: EndpointFactory | None = None,
+    ) -> None:
+        self._reactor = reactor
+        self.connect_timeout = connect_timeout
+        self._endpoint_factory = endpoint_factory or self._tcp_endpoint
+        self._idle: dict[Origin, list[UpstreamProtocol]] = {}
+        self._closing = False
+
+    def _tcp_endpoint(self, origin: Origin) -> IStreamClientEndpoint:
+        return HostnameEndpoint(self._reactor, origin.host, origin.port, timeout=self.connect_timeout)
+
+    def endpoint_for(self, origin: Origin) -> IStreamClientEndpoint:
+        """An endpoint to ``origin`` outside the pool (for tunnels)."""
+        return self._endpoint_factory(origin)
+
+    def acquire(self, origin: Origin) -> Deferred[tuple[UpstreamProtocol, bool]]:
+        """A connected protocol for ``origin`` and whether it is a reused one."""
+        idle = self._idle.get(origin)
+        while idle:
+            protocol = idle.pop()
+            self._cancel_idle_timer(protocol)
+            if protocol.connected:
+                return succeed((protocol, True))
+        factory = Factory.forProtocol(lambda: UpstreamProtocol(self, origin))
+        connecting = self._endpoint_factory(origin).connect(factory)
+        return connecting.addCallback(lambda protocol: (protocol, False))
+
+    def release(self, protocol: UpstreamProtocol) -> None:
+        """Return a connection whose last response ended cleanly and may persist."""
+        protocol.detach()
+        idle = self._idle.setdefault(protocol.origin, [])
+        if self._closing or not protocol.connected or len(idle) >= self.max_idle_per_origin:
+            protocol.transport.loseConnection()
+            return
+        idle.append(protocol)
+        protocol.idle_timer = self._reactor.callLater(
+            self.idle_timeout, self._expire, protocol
+        )
+
+    def discard(self, protocol: UpstreamProtocol) -> None:
+        """Close a connection that must not be reused."""
+        protocol.detach()
+        self.forget(protocol)
+        if protocol.connected:
+            protocol.transport.abortConnection()
+
+    def forget(self, protocol: UpstreamProtocol) -> None:
+        self._cancel_idle_timer(protocol)
+        idle = self._idle.get(protocol.origin)
+        if idle and protocol in idle:
+            idle.remove(protocol)
+
+    def _expire(self, protocol: UpstreamProtocol) -> None:
+        protocol.idle_timer = None
+        self.forget(protocol)
+        protocol.transport.loseConnection()
+
+    @staticmethod
+    def _cancel_idle_timer(protocol: UpstreamProtocol) -> None:
+        if protocol.idle_timer is not None and protocol.idle_timer.active():
+            protocol.idle_timer.cancel()
+        protocol.idle_timer = None
+
+    @property
+    def idle_count(self) -> int:
+        return sum(len(v) for v in self._idle.values())
+
+    def close(self) -> None:
+        """Close every idle connection and stop pooling."""
+        self._closing = True
+        for idle in list(self._idle.values()):
+            for protocol in list(idle):
+                self.forget(protocol)
+                protocol.transport.loseConnection()
+        self._idle.clear()

@@ -1,0 +1,193 @@
+"""The running server: wiring of store, sessions, proxy and control channel, and a
+graceful stop (stop accepting, let exchanges finish, flush every sink)."""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import os
+from dataclasses import dataclass, field
+from typing import Any, Sequence
+
+from twisted.application.service import MultiService
+from twisted.internet import error as ierror
+from twisted.internet.defer import Deferred, ensureDeferred
+from twisted.internet.endpoints import TCP4ServerEndpoint, TCP6ServerEndpoint, serverFromString
+from twisted.internet.interfaces import IListeningPort
+from twisted.logger import Logger
+
+from postcap._version import __version__
+from postcap.capture import Spooler
+from postcap.control.auth import load_or_create_token
+from postcap.control.dispatch import JSONRPCDispatcher
+from postcap.control.methods import ControlMethods, ProxyUnavailable
+from postcap.control.web import ControlRoot, RPCResource, control_site
+from postcap.proxy.server import ProxyFactory, ProxySettings
+from postcap.session import SessionManager
+from postcap.sinks.history import SQLiteHistoryStore
+
+
+@dataclass(slots=True)
+class PostcapConfig:
+    """Everything ``twistd postcap`` was told (see :mod:`postcap.tap`)."""
+
+    data_dir: str
+    port: int = 5555
+    interface: str = "0.0.0.0"
+    control: str = "tcp:5556:interface=127.0.0.1"
+    token_file: str | None = None
+    storage_path: str | None = None
+    proxy: ProxySettings = field(default_factory=ProxySettings)
+    ignore_hosts: Sequence[str] = ()
+    insecure_upstream: bool = False
+    drain_timeout: float = 10.0
+
+    @property
+    def token_path(self) -> str:
+        return self.token_file or os.path.join(self.data_dir, "control.token")
+
+    @property
+    def history_path(self) -> str:
+        return self.storage_path or os.path.join(self.data_dir, "history.sqlite3")
+
+
+class ProxyListener:
+    """The proxy's listening port, which ``proxy.enable``/``disable`` open and close."""
+
+    _log = Logger()
+
+    def __init__(self, reactor: Any, factory: ProxyFactory, port: int, interface: str) -> None:
+        self._reactor = reactor
+        self.factory = factory
+        self.port = port
+        self.interface = interface
+        self._listening: IListeningPort | None = None
+        self.ca_sha256: str | None = None
+
+    @property
+    def enabled(self) -> bool:
+        return self._listening is not None
+
+    def status(self) -> dict[str, Any]:
+        return {"enabled": self.enabled, "port": self.port, "ca_sha256": self.ca_sha256}
+
+    def _endpoint(self, port: int) -> Any:
+        if ipaddress.ip_address(self.interface).version == 6:
+            return TCP6ServerEndpoint(self._reactor, port, interface=self.interface)
+        return TCP4ServerEndpoint(self._reactor, port, interface=self.interface)
+
+    async def enable(self, port: int | None = None) -> None:
+        wanted = self.port if port is None else port
+        if self._listening is not None:
+            if wanted in (self.port, 0):
+                return
+            await self.disable()
+        try:
+            self._listening = await self._endpoint(wanted).listen(self.factory)
+        except ierror.CannotListenError as exc:
+            raise ProxyUnavailable(wanted, str(exc.socketError)) from exc
+        self.port = self._listening.getHost().port
+        self._log.info("proxy listening on {interface}:{port}", interface=self.interface, port=self.port)
+
+    async def disable(self) -> None:
+        listening, self._listening = self._listening, None
+        if listening is not None:
+            await listening.stopListening()
+            self._log.info("proxy stopped listening on port {port}", port=self.port)
+
+
+class PostcapService(MultiService):
+    """Starts everything in order and stops it gracefully."""
+
+    _log = Logger()
+
+    def __init__(self, config: PostcapConfig, reactor: Any = None) -> None:
+        super().__init__()
+        if reactor is None:
+            from twisted.internet import reactor as default_reactor
+
+            reactor = default_reactor
+        self.config = config
+        self.reactor = reactor
+        self.data_dir = config.data_dir
+        self.started_at = reactor.seconds()
+        self.token = load_or_create_token(config.token_path)
+        self.store = SQLiteHistoryStore(config.history_path, reactor=reactor)
+        self.sessions = SessionManager(reactor, self.store)
+        self.spooler = Spooler(reactor, os.path.join(config.data_dir, "spool"))
+        self.proxy_factory = ProxyFactory(reactor, config.proxy, self.sessions, spooler=self.spooler)
+        self.proxy = ProxyListener(reactor, self.proxy_factory, config.port, config.interface)
+        self.dispatcher = JSONRPCDispatcher()
+        ControlMethods(self, self.sessions, self.proxy).install(self.dispatcher)
+        self.control_port: IListeningPort | None = None
+        self.ready: Deferred[None] = Deferred()
+
+    def uptime_s(self) -> float:
+        return self.reactor.seconds() - self.started_at
+
+    def startService(self) -> None:
+        super().startService()
+        ensureDeferred(self._start()).addCallbacks(self.ready.callback, self._start_failed)
+
+    async def _start(self) -> None:
+        self.spooler.start()
+        recovered = await self.sessions.open()
+        for session_id in recovered:
+            self._log.info("session {session_id} was left active by a previous run; now stopped",
+                           session_id=session_id)
+        root = ControlRoot(lambda: self.token)
+        root.putChild(b"rpc", RPCResource(self.dispatcher))
+        site = control_site(root)
+        self.control_port = await serverFromString(self.reactor, self.config.control).listen(site)
+        await self.proxy.enable()
+        self._write_state_file()
+        control = self.control_port.getHost()
+        self._log.info(
+            "postcap {version} ready: proxy on {interface}:{port}, control on {control_host}:{control_port}, data in {data_dir}",
+            version=__version__,
+            interface=self.config.interface,
+            port=self.proxy.port,
+            control_host=getattr(control, "host", "?"),
+            control_port=getattr(control, "port", "?"),
+            data_dir=self.data_dir,
+        )
+
+    def _write_state_file(self) -> None:
+        """``DATA_DIR/server.json``: where this server listens, for scripts and postcapctl."""
+        control = self.control_port.getHost() if self.control_port is not None else None
+        state = {
+            "pid": os.getpid(),
+            "version": __version__,
+            "proxy": {"interface": self.config.interface, "port": self.proxy.port},
+            "control": {
+                "host": getattr(control, "host", None),
+                "port": getattr(control, "port", None),
+                "endpoint": self.config.control,
+            },
+        }
+        path = os.path.join(self.data_dir, "server.json")
+        with open(path + ".tmp", "w", encoding="utf-8") as handle:
+            json.dump(state, handle)
+        os.replace(path + ".tmp", path)
+
+    def _start_failed(self, failure: Any) -> None:
+        self._log.critical("postcap could not start: {message}", message=failure.getErrorMessage(),
+                           log_failure=failure)
+        self.ready.errback(failure)
+        self.reactor.addSystemEventTrigger("after", "shutdown", os._exit, 1)
+        self.reactor.stop()
+
+    def stopService(self) -> Deferred[None]:
+        super().stopService()
+        return ensureDeferred(self._stop())
+
+    async def _stop(self) -> None:
+        self._log.info("postcap stopping: draining connections")
+        await self.proxy.disable()
+        await self.proxy_factory.drain(self.config.drain_timeout)
+        self.proxy_factory.pool.close()
+        if self.control_port is not None:
+            await self.control_port.stopListening()
+        await self.sessions.close()
+        self.spooler.stop()
+        self._log.info("postcap stopped; history flushed")

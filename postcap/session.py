@@ -1,0 +1,257 @@
+"""Capture sessions: the lifecycle (``running ⇄ paused → stopped``) and the sink fan-out.
+
+:class:`SessionManager` is the proxy's :class:`~postcap.capture.Recorder`.  It
+decides per request whether the active session captures it (a
+:class:`~postcap.capture.CaptureTicket`), and hands each finished transaction
+to every registered :class:`~postcap.interfaces.ICaptureSink`.  A sink failure
+is logged and never reaches the proxy or the other sinks; forwarding never
+waits on persistence.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Callable, Mapping
+
+from twisted.internet.defer import Deferred, DeferredList, maybeDeferred
+from twisted.internet.interfaces import IReactorTime
+from twisted.logger import Logger
+from zope.interface.verify import verifyObject
+
+from postcap.capture import CaptureTicket
+from postcap.filters import CaptureFilter, validate_options
+from postcap.interfaces import ICaptureSink, IHistoryStore
+from postcap.model import SessionRecord, Transaction, new_id
+
+
+class SessionError(Exception):
+    """A session operation that the current state does not allow."""
+
+
+class SessionAlreadyActive(SessionError):
+    def __init__(self, active: SessionRecord) -> None:
+        super().__init__(f"session {active.id} is already {active.state}; stop it first")
+        self.active = active
+
+
+class InvalidSessionState(SessionError):
+    def __init__(self, record: SessionRecord, action: str) -> None:
+        super().__init__(f"cannot {action} session {record.id}: it is {record.state}")
+        self.record = record
+
+
+class SessionNotFound(SessionError):
+    def __init__(self, session_id: str | None) -> None:
+        super().__init__(
+            "no active session" if session_id is None else f"no session with id {session_id!r}"
+        )
+        self.session_id = session_id
+
+
+SessionListener = Callable[[str, SessionRecord], None]
+
+
+class SessionManager:
+    """Owns the one active session and fans transactions out to the sinks."""
+
+    _log = Logger()
+
+    def __init__(self, reactor: IReactorTime, store: IHistoryStore) -> None:
+        verifyObject(IHistoryStore, store)
+        self._reactor = reactor
+        self.store = store
+        self.sinks: list[ICaptureSink] = [store]
+        self.active: SessionRecord | None = None
+        self._filter: CaptureFilter | None = None
+        self._listeners: list[SessionListener] = []
+        #: Transactions handed to sinks and not yet finished by all of them.
+        self.in_flight = 0
+        self.observes_all = False
+
+    # -- wiring ------------------------------------------------------------------
+
+    def add_sink(self, sink: ICaptureSink) -> None:
+        verifyObject(ICaptureSink, sink)
+        self.sinks.append(sink)
+
+    def add_listener(self, listener: SessionListener) -> None:
+        """Call ``listener(event, record)`` on every lifecycle change."""
+        self._listeners.append(listener)
+
+    async def open(self) -> list[str]:
+        """Open the store and stop sessions a crash left running; their ids."""
+        await self.store.open()
+        return await self.store.recover_interrupted()
+
+    def now(self) -> float:
+        return self._reactor.seconds()
+
+    # -- the lifecycle --------------------------------------------------------------
+
+    async def start(self, options: Mapping[str, Any]) -> SessionRecord:
+        if self.active is not None:
+            raise SessionAlreadyActive(self.active)
+        validated = validate_options(options)
+        record = SessionRecord(
+            id=new_id(),
+            name=validated["name"],
+            source=validated["source"],
+            state="running",
+            started_at=self.now(),
+            stopped_at=None,
+            options=validated,
+        )
+        self._activate(record)
+        await self.store.save_session(record)
+        self._notify("started", record)
+        return record
+
+    async def pause(self, session_id: str | None = None) -> SessionRecord:
+        record = await self._require_active(session_id, "pause", ("running",))
+        return await self._change(record, "paused", state="paused")
+
+    async def resume(self, session_id: str | None = None) -> SessionRecord:
+        record = await self._require_active(session_id, "resume", ("paused",))
+        return await self._change(record, "resumed", state="running")
+
+    async def stop(self, session_id: str | None = None) -> SessionRecord:
+        record = await self._require_active(session_id, "stop", ("running", "paused"))
+        stopped = await self._change(record, "stopped", state="stopped", stopped_at=self.now())
+        self.active, self._filter = None, None
+        return stopped
+
+    async def clear(self, session_id: str | None = None) -> SessionRecord:
+        record = await self.get(self._resolve(session_id))
+        await self.store.clear_session(record.id)
+        return await self._change(record, "cleared", request_count=0, total_bytes=0)
+
+    async def update(self, session_id: str | None, changes: Mapping[str, Any]) -> SessionRecord:
+        record = await self.get(self._resolve(session_id))
+        validated = validate_options(changes, record.options)
+        return await self._change(
+            record,
+            "updated",
+            name=validated["name"],
+            source=validated["source"],
+            options=validated,
+        )
+
+    async def get(self, session_id: str) -> SessionRecord:
+        if self.active is not None and self.active.id == session_id:
+            return self.active
+        record = await self.store.get_session(session_id)
+        if record is None:
+            raise SessionNotFound(session_id)
+        return record
+
+    async def list(self, limit: int, offset: int) -> tuple[int, list[SessionRecord]]:
+        total, records = await self.store.list_sessions(limit, offset)
+        active = self.active
+        if active is not None:
+            records = [active if r.id == active.id else r for r in records]
+        return total, records
+
+    async def delete(self, session_id: str) -> bool:
+        if self.active is not None and self.active.id == session_id:
+            raise InvalidSessionState(self.active, "delete")
+        record = await self.get(session_id)
+        deleted = await self.store.delete_session(record.id)
+        if deleted:
+            self._notify("deleted", record)
+        return deleted
+
+    def _resolve(self, session_id: str | None) -> str:
+        if session_id is not None:
+            return session_id
+        if self.active is None:
+            raise SessionNotFound(None)
+        return self.active.id
+
+    async def _require_active(
+        self, session_id: str | None, action: str, states: tuple[str, ...]
+    ) -> SessionRecord:
+        record = await self.get(self._resolve(session_id))
+        if record.state not in states:
+            raise InvalidSessionState(record, action)
+        return record
+
+    async def _change(self, record: SessionRecord, event: str, **changes: Any) -> SessionRecord:
+        # Counters of the active session live here; take the newest values.
+        if self.active is not None and self.active.id == record.id:
+            record = self.active
+        updated = dataclasses.replace(record, **changes)
+        if self.active is not None and self.active.id == record.id:
+            self._activate(updated)
+        await self.store.save_session(updated)
+        self._notify(event, updated)
+        return updated
+
+    def _activate(self, record: SessionRecord) -> None:
+        self.active = record
+        self._filter = CaptureFilter.from_options(record.options)
+
+    def _notify(self, event: str, record: SessionRecord) -> None:
+        for listener in self._listeners:
+            with self._log.failuresHandled("session listener failed on {event}", event=event):
+                listener(event, record)
+
+    # -- the Recorder the proxy talks to ------------------------------------------------
+
+    def begin(self, method: str, url: str, source: str = "proxy") -> CaptureTicket | None:
+        active, capture_filter = self.active, self._filter
+        if active is None or capture_filter is None or active.state != "running":
+            return None
+        if active.source != source or not capture_filter.wants_request(method, url):
+            return None
+        return CaptureTicket(active.id, bool(active.options["save_responses"]), capture_filter)
+
+    def complete(self, ticket: CaptureTicket | None, transaction: Transaction) -> None:
+        active = self.active
+        if ticket is None or active is None or active.id != ticket.session_id:
+            transaction.discard_spools()
+            return
+        self.active = dataclasses.replace(
+            active,
+            request_count=active.request_count + 1,
+            total_bytes=active.total_bytes + transaction.request_bytes + transaction.response_bytes,
+            last_activity=transaction.started_at + transaction.duration_ms / 1000.0,
+        )
+        self._fan_out(transaction)
+
+    def _fan_out(self, transaction: Transaction) -> None:
+        self.in_flight += 1
+        waits: list[Deferred[Any]] = []
+        for sink in self.sinks:
+            done = maybeDeferred(sink.transactionCompleted, transaction)
+            done.addErrback(
+                lambda failure, name=sink.name: self._log.failure(
+                    "capture sink {sink} failed on transaction {txn_id}",
+                    failure,
+                    sink=name,
+                    txn_id=transaction.id,
+                )
+            )
+            waits.append(done)
+
+        def finished(_: object) -> None:
+            self.in_flight -= 1
+            transaction.discard_spools()
+
+        DeferredList(waits).addCallback(finished)
+
+    async def flush(self) -> None:
+        """Wait until every sink has made durable what it took."""
+        for sink in self.sinks:
+            try:
+                await maybeDeferred(sink.flush)
+            except Exception:
+                self._log.failure("capture sink {sink} failed to flush", sink=sink.name)
+
+    async def close(self) -> None:
+        """Flush and close every sink (the store last)."""
+        await self.flush()
+        for sink in reversed(self.sinks):
+            try:
+                await maybeDeferred(sink.close)
+            except Exception:
+                self._log.failure("capture sink {sink} failed to close", sink=sink.name)

@@ -1,0 +1,3 @@
+"""Capture sinks: where finished transactions go (history, collections, cookies, events)."""
+
+__all__: list[str] = []

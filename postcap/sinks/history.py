@@ -1,0 +1,844 @@
+"""The durable history: sessions and their transactions in SQLite.
+
+Writes are batched: :meth:`SQLiteHistoryStore.transactionCompleted` queues a
+transaction and a batch is committed ``batch_delay`` seconds later (or at once
+when ``batch_size`` are waiting) in one ``runInteraction``, which inserts the
+rows, the body copies and bumps the session's counters in the same SQL
+transaction.  Reads flush pending writes first, so they see every transaction
+already handed over.
+
+All SQL runs through one ``adbapi.ConnectionPool`` connection in one worker
+thread (several connections cause "database is locked"), never on the reactor
+thread.  The schema is versioned with ``PRAGMA user_version``: each entry of
+:data:`MIGRATIONS` brings it one version further, inside one SQL transaction.
+
+Layout: ``transactions`` holds one row per exchange with the summary columns
+and ``detail`` (the detail JSON without body texts); body copies live apart in
+``bodies`` so that list queries never touch BLOBs.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable, Sequence
+
+from twisted.enterprise import adbapi
+from twisted.internet.defer import Deferred, FirstError, fail, gatherResults, succeed
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from zope.interface import implementer
+
+from postcap.interfaces import IHistoryStore
+from postcap.model import Body, SessionRecord, Transaction, iso8601
+
+__all__ = ["MIGRATIONS", "HistoryStoreClosed", "SQLiteHistoryStore", "TransactionFilter"]
+
+#: An ``adbapi.Transaction``: a DB-API cursor bound to the pool's connection.
+Cursor = Any
+Migration = Callable[[Cursor], None]
+
+BODY_PARTS = ("request", "response")
+BUSY_TIMEOUT_MS = 5000
+_ID_CHUNK = 500  # ids per "IN (…)" clause, well under SQLite's variable limit
+
+_SESSION_COLUMNS = (
+    "id",
+    "name",
+    "source",
+    "state",
+    "started_at",
+    "stopped_at",
+    "options",
+    "request_count",
+    "total_bytes",
+    "last_activity",
+)
+_TRANSACTION_COLUMNS = (
+    "id",
+    "session_id",
+    "started_at",
+    "kind",
+    "method",
+    "url",
+    "host",
+    "status",
+    "duration_ms",
+    "request_bytes",
+    "response_bytes",
+    "content_type",
+    "error",
+    "detail",
+)
+_SUMMARY_COLUMNS = (
+    "id",
+    "session_id",
+    "started_at",
+    "method",
+    "url",
+    "host",
+    "status",
+    "duration_ms",
+    "request_bytes",
+    "response_bytes",
+    "content_type",
+    "error",
+)
+
+
+class HistoryStoreClosed(RuntimeError):
+    """The store was used after :meth:`SQLiteHistoryStore.close`."""
+
+
+class SchemaTooNew(RuntimeError):
+    """The database was written by a newer postcap; it is left untouched."""
+
+
+# --- schema -----------------------------------------------------------------
+
+_SCHEMA_1 = (
+    """
+    CREATE TABLE sessions (
+        id TEXT PRIMARY KEY,
+        name TEXT NOT NULL,
+        source TEXT NOT NULL,
+        state TEXT NOT NULL,
+        started_at REAL NOT NULL,
+        stopped_at REAL,
+        options TEXT NOT NULL DEFAULT '{}',
+        request_count INTEGER NOT NULL DEFAULT 0,
+        total_bytes INTEGER NOT NULL DEFAULT 0,
+        last_activity REAL
+    )
+    """,
+    "CREATE INDEX sessions_by_start ON sessions (started_at)",
+    """
+    CREATE TABLE transactions (
+        seq INTEGER PRIMARY KEY,
+        id TEXT NOT NULL UNIQUE,
+        session_id TEXT NOT NULL,
+        started_at REAL NOT NULL,
+        kind TEXT NOT NULL,
+        method TEXT NOT NULL,
+        url TEXT NOT NULL,
+        host TEXT NOT NULL,
+        status INTEGER,
+        duration_ms REAL NOT NULL,
+        request_bytes INTEGER NOT NULL,
+        response_bytes INTEGER NOT NULL,
+        content_type TEXT NOT NULL,
+        error TEXT,
+        detail TEXT NOT NULL
+    )
+    """,
+    "CREATE INDEX transactions_by_session ON transactions (session_id, seq)",
+    """
+    CREATE TABLE bodies (
+        transaction_id TEXT NOT NULL REFERENCES transactions (id) ON DELETE CASCADE,
+        part TEXT NOT NULL CHECK (part IN ('request', 'response')),
+        data BLOB NOT NULL,
+        PRIMARY KEY (transaction_id, part)
+    ) WITHOUT ROWID
+    """,
+)
+
+
+def _migration_1(cursor: Cursor) -> None:
+    """Create sessions, transactions and bodies."""
+    for statement in _SCHEMA_1:
+        cursor.execute(statement)
+
+
+#: Migration N (1-based) takes the schema from version N-1 to N.  Append only.
+MIGRATIONS: list[Migration] = [_migration_1]
+
+
+def _user_version(cursor: Cursor) -> int:
+    cursor.execute("PRAGMA user_version")
+    return int(cursor.fetchone()[0])
+
+
+def _migrate(cursor: Cursor, migrations: Sequence[Migration]) -> tuple[int, int]:
+    """Apply the missing migrations atomically; returns (old version, new version)."""
+    target = len(migrations)
+    current = _user_version(cursor)
+    if current > target:
+        raise SchemaTooNew(f"history schema version {current} is newer than {target}")
+    if current == target:
+        return current, current
+    cursor.execute("BEGIN IMMEDIATE")
+    current = _user_version(cursor)  # another process may have migrated meanwhile
+    for version in range(current + 1, target + 1):
+        migrations[version - 1](cursor)
+    cursor.execute(f"PRAGMA user_version = {int(target)}")
+    return current, target
+
+
+def _configure_connection(connection: Any) -> None:
+    """cp_openfun: per-connection pragmas."""
+    for pragma in (
+        "PRAGMA journal_mode=WAL",
+        "PRAGMA synchronous=NORMAL",
+        "PRAGMA foreign_keys=ON",
+        f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}",
+    ):
+        connection.execute(pragma)
+
+
+# --- rows <-> model -----------------------------------------------------------
+
+
+def _text(value: str) -> str:
+    """``value`` made storable as SQLite UTF-8 text (lone surrogates replaced)."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return value.encode("utf-8", "replace").decode("utf-8")
+    return value
+
+
+def _stored_detail(txn: Transaction) -> str:
+    """The detail JSON without body texts: everything but the body bytes."""
+    detail = txn.detail(b"", b"")
+    for part in BODY_PARTS:
+        message = detail[part]
+        if message is not None:
+            message["body"].pop("text")
+            message["body"].pop("encoding")
+    return json.dumps(detail, separators=(",", ":"))
+
+
+def _transaction_row(txn: Transaction) -> tuple[Any, ...]:
+    return (
+        txn.id,
+        txn.session_id,
+        txn.started_at,
+        txn.kind,
+        _text(txn.method),
+        _text(txn.url),
+        _text(txn.host),
+        txn.status,
+        txn.duration_ms,
+        txn.request_bytes,
+        txn.response_bytes,
+        _text(txn.content_type),
+        None if txn.error is None else _text(txn.error),
+        _stored_detail(txn),
+    )
+
+
+def _summary_from_row(row: Sequence[Any]) -> dict[str, Any]:
+    summary = dict(zip(_SUMMARY_COLUMNS, row))
+    summary["started_at"] = iso8601(summary["started_at"])
+    summary["duration_ms"] = round(summary["duration_ms"], 3)
+    return summary
+
+
+def _detail_from_row(detail_json: str, bodies: dict[str, bytes]) -> dict[str, Any]:
+    detail: dict[str, Any] = json.loads(detail_json)
+    for part in BODY_PARTS:
+        message = detail.get(part)
+        if message is not None:
+            stored = message["body"]
+            shape = Body(
+                size=stored["size"], captured=stored["captured"], truncated=stored["truncated"]
+            )
+            message["body"] = shape.to_json(bodies.get(part, b""))
+    return detail
+
+
+def _session_row(record: SessionRecord) -> tuple[Any, ...]:
+    return (
+        record.id,
+        record.name,
+        record.source,
+        record.state,
+        record.started_at,
+        record.stopped_at,
+        json.dumps(record.options),
+        record.request_count,
+        record.total_bytes,
+        record.last_activity,
+    )
+
+
+def _session_from_row(row: Sequence[Any]) -> SessionRecord:
+    values = dict(zip(_SESSION_COLUMNS, row))
+    values["options"] = json.loads(values["options"])
+    return SessionRecord(**values)
+
+
+def _marks(count: int) -> str:
+    return ",".join("?" * count)
+
+
+def _chunks(items: Sequence[str], size: int = _ID_CHUNK) -> Iterable[Sequence[str]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+# --- write interactions ---------------------------------------------------------
+
+
+@dataclass
+class _SessionDelta:
+    count: int = 0
+    size: int = 0
+    last_activity: float = float("-inf")
+
+    def add(self, txn: Transaction) -> None:
+        self.count += 1
+        self.size += txn.request_bytes + txn.response_bytes
+        self.last_activity = max(self.last_activity, txn.started_at + txn.duration_ms / 1000.0)
+
+
+@dataclass
+class _BatchReport:
+    """What a batch interaction hands back to the reactor thread for logging."""
+
+    stored: int = 0
+    duplicates: list[str] = field(default_factory=list)
+    unreadable: list[tuple[str, str, str]] = field(default_factory=list)
+
+
+def _captured_bodies(txn: Transaction) -> Iterable[tuple[str, Body]]:
+    yield "request", txn.request.body
+    if txn.response is not None:
+        yield "response", txn.response.body
+
+
+def _insert_bodies(cursor: Cursor, txn: Transaction, report: _BatchReport) -> None:
+    """Store the captured, non-empty body copies (reads spool files: pool thread only)."""
+    for part, body in _captured_bodies(txn):
+        if not body.captured:
+            continue
+        try:
+            data = body.read()
+        except OSError as problem:
+            report.unreadable.append((txn.id, part, str(problem)))
+            continue
+        if data:
+            cursor.execute(
+                "INSERT INTO bodies (transaction_id, part, data) VALUES (?, ?, ?)",
+                (txn.id, part, data),
+            )
+
+
+def _bump_sessions(cursor: Cursor, deltas: dict[str, _SessionDelta]) -> None:
+    for session_id, delta in deltas.items():
+        cursor.execute(
+            "UPDATE sessions SET request_count = request_count + ?,"
+            " total_bytes = total_bytes + ?,"
+            " last_activity = MAX(COALESCE(last_activity, ?), ?)"
+            " WHERE id = ?",
+            (delta.count, delta.size, delta.last_activity, delta.last_activity, session_id),
+        )
+
+
+def _insert_batch(cursor: Cursor, transactions: Sequence[Transaction]) -> _BatchReport:
+    """One SQL transaction: rows, bodies and session counters of a batch."""
+    report = _BatchReport()
+    deltas: dict[str, _SessionDelta] = {}
+    insert = (
+        f"INSERT OR IGNORE INTO transactions ({', '.join(_TRANSACTION_COLUMNS)})"
+        f" VALUES ({_marks(len(_TRANSACTION_COLUMNS))})"
+    )
+    for txn in transactions:
+        cursor.execute(insert, _transaction_row(txn))
+        if cursor.rowcount != 1:
+            report.duplicates.append(txn.id)
+            continue
+        _insert_bodies(cursor, txn, report)
+        deltas.setdefault(txn.session_id or "", _SessionDelta()).add(txn)
+        report.stored += 1
+    _bump_sessions(cursor, deltas)
+    return report
+
+
+def _upsert_session(cursor: Cursor, record: SessionRecord) -> None:
+    updates = ", ".join(f"{column} = excluded.{column}" for column in _SESSION_COLUMNS[1:])
+    cursor.execute(
+        f"INSERT INTO sessions ({', '.join(_SESSION_COLUMNS)})"
+        f" VALUES ({_marks(len(_SESSION_COLUMNS))})"
+        f" ON CONFLICT (id) DO UPDATE SET {updates}",
+        _session_row(record),
+    )
+
+
+def _update_session(
+    cursor: Cursor, session_id: str, changes: dict[str, Any]
+) -> SessionRecord | None:
+    unknown = set(changes) - set(_SESSION_COLUMNS[1:])
+    if unknown:
+        raise TypeError(f"not session fields: {', '.join(sorted(unknown))}")
+    if changes:
+        values = [json.dumps(v) if k == "options" else v for k, v in changes.items()]
+        assignments = ", ".join(f"{column} = ?" for column in changes)
+        cursor.execute(f"UPDATE sessions SET {assignments} WHERE id = ?", (*values, session_id))
+    return _select_session(cursor, session_id)
+
+
+def _delete_session_transactions(cursor: Cursor, session_id: str) -> None:
+    cursor.execute(
+        "DELETE FROM bodies WHERE transaction_id IN"
+        " (SELECT id FROM transactions WHERE session_id = ?)",
+        (session_id,),
+    )
+    cursor.execute("DELETE FROM transactions WHERE session_id = ?", (session_id,))
+
+
+def _delete_session(cursor: Cursor, session_id: str) -> bool:
+    _delete_session_transactions(cursor, session_id)
+    cursor.execute("DELETE FROM sessions WHERE id = ?", (session_id,))
+    return bool(cursor.rowcount)
+
+
+def _clear_session(cursor: Cursor, session_id: str) -> SessionRecord | None:
+    _delete_session_transactions(cursor, session_id)
+    cursor.execute(
+        "UPDATE sessions SET request_count = 0, total_bytes = 0, last_activity = NULL"
+        " WHERE id = ?",
+        (session_id,),
+    )
+    return _select_session(cursor, session_id)
+
+
+def _delete_transactions(cursor: Cursor, ids: Sequence[str]) -> int:
+    """Delete transactions by id, taking them off their sessions' counters."""
+    deleted = 0
+    for chunk in _chunks(list(dict.fromkeys(ids))):
+        marks = _marks(len(chunk))
+        cursor.execute(
+            "SELECT session_id, COUNT(*), SUM(request_bytes + response_bytes)"
+            f" FROM transactions WHERE id IN ({marks}) GROUP BY session_id",
+            chunk,
+        )
+        for session_id, count, size in cursor.fetchall():
+            cursor.execute(
+                "UPDATE sessions SET request_count = MAX(0, request_count - ?),"
+                " total_bytes = MAX(0, total_bytes - ?) WHERE id = ?",
+                (count, size, session_id),
+            )
+        cursor.execute(f"DELETE FROM bodies WHERE transaction_id IN ({marks})", chunk)
+        cursor.execute(f"DELETE FROM transactions WHERE id IN ({marks})", chunk)
+        deleted += cursor.rowcount
+    return deleted
+
+
+def _recover_interrupted(cursor: Cursor) -> list[str]:
+    live = "state IN ('running', 'paused')"
+    cursor.execute(f"SELECT id FROM sessions WHERE {live} ORDER BY started_at")
+    ids = [row[0] for row in cursor.fetchall()]
+    cursor.execute(
+        "UPDATE sessions SET state = 'stopped', stopped_at = COALESCE("
+        " last_activity,"
+        " (SELECT MAX(t.started_at + t.duration_ms / 1000.0) FROM transactions t"
+        "  WHERE t.session_id = sessions.id),"
+        f" started_at) WHERE {live}"
+    )
+    return ids
+
+
+# --- read interactions ------------------------------------------------------------
+
+
+def _select_session(cursor: Cursor, session_id: str) -> SessionRecord | None:
+    cursor.execute(
+        f"SELECT {', '.join(_SESSION_COLUMNS)} FROM sessions WHERE id = ?", (session_id,)
+    )
+    row = cursor.fetchone()
+    return None if row is None else _session_from_row(row)
+
+
+def _select_sessions(
+    cursor: Cursor, limit: int, offset: int
+) -> tuple[int, list[SessionRecord]]:
+    cursor.execute("SELECT COUNT(*) FROM sessions")
+    total = int(cursor.fetchone()[0])
+    cursor.execute(
+        f"SELECT {', '.join(_SESSION_COLUMNS)} FROM sessions"
+        " ORDER BY started_at DESC, id DESC LIMIT ? OFFSET ?",
+        (limit, offset),
+    )
+    return total, [_session_from_row(row) for row in cursor.fetchall()]
+
+
+def _like_pattern(text: str, prefix: str = "%", suffix: str = "%") -> str:
+    escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"{prefix}{escaped}{suffix}"
+
+
+def _status_range(status: int | str) -> tuple[int, int]:
+    """``404`` or ``"404"`` → (404, 404); ``"4xx"`` → (400, 499)."""
+    if isinstance(status, int):
+        return status, status
+    text = status.strip().lower()
+    if len(text) == 3 and text[0].isdigit() and text[1:] == "xx":
+        low = int(text[0]) * 100
+        return low, low + 99
+    if text.isdigit():
+        return int(text), int(text)
+    raise ValueError(f"status must be a code or a class like '2xx', not {status!r}")
+
+
+@dataclass(frozen=True, slots=True)
+class TransactionFilter:
+    """Optional narrowing of :meth:`SQLiteHistoryStore.list_transactions`.
+
+    ``query``: substring of the URL (case-insensitive for ASCII); ``method``:
+    exact, case-insensitive; ``status``: a code or a class such as ``"4xx"``;
+    ``domain``: the host or any subdomain of it.
+    """
+
+    session_id: str | None = None
+    query: str | None = None
+    method: str | None = None
+    status: int | str | None = None
+    domain: str | None = None
+
+    def where(self) -> tuple[str, list[Any]]:
+        clauses: list[str] = []
+        params: list[Any] = []
+        if self.session_id is not None:
+            clauses.append("session_id = ?")
+            params.append(self.session_id)
+        if self.query:
+            clauses.append("url LIKE ? ESCAPE '\\'")
+            params.append(_like_pattern(self.query))
+        if self.method:
+            clauses.append("method = ? COLLATE NOCASE")
+            params.append(self.method)
+        if self.status is not None:
+            clauses.append("status BETWEEN ? AND ?")
+            params.extend(_status_range(self.status))
+        if self.domain:
+            domain = self.domain.strip(".")
+            clauses.append("(host = ? COLLATE NOCASE OR host LIKE ? ESCAPE '\\')")
+            params.extend([domain, _like_pattern(domain, prefix="%.", suffix="")])
+        return (" WHERE " + " AND ".join(clauses) if clauses else ""), params
+
+
+def _select_summaries(
+    cursor: Cursor, where: TransactionFilter, limit: int, offset: int
+) -> tuple[int, list[dict[str, Any]]]:
+    clause, params = where.where()
+    cursor.execute(f"SELECT COUNT(*) FROM transactions{clause}", params)
+    total = int(cursor.fetchone()[0])
+    cursor.execute(
+        f"SELECT {', '.join(_SUMMARY_COLUMNS)} FROM transactions{clause}"
+        " ORDER BY seq LIMIT ? OFFSET ?",
+        (*params, limit, offset),
+    )
+    return total, [_summary_from_row(row) for row in cursor.fetchall()]
+
+
+def _select_bodies(cursor: Cursor, ids: Sequence[str]) -> dict[str, dict[str, bytes]]:
+    bodies: dict[str, dict[str, bytes]] = {}
+    for chunk in _chunks(ids):
+        cursor.execute(
+            "SELECT transaction_id, part, data FROM bodies"
+            f" WHERE transaction_id IN ({_marks(len(chunk))})",
+            chunk,
+        )
+        for transaction_id, part, data in cursor.fetchall():
+            bodies.setdefault(transaction_id, {})[part] = bytes(data)
+    return bodies
+
+
+def _select_detail(cursor: Cursor, transaction_id: str) -> dict[str, Any] | None:
+    cursor.execute("SELECT detail FROM transactions WHERE id = ?", (transaction_id,))
+    row = cursor.fetchone()
+    if row is None:
+        return None
+    bodies = _select_bodies(cursor, [transaction_id]).get(transaction_id, {})
+    return _detail_from_row(row[0], bodies)
+
+
+def _select_details(
+    cursor: Cursor, session_id: str, limit: int, offset: int
+) -> list[dict[str, Any]]:
+    cursor.execute(
+        "SELECT id, detail FROM transactions WHERE session_id = ?"
+        " ORDER BY seq LIMIT ? OFFSET ?",
+        (session_id, limit, offset),
+    )
+    rows = cursor.fetchall()
+    bodies = _select_bodies(cursor, [row[0] for row in rows])
+    return [_detail_from_row(detail, bodies.get(tid, {})) for tid, detail in rows]
+
+
+def _sql_limit(limit: int | None) -> int:
+    return -1 if limit is None else max(0, int(limit))
+
+
+# --- the store ----------------------------------------------------------------------
+
+
+@dataclass(eq=False)
+class _Batch:
+    """Transactions written together, and who waits for them."""
+
+    items: list[tuple[Transaction, Deferred[None]]]
+    observers: list[Deferred[None]] = field(default_factory=list)
+
+    def transactions(self) -> list[Transaction]:
+        return [txn for txn, _ in self.items]
+
+    def observe(self) -> Deferred[None]:
+        observer: Deferred[None] = Deferred()
+        self.observers.append(observer)
+        return observer
+
+    def settle(self, failure: Failure | None) -> None:
+        for waiter in [waiter for _, waiter in self.items] + self.observers:
+            if failure is None:
+                waiter.callback(None)
+            else:
+                waiter.errback(failure)
+
+
+def _first_failure(failure: Failure) -> Failure:
+    failure.trap(FirstError)
+    return failure.value.subFailure
+
+
+@implementer(IHistoryStore)
+class SQLiteHistoryStore:
+    """History of sessions and transactions in one SQLite file (see module docs).
+
+    ``reactor`` runs the pool's callbacks; ``clock`` (default: ``reactor``)
+    schedules batch writes.
+    """
+
+    name = "history"
+    _log = Logger()
+
+    def __init__(
+        self,
+        path: str,
+        reactor: Any = None,
+        batch_delay: float = 0.05,
+        batch_size: int = 500,
+        clock: IReactorTime | None = None,
+    ) -> None:
+        if reactor is None:
+            from twisted.internet import reactor as default_reactor
+
+            reactor = default_reactor
+        self.path = path
+        self.batch_delay = batch_delay
+        self.batch_size = max(1, batch_size)
+        self._clock: IReactorTime = clock if clock is not None else reactor
+        self._pool = adbapi.ConnectionPool(
+            "sqlite3",
+            path,
+            check_same_thread=False,
+            cp_min=1,
+            cp_max=1,
+            cp_openfun=_configure_connection,
+            cp_reactor=reactor,
+        )
+        self._pending: list[tuple[Transaction, Deferred[None]]] = []
+        self._inflight: list[_Batch] = []
+        self._timer: IDelayedCall | None = None
+        self._closing = False
+        self._closed = False
+        self._close_observers: list[Deferred[None]] = []
+
+    # ICaptureSink
+
+    def transactionCompleted(self, transaction: Transaction) -> Deferred[None]:
+        """Queue ``transaction``; fires once its batch is committed."""
+        if self._closed:
+            return fail(HistoryStoreClosed(self.path))
+        if transaction.session_id is None:
+            return succeed(None)
+        waiter: Deferred[None] = Deferred()
+        self._pending.append((transaction, waiter))
+        if len(self._pending) >= self.batch_size:
+            self._write_pending()
+        elif self._timer is None:
+            self._timer = self._clock.callLater(self.batch_delay, self._on_timer)
+        return waiter
+
+    def flush(self) -> Deferred[None]:
+        """Write what is pending; fires when every batch so far is committed.
+
+        Errbacks with the failure of a batch that could not be written.
+        """
+        self._write_pending()
+        observers = [batch.observe() for batch in self._inflight]
+        if not observers:
+            return succeed(None)
+        done = gatherResults(observers, consumeErrors=True)
+        return done.addCallbacks(lambda _: None, _first_failure)
+
+    def close(self) -> Deferred[None]:
+        """Write everything pending, then close the pool.  Idempotent."""
+        if self._closed:
+            return succeed(None)
+        observer: Deferred[None] = Deferred()
+        self._close_observers.append(observer)
+        if not self._closing:
+            self._closing = True
+            Deferred.fromCoroutine(self._close())
+        return observer
+
+    # IHistoryStore
+
+    def open(self) -> Deferred[None]:
+        """Create the schema or migrate it to the newest version."""
+        return Deferred.fromCoroutine(self._open())
+
+    def save_session(self, record: SessionRecord) -> Deferred[None]:
+        """Insert or replace every field of ``record`` (counters included)."""
+        return self._after_writes(_upsert_session, record)
+
+    def update_session(self, session_id: str, **changes: Any) -> Deferred[SessionRecord | None]:
+        """Change only the given fields; fires with the new record, or None."""
+        return self._after_writes(_update_session, session_id, changes)
+
+    def get_session(self, session_id: str) -> Deferred[SessionRecord | None]:
+        return self._after_writes(_select_session, session_id)
+
+    def list_sessions(
+        self, limit: int | None = None, offset: int = 0
+    ) -> Deferred[tuple[int, list[SessionRecord]]]:
+        """``(total, records)``, newest first."""
+        return self._after_writes(_select_sessions, _sql_limit(limit), max(0, int(offset)))
+
+    def delete_session(self, session_id: str) -> Deferred[bool]:
+        return self._after_writes(_delete_session, session_id)
+
+    def clear_session(self, session_id: str) -> Deferred[SessionRecord | None]:
+        """Delete the session's transactions, zero its counters; fires with the record."""
+        return self._after_writes(_clear_session, session_id)
+
+    def recover_interrupted(self) -> Deferred[list[str]]:
+        return self._after_writes(_recover_interrupted)
+
+    def list_transactions(
+        self,
+        session_id: str | None,
+        limit: int | None = None,
+        offset: int = 0,
+        *,
+        query: str | None = None,
+        method: str | None = None,
+        status: int | str | None = None,
+        domain: str | None = None,
+    ) -> Deferred[tuple[int, list[dict[str, Any]]]]:
+        """``(total, summaries)`` in capture order; ``session_id=None`` spans all sessions."""
+        where = TransactionFilter(session_id, query, method, status, domain)
+        return self._after_writes(
+            _select_summaries, where, _sql_limit(limit), max(0, int(offset))
+        )
+
+    def get_transaction(self, transaction_id: str) -> Deferred[dict[str, Any] | None]:
+        return self._after_writes(_select_detail, transaction_id)
+
+    def list_details(
+        self, session_id: str, limit: int | None = None, offset: int = 0
+    ) -> Deferred[list[dict[str, Any]]]:
+        """Full details (bodies included) in capture order, a page at a time (for exports)."""
+        return self._after_writes(
+            _select_details, session_id, _sql_limit(limit), max(0, int(offset))
+        )
+
+    def delete_transactions(self, ids: Sequence[str]) -> Deferred[int]:
+        """Delete transactions (and their sessions' counts); fires with the number deleted."""
+        return self._after_writes(_delete_transactions, list(ids))
+
+    # internals
+
+    async def _open(self) -> None:
+        self._ensure_open()
+        old, new = await self._pool.runInteraction(_migrate, list(MIGRATIONS))
+        self._log.info(
+            "History store {path} opened at schema version {version} (was {old_version})",
+            path=self.path,
+            version=new,
+            old_version=old,
+        )
+
+    def _ensure_open(self) -> None:
+        if self._closed:
+            raise HistoryStoreClosed(self.path)
+
+    def _after_writes(self, interaction: Callable[..., Any], *args: Any) -> Deferred[Any]:
+        return Deferred.fromCoroutine(self._run_after_writes(interaction, *args))
+
+    async def _run_after_writes(self, interaction: Callable[..., Any], *args: Any) -> Any:
+        self._ensure_open()
+        await self._settled()
+        self._ensure_open()
+        return await self._pool.runInteraction(interaction, *args)
+
+    def _settled(self) -> Deferred[None]:
+        """Like :meth:`flush`, but a failed batch (already logged) is not an error."""
+        return self.flush().addErrback(lambda _: None)
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        self._write_pending()
+
+    def _write_pending(self) -> None:
+        """Hand the pending transactions to the pool as one batch."""
+        if self._timer is not None:
+            if self._timer.active():
+                self._timer.cancel()
+            self._timer = None
+        if not self._pending:
+            return
+        batch = _Batch(self._pending)
+        self._pending = []
+        self._inflight.append(batch)
+        written = self._pool.runInteraction(_insert_batch, batch.transactions())
+        written.addCallbacks(
+            self._batch_written,
+            self._batch_failed,
+            callbackArgs=(batch,),
+            errbackArgs=(batch,),
+        )
+
+    def _batch_written(self, report: _BatchReport, batch: _Batch) -> None:
+        self._inflight.remove(batch)
+        self._log.debug(
+            "History batch written: {stored} of {batch_size} transactions stored",
+            stored=report.stored,
+            batch_size=len(batch.items),
+        )
+        for txn_id in report.duplicates:
+            self._log.warn(
+                "History already holds transaction {txn_id}; duplicate ignored", txn_id=txn_id
+            )
+        for txn_id, part, reason in report.unreadable:
+            self._log.error(
+                "History stored transaction {txn_id} without its {part} body: {reason}",
+                txn_id=txn_id,
+                part=part,
+                reason=reason,
+            )
+        batch.settle(None)
+
+    def _batch_failed(self, failure: Failure, batch: _Batch) -> None:
+        self._inflight.remove(batch)
+        self._log.failure(
+            "History batch of {batch_size} transactions could not be written",
+            failure,
+            batch_size=len(batch.items),
+            txn_ids=[txn.id for txn, _ in batch.items],
+        )
+        batch.settle(failure)
+
+    async def _close(self) -> None:
+        try:
+            while self._pending or self._inflight:
+                await self._settled()
+        finally:
+            self._closed = True
+            self._pool.close()
+            observers, self._close_observers = self._close_observers, []
+            for observer in observers:
+                observer.callback(None)

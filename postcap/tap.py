@@ -1,0 +1,186 @@
+"""``twistd postcap``: the command-line options and :func:`makeService`."""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import re
+import sys
+from typing import Any
+
+from twisted.python import usage
+
+from postcap._version import __version__
+
+DEFAULT_CONTROL = "tcp:5556:interface=127.0.0.1"
+DEFAULT_MAX_CAPTURE_BODY = 10 * 1024 * 1024
+
+
+def default_data_dir() -> str:
+    return os.environ.get("POSTCAP_HOME") or os.path.join(os.path.expanduser("~"), ".postcap")
+
+
+def _positive_float(value: str) -> float:
+    number = float(value)
+    if not number > 0:
+        raise ValueError("must be a positive number of seconds")
+    return number
+
+
+def _port(value: str) -> int:
+    number = int(value)
+    if not 0 <= number <= 65535:
+        raise ValueError("must be 0..65535")
+    return number
+
+
+def _non_negative_int(value: str) -> int:
+    number = int(value)
+    if number < 0:
+        raise ValueError("must be >= 0")
+    return number
+
+
+class Options(usage.Options):
+    """Options of ``twistd postcap`` (``twistd postcap --help`` lists them)."""
+
+    synopsis = "[options]"
+    longdesc = (
+        "postcap: a capture proxy. Point clients at the proxy port, drive capture "
+        "sessions through JSON-RPC on the control endpoint."
+    )
+
+    optParameters = [
+        ["port", None, 5555, "Proxy port (0 picks a free one).", _port],
+        ["interface", None, "0.0.0.0", "Proxy listen address (IPv4 or IPv6 literal)."],
+        ["control", None, DEFAULT_CONTROL,
+         "Twisted endpoint of the control channel (JSON-RPC, web page, CA download)."],
+        ["data-dir", None, None, "History, CA, control token, collections "
+         "[default: $POSTCAP_HOME or ~/.postcap]."],
+        ["token-file", None, None, "Bearer token file [default: DATA_DIR/control.token]."],
+        ["upstream-proxy", None, None, "Chain upstream connections through this HTTP proxy URL."],
+        ["max-capture-body", None, DEFAULT_MAX_CAPTURE_BODY,
+         "Bytes of each body kept in the capture (bodies still stream in full).",
+         _non_negative_int],
+        ["storage", None, None, "History store URL [default: sqlite:DATA_DIR/history.sqlite3]."],
+        ["upstream-timeout", None, 60.0,
+         "Seconds to wait on a silent upstream before answering 504.", _positive_float],
+        ["connect-timeout", None, 10.0, "Seconds to wait for an upstream connection (504).",
+         _positive_float],
+        ["header-timeout", None, 30.0, "Seconds a client has to send request headers (408).",
+         _positive_float],
+        ["idle-timeout", None, 120.0, "Seconds an idle keep-alive client connection stays open.",
+         _positive_float],
+        ["drain-timeout", None, 10.0, "Seconds in-flight exchanges get to finish on shutdown.",
+         _positive_float],
+    ]
+    optFlags = [
+        ["insecure-upstream", None, "Do not verify upstream TLS certificates."],
+    ]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self["allow"] = []
+        self["ignore-hosts"] = []
+
+    def opt_version(self) -> None:
+        """Print the postcap version and exit."""
+        print(f"postcap {__version__}")
+        sys.exit(0)
+
+    def opt_allow(self, cidr: str) -> None:
+        """Proxy clients allowed (CIDR, repeatable) [default: loopback and private ranges]."""
+        try:
+            self["allow"].append(ipaddress.ip_network(cidr, strict=False))
+        except ValueError as exc:
+            raise usage.UsageError(f"--allow {cidr!r}: {exc}")
+
+    def opt_ignore_hosts(self, pattern: str) -> None:
+        """CONNECT to hosts matching this regex are tunnelled blind (repeatable)."""
+        try:
+            re.compile(pattern)
+        except re.error as exc:
+            raise usage.UsageError(f"--ignore-hosts {pattern!r} is not a valid regular expression: {exc}")
+        self["ignore-hosts"].append(pattern)
+
+    def postOptions(self) -> None:
+        self["data-dir"] = os.path.abspath(self["data-dir"] or default_data_dir())
+        try:
+            ipaddress.ip_address(self["interface"])
+        except ValueError:
+            raise usage.UsageError(f"--interface {self['interface']!r} is not an IP address")
+        self["storage-path"] = storage_path(self["storage"], self["data-dir"])
+        if self["upstream-proxy"]:
+            self["upstream-proxy-origin"] = upstream_proxy_origin(self["upstream-proxy"])
+
+
+def storage_path(url: str | None, data_dir: str) -> str:
+    """The SQLite file of a ``--storage`` URL (``sqlite:PATH`` or ``sqlite:///PATH``)."""
+    if url is None:
+        return os.path.join(data_dir, "history.sqlite3")
+    scheme, colon, rest = url.partition(":")
+    if scheme != "sqlite" or not colon or not rest:
+        raise usage.UsageError(f"--storage {url!r}: only sqlite:PATH is supported")
+    if rest.startswith("///"):
+        rest = rest[2:]
+    elif rest.startswith("//"):
+        raise usage.UsageError(f"--storage {url!r}: use sqlite:PATH or sqlite:///ABSOLUTE/PATH")
+    return os.path.abspath(os.path.expanduser(rest))
+
+
+def upstream_proxy_origin(url: str) -> Any:
+    from postcap.proxy.framing import ProtocolError
+    from postcap.proxy.targets import parse_absolute_target
+
+    try:
+        target = parse_absolute_target(url.encode("ascii"))
+    except (ProtocolError, UnicodeEncodeError):
+        raise usage.UsageError(f"--upstream-proxy {url!r} is not an http://host:port URL")
+    if target.origin.scheme != "http":
+        raise usage.UsageError("--upstream-proxy must be an http:// proxy")
+    return target.origin
+
+
+def prepare_data_dir(path: str) -> None:
+    """Create the data dir (mode 0700) and check it is writable; exit with one line if not."""
+    try:
+        os.makedirs(path, mode=0o700, exist_ok=True)
+        probe = os.path.join(path, ".write-test")
+        with open(probe, "wb") as handle:
+            handle.write(b"ok")
+        os.unlink(probe)
+    except OSError as exc:
+        raise SystemExit(f"postcap: data dir {path} is not usable: {exc.strerror or exc}")
+
+
+def makeService(options: Options) -> Any:
+    from postcap.proxy.server import ProxySettings
+    from postcap.service import PostcapConfig, PostcapService
+
+    prepare_data_dir(options["data-dir"])
+    settings = ProxySettings(
+        max_capture_body=options["max-capture-body"],
+        upstream_timeout=options["upstream-timeout"],
+        connect_timeout=options["connect-timeout"],
+        header_timeout=options["header-timeout"],
+        idle_timeout=options["idle-timeout"],
+        upstream_proxy=options.get("upstream-proxy-origin"),
+    )
+    if options["allow"]:
+        settings.allow = list(options["allow"])
+    config = PostcapConfig(
+        data_dir=options["data-dir"],
+        port=options["port"],
+        interface=options["interface"],
+        control=options["control"],
+        token_file=options["token-file"],
+        storage_path=options["storage-path"],
+        proxy=settings,
+        ignore_hosts=tuple(options["ignore-hosts"]),
+        insecure_upstream=bool(options["insecure-upstream"]),
+        drain_timeout=options["drain-timeout"],
+    )
+    try:
+        return PostcapService(config)
+    except OSError as exc:
+        raise SystemExit(f"postcap: cannot start: {exc}")
