@@ -139,7 +139,7 @@ _SCHEMA_1 = (
         part TEXT NOT NULL CHECK (part IN ('request', 'response')),
         data BLOB NOT NULL,
         PRIMARY KEY (transaction_id, part)
-    ) WITHOUT ROWID
+    )
     """,
 )
 
