@@ -7,7 +7,7 @@ import ipaddress
 import json
 import os
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any
 
 from twisted.application.service import MultiService
 from twisted.internet import error as ierror
@@ -21,10 +21,12 @@ from postcap.capture import Spooler
 from postcap.control.auth import load_or_create_token
 from postcap.control.dispatch import JSONRPCDispatcher
 from postcap.control.methods import ControlMethods, ProxyUnavailable
-from postcap.control.web import ControlRoot, RPCResource, control_site
+from postcap.control.web import ControlRoot, RPCResource, StaticBytes, control_site
 from postcap.proxy.server import ProxyFactory, ProxySettings
 from postcap.session import SessionManager
 from postcap.sinks.history import SQLiteHistoryStore
+from postcap.tls.ca import load_or_create_ca
+from postcap.tls.minting import LeafMinter
 
 
 @dataclass(slots=True)
@@ -38,8 +40,6 @@ class PostcapConfig:
     token_file: str | None = None
     storage_path: str | None = None
     proxy: ProxySettings = field(default_factory=ProxySettings)
-    ignore_hosts: Sequence[str] = ()
-    insecure_upstream: bool = False
     drain_timeout: float = 10.0
 
     @property
@@ -115,10 +115,15 @@ class PostcapService(MultiService):
         self.store = SQLiteHistoryStore(config.history_path, reactor=reactor)
         self.sessions = SessionManager(reactor, self.store)
         self.spooler = Spooler(reactor, os.path.join(config.data_dir, "spool"))
-        self.proxy_factory = ProxyFactory(reactor, config.proxy, self.sessions, spooler=self.spooler)
+        self.ca = load_or_create_ca(os.path.join(config.data_dir, "ca"))
+        self.minter = LeafMinter(self.ca)
+        self.proxy_factory = ProxyFactory(
+            reactor, config.proxy, self.sessions, spooler=self.spooler, minter=self.minter
+        )
         self.proxy = ProxyListener(reactor, self.proxy_factory, config.port, config.interface)
+        self.proxy.ca_sha256 = self.ca.sha256
         self.dispatcher = JSONRPCDispatcher()
-        ControlMethods(self, self.sessions, self.proxy).install(self.dispatcher)
+        ControlMethods(self, self.sessions, self.proxy, self.ca).install(self.dispatcher)
         self.control_port: IListeningPort | None = None
         self.ready: Deferred[None] = Deferred()
 
@@ -137,6 +142,7 @@ class PostcapService(MultiService):
                            session_id=session_id)
         root = ControlRoot(lambda: self.token)
         root.putChild(b"rpc", RPCResource(self.dispatcher))
+        root.putChild(b"ca.pem", StaticBytes(self.ca.pem, b"application/x-pem-file"))
         site = control_site(root)
         self.control_port = await serverFromString(self.reactor, self.config.control).listen(site)
         await self.proxy.enable()

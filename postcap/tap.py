@@ -165,6 +165,8 @@ def makeService(options: Options) -> Any:
         header_timeout=options["header-timeout"],
         idle_timeout=options["idle-timeout"],
         upstream_proxy=options.get("upstream-proxy-origin"),
+        insecure_upstream=bool(options["insecure-upstream"]),
+        ignore_hosts=[re.compile(pattern) for pattern in options["ignore-hosts"]],
     )
     if options["allow"]:
         settings.allow = list(options["allow"])
@@ -176,8 +178,6 @@ def makeService(options: Options) -> Any:
         token_file=options["token-file"],
         storage_path=options["storage-path"],
         proxy=settings,
-        ignore_hosts=tuple(options["ignore-hosts"]),
-        insecure_upstream=bool(options["insecure-upstream"]),
         drain_timeout=options["drain-timeout"],
     )
     try:

@@ -24,6 +24,7 @@ from postcap.control.dispatch import (
     SessionActive,
 )
 from postcap.filters import OptionError
+from postcap.tls.ca import CertificateAuthority
 from postcap.session import (
     InvalidSessionState,
     SessionAlreadyActive,
@@ -91,10 +92,17 @@ def _translated(method: _M) -> _M:
 class ControlMethods:
     """The methods of the control channel, bound to the running server."""
 
-    def __init__(self, server: ServerFacts, sessions: SessionManager, proxy: ProxyControl) -> None:
+    def __init__(
+        self,
+        server: ServerFacts,
+        sessions: SessionManager,
+        proxy: ProxyControl,
+        ca: CertificateAuthority,
+    ) -> None:
         self.server = server
         self.sessions = sessions
         self.proxy = proxy
+        self.ca = ca
 
     def install(self, dispatcher: JSONRPCDispatcher) -> None:
         for name, method in self.methods().items():
@@ -117,6 +125,7 @@ class ControlMethods:
             "session.delete": self.session_delete,
             "request.list": self.request_list,
             "request.get": self.request_get,
+            "ca.get": self.ca_get,
         }
 
     # -- server and proxy ------------------------------------------------------------
@@ -130,6 +139,9 @@ class ControlMethods:
             "proxy": {"port": self.proxy.port, "enabled": self.proxy.enabled},
             "active_session": None if active is None else active.to_json(self.sessions.now()),
         }
+
+    async def ca_get(self) -> dict[str, Any]:
+        return self.ca.to_json()
 
     async def proxy_status(self) -> dict[str, Any]:
         return self.proxy.status()

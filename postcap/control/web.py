@@ -71,6 +71,22 @@ class RPCResource(Resource):
         return NOT_DONE_YET
 
 
+class StaticBytes(Resource):
+    """A small fixed document (e.g. ``GET /ca.pem``)."""
+
+    isLeaf = True
+
+    def __init__(self, body: bytes, content_type: bytes) -> None:
+        super().__init__()
+        self.body = body
+        self.content_type = content_type
+
+    def render_GET(self, request: Request) -> bytes:
+        request.setHeader(b"content-type", self.content_type)
+        request.setHeader(b"cache-control", b"no-store")
+        return self.body
+
+
 class UnauthorizedResource(Resource):
     isLeaf = True
 

@@ -129,7 +129,7 @@ class Exchange:
         self._pending_body: list[bytes] = []
         self._pending_end: list[bytes] | None = None
         self._timer: IDelayedCall | None = None
-        self._t_connected: float | None = None
+        self._connection: UpstreamProtocol | None = None
         self._t_connect_start: float | None = None
         self._t_head_sent: float | None = None
         self._t_request_sent: float | None = None
@@ -151,7 +151,7 @@ class Exchange:
             self.client.factory.pool.release(upstream)
             return
         self.upstream, self.upstream_reused = upstream, reused
-        self._t_connected = self.reactor.seconds()
+        self._connection = upstream  # kept after release, for its connect/TLS times
         upstream.attach(self, self.head.method)
         self.upstream_pauser = TransportPauser(upstream.transport)
         upstream.transport.write(self._upstream_request_head())
@@ -406,9 +406,12 @@ class Exchange:
             self.request_capture.drop()
             self.response_capture.drop()
         bodies: list[Deferred[Body]] = [self.request_capture.finish(), self.response_capture.finish()]
+        connection = None if self.upstream_reused else self._connection
+        connected_at = None if connection is None else connection.connected_at
+        handshake_at = None if connection is None else connection.handshake_at
         timings = Timings(
-            connect_ms=-1.0 if self.upstream_reused else _ms(self._t_connect_start, self._t_connected),
-            tls_ms=-1.0,
+            connect_ms=_ms(self._t_connect_start, connected_at),
+            tls_ms=_ms(connected_at, handshake_at),
             send_ms=_ms(self._t_head_sent, self._t_request_sent or self._t_head_sent),
             wait_ms=_ms(self._t_request_sent or self._t_head_sent, self._t_response_head),
             receive_ms=_ms(self._t_response_head, end if self.response_done else None),

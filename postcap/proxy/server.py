@@ -9,16 +9,17 @@ with a short plain-text body, and enforces the header and idle timeouts.
 from __future__ import annotations
 
 import ipaddress
+import re
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Callable, Sequence
+from typing import Sequence
 
 from twisted.internet.defer import Deferred, succeed
-from twisted.internet.endpoints import HostnameEndpoint
 from twisted.internet.interfaces import IAddress, IDelayedCall
 from twisted.internet.protocol import Protocol, ServerFactory
 from twisted.logger import Logger
 from twisted.python.failure import Failure
+from twisted.web.resource import Resource
 
 from postcap.capture import Recorder, Spooler
 from postcap.model import Address, TLSInfo
@@ -31,9 +32,12 @@ from postcap.proxy.framing import (
     ProtocolError,
     RequestHead,
 )
-from postcap.proxy.targets import parse_absolute_target, parse_connect_target
+from postcap.proxy.targets import Target, parse_absolute_target, parse_connect_target
 from postcap.proxy.tunnel import BlindTunnel
+from postcap.proxy.connector import UpstreamConnector
+from postcap.proxy.onboarding import ONBOARDING_HOST, serve_onboarding
 from postcap.proxy.upstream import Origin, UpstreamPool
+from postcap.tls.minting import InterceptingServerCreator, LeafMinter
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -75,6 +79,12 @@ class ProxySettings:
     )
     via: bytes = b"1.1 postcap"
     upstream_proxy: Origin | None = None
+    insecure_upstream: bool = False
+    #: CONNECT hosts matching any of these are tunnelled blind (``--ignore-hosts``).
+    ignore_hosts: Sequence[re.Pattern[str]] = ()
+
+    def ignores(self, host: str) -> bool:
+        return any(pattern.search(host) for pattern in self.ignore_hosts)
 
     def allows(self, host: str) -> bool:
         try:
@@ -84,6 +94,20 @@ class ProxySettings:
         if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
             address = address.ipv4_mapped
         return any(address in network for network in self.allow)
+
+
+def tls_info_of(transport: object) -> TLSInfo | None:
+    """The client's TLS connection to postcap, as the contract reports it."""
+    try:
+        connection = transport.getHandle()  # type: ignore[attr-defined]
+        sni = connection.get_servername()
+        return TLSInfo(
+            sni=None if sni is None else sni.decode("idna"),
+            version=connection.get_protocol_version_name(),
+            cipher=connection.get_cipher_name(),
+        )
+    except (AttributeError, UnicodeError):
+        return None
 
 
 def error_response(status: int, kind: str, message: str, keep_alive: bool) -> bytes:
@@ -113,6 +137,8 @@ class ProxyServerProtocol(Protocol):
         self.exchange: Exchange | None = None
         self.tunnel: BlindTunnel | None = None
         self.tls_info: TLSInfo | None = None
+        #: Set once a CONNECT is intercepted: requests then arrive in origin-form over TLS.
+        self.intercepted: Origin | None = None
         self.client_address = Address("", 0)
         self._wait_timer: IDelayedCall | None = None
         self._waiting_for_header = False
@@ -193,19 +219,37 @@ class ProxyServerProtocol(Protocol):
 
     def _start(self, head: RequestHead) -> None:
         if head.method == b"CONNECT":
+            if self.intercepted is not None:
+                self.send_error(400, "bad-request", "CONNECT inside an intercepted tunnel", keep_alive=False)
+                return
             self._start_connect(head)
             return
         try:
-            target = parse_absolute_target(head.target)
+            target = self._target(head)
         except ProtocolError as exc:
             self.send_error(exc.status, "bad-request", exc.reason, keep_alive=False)
             return
-        if target.origin.scheme != "http":
+        if target.origin.host == ONBOARDING_HOST:
+            serve_onboarding(self, head, target)
+            return
+        if target.origin.scheme != "http" and self.intercepted is None:
             self.send_error(501, "unsupported", "https:// URLs must be sent through CONNECT", keep_alive=False)
             return
+        if self.intercepted is not None and self.tls_info is None:
+            self.tls_info = tls_info_of(self.transport)
         ticket = self.factory.recorder.begin(head.method.decode("latin-1"), target.url)
         self.exchange = Exchange(self, head, target, ticket)
         self.exchange.start()
+
+    def _target(self, head: RequestHead) -> Target:
+        """Where the request goes: its absolute URL, or inside an intercepted tunnel the
+        tunnel's origin with the origin-form path."""
+        if self.intercepted is None:
+            return parse_absolute_target(head.target)
+        if head.target.startswith(b"/"):
+            return Target(self.intercepted, head.target)
+        absolute = parse_absolute_target(head.target)
+        return Target(self.intercepted, absolute.path)
 
     def _start_connect(self, head: RequestHead) -> None:
         try:
@@ -213,8 +257,24 @@ class ProxyServerProtocol(Protocol):
         except ProtocolError as exc:
             self.send_error(exc.status, "bad-request", exc.reason, keep_alive=False)
             return
-        self.tunnel = BlindTunnel(self, head, origin)
-        self.tunnel.start(self.parser.take_buffered())
+        minter = self.factory.minter
+        if minter is None or self.factory.settings.ignores(origin.host):
+            self.tunnel = BlindTunnel(self, head, origin)
+            self.tunnel.start(self.parser.take_buffered())
+            return
+        self._intercept(head, origin, minter)
+
+    def _intercept(self, head: RequestHead, origin: Origin, minter: LeafMinter) -> None:
+        """Answer the CONNECT, terminate the client's TLS here and go on parsing
+        the requests inside it."""
+        early = self.parser.take_buffered()
+        self.transport.write(b"HTTP/1.1 200 Connection established\r\n\r\n")
+        self.intercepted = origin
+        self.transport.startTLS(InterceptingServerCreator(minter, origin.host))
+        self.parser = MessageParser(is_request=True)
+        self._await_request()
+        if early:
+            self.transport.protocol.dataReceived(early)
 
     # -- answering ------------------------------------------------------------------
 
@@ -295,28 +355,35 @@ class ProxyFactory(ServerFactory):
         recorder: Recorder,
         pool: UpstreamPool | None = None,
         spooler: Spooler | None = None,
+        minter: LeafMinter | None = None,
+        onboarding: Resource | None = None,
     ) -> None:
         self.reactor = reactor
         self.settings = settings
         self.recorder = recorder
-        self.pool = pool or UpstreamPool(
-            reactor, settings.connect_timeout, endpoint_factory=self._via_upstream_proxy()
-        )
+        if pool is None:
+            connector = UpstreamConnector(
+                reactor,
+                settings.connect_timeout,
+                insecure=settings.insecure_upstream,
+                upstream_proxy=settings.upstream_proxy,
+            )
+            pool = UpstreamPool(
+                reactor,
+                settings.connect_timeout,
+                endpoint_factory=connector.endpoint,
+                tunnel_endpoint_factory=connector.tunnel_endpoint,
+            )
+        self.pool = pool
         self.spooler = spooler
+        #: Mints certificates for intercepted hosts; None tunnels every CONNECT blind.
+        self.minter = minter
+        self.onboarding = onboarding
         self.connections: set[ProxyServerProtocol] = set()
         self.errors: Counter[str] = Counter()
         self.refused = 0
         self.draining = False
         self._drained: list[Deferred[None]] = []
-
-    def _via_upstream_proxy(self) -> "Callable[[Origin], HostnameEndpoint] | None":
-        """With ``--upstream-proxy``, every plain-HTTP connection goes to that proxy."""
-        chained = self.settings.upstream_proxy
-        if chained is None:
-            return None
-        return lambda origin: HostnameEndpoint(
-            self.reactor, chained.host, chained.port, timeout=self.settings.connect_timeout
-        )
 
     def buildProtocol(self, addr: IAddress) -> Protocol | None:
         host = getattr(addr, "host", "")

@@ -12,14 +12,21 @@ from dataclasses import dataclass
 from typing import Callable, Protocol as TypingProtocol
 
 from twisted.internet import error as ierror
-from twisted.internet.defer import Deferred, succeed
+from twisted.internet.defer import Deferred, maybeDeferred, succeed
 from twisted.internet.endpoints import HostnameEndpoint
-from twisted.internet.interfaces import IDelayedCall, IReactorTime, IStreamClientEndpoint
+from twisted.internet.interfaces import (
+    IDelayedCall,
+    IHandshakeListener,
+    IReactorTime,
+    IStreamClientEndpoint,
+)
 from twisted.internet.protocol import Factory, Protocol
 from twisted.logger import Logger
 from twisted.python.failure import Failure
+from zope.interface import implementer
 
 from postcap.proxy.framing import Event, MessageParser, ProtocolError
+from postcap.tls.client import describe_tls_failure
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,6 +77,7 @@ class ResponseListener(TypingProtocol):
     def upstream_failed(self, error: UpstreamError) -> None: ...
 
 
+@implementer(IHandshakeListener)
 class UpstreamProtocol(Protocol):
     """One upstream connection; serves one exchange at a time."""
 
@@ -83,9 +91,18 @@ class UpstreamProtocol(Protocol):
         self.requests_served = 0
         self.connected = False
         self.idle_timer: IDelayedCall | None = None
+        self.connected_at: float | None = None
+        self.handshake_at: float | None = None
+        #: Why certificate verification failed, in words (set by the TLS verify callback).
+        self.tls_verify_error: str | None = None
 
     def connectionMade(self) -> None:
         self.connected = True
+        self.connected_at = self.pool.now()
+
+    def handshakeCompleted(self) -> None:
+        """IHandshakeListener: the upstream TLS handshake finished."""
+        self.handshake_at = self.pool.now()
 
     def attach(self, listener: ResponseListener, method: bytes) -> None:
         self.listener = listener
@@ -125,6 +142,10 @@ class UpstreamProtocol(Protocol):
             events = []
         if events:
             listener.upstream_events(events)
+        elif self.origin.scheme == "https" and self.handshake_at is None:
+            listener.upstream_failed(
+                UpstreamError(502, "tls", describe_tls_failure(reason, self.tls_verify_error))
+            )
         else:
             listener.upstream_failed(
                 UpstreamError(502, "closed", "upstream closed the connection before the response ended")
@@ -146,19 +167,24 @@ class UpstreamPool:
         reactor: IReactorTime,
         connect_timeout: float = 10.0,
         endpoint_factory: EndpointFactory | None = None,
+        tunnel_endpoint_factory: EndpointFactory | None = None,
     ) -> None:
         self._reactor = reactor
         self.connect_timeout = connect_timeout
         self._endpoint_factory = endpoint_factory or self._tcp_endpoint
+        self._tunnel_endpoint_factory = tunnel_endpoint_factory or self._endpoint_factory
         self._idle: dict[Origin, list[UpstreamProtocol]] = {}
         self._closing = False
 
     def _tcp_endpoint(self, origin: Origin) -> IStreamClientEndpoint:
         return HostnameEndpoint(self._reactor, origin.host, origin.port, timeout=self.connect_timeout)
 
+    def now(self) -> float:
+        return self._reactor.seconds()
+
     def endpoint_for(self, origin: Origin) -> IStreamClientEndpoint:
-        """An endpoint to ``origin`` outside the pool (for tunnels)."""
-        return self._endpoint_factory(origin)
+        """A raw endpoint to ``origin`` outside the pool (for tunnels)."""
+        return self._tunnel_endpoint_factory(origin)
 
     def acquire(self, origin: Origin) -> Deferred[tuple[UpstreamProtocol, bool]]:
         """A connected protocol for ``origin`` and whether it is a reused one."""
@@ -169,7 +195,7 @@ class UpstreamPool:
             if protocol.connected:
                 return succeed((protocol, True))
         factory = Factory.forProtocol(lambda: UpstreamProtocol(self, origin))
-        connecting = self._endpoint_factory(origin).connect(factory)
+        connecting = maybeDeferred(lambda: self._endpoint_factory(origin).connect(factory))
         return connecting.addCallback(lambda protocol: (protocol, False))
 
     def release(self, protocol: UpstreamProtocol) -> None:

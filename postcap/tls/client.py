@@ -1,0 +1,136 @@
+"""Upstream TLS: verified by default (system trust store, ``SSL_CERT_FILE``,
+service-identity hostname checks), or not at all with ``--insecure-upstream``.
+
+A verification failure is turned into words a person understands ("certificate
+has expired", "self-signed certificate", "hostname mismatch") and the proxy
+answers 502 with them.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from typing import Any
+
+from OpenSSL import SSL
+from twisted.internet import ssl
+from twisted.internet.interfaces import IOpenSSLClientConnectionCreator
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from service_identity import CertificateError, VerificationError
+from service_identity.cryptography import verify_certificate_hostname, verify_certificate_ip_address
+from zope.interface import implementer
+
+_log = Logger()
+
+# OpenSSL X509_V_ERR_* codes and what they mean to a person.
+VERIFY_ERRORS = {
+    2: "the issuer certificate could not be found",
+    7: "the certificate signature is invalid",
+    9: "the certificate is not yet valid",
+    10: "the certificate has expired",
+    18: "the certificate is self-signed and not trusted",
+    19: "a self-signed certificate in the chain is not trusted",
+    20: "the certificate was issued by an unknown or untrusted CA",
+    21: "the certificate chain could not be verified",
+    23: "the certificate has been revoked",
+    24: "an intermediate CA certificate is invalid",
+    26: "the certificate is not meant for TLS servers",
+    62: "the certificate does not match the host name",
+    64: "the certificate does not match the IP address",
+}
+
+
+@implementer(IOpenSSLClientConnectionCreator)
+class VerifyingClientCreator:
+    """Verify the chain against the platform trust store (``SSL_CERT_FILE`` honoured)
+    and the leaf against the host name with service-identity; offer only http/1.1
+    by ALPN.  Why verification failed is left, in words, on the wrapped protocol's
+    ``tls_verify_error`` for the 502 the proxy answers with."""
+
+    def __init__(self, hostname: str) -> None:
+        self.hostname = hostname
+        self._is_ip = _is_ip(hostname)
+        options = ssl.CertificateOptions(
+            trustRoot=ssl.platformTrust(),
+            acceptableProtocols=[b"http/1.1"],
+            raiseMinimumTo=ssl.TLSVersion.TLSv1_2,
+        )
+        self._context = options.getContext()
+
+    def clientConnectionForTLS(self, tlsProtocol: Any) -> SSL.Connection:
+        connection = SSL.Connection(self._context, None)
+        connection.set_app_data(tlsProtocol)
+        if not self._is_ip:
+            connection.set_tlsext_host_name(self.hostname.encode("idna"))
+        connection.set_verify(SSL.VERIFY_PEER | SSL.VERIFY_FAIL_IF_NO_PEER_CERT, self._verify)
+        connection.set_connect_state()
+        return connection
+
+    def _verify(self, connection: SSL.Connection, cert: Any, errno: int, depth: int, ok: int) -> bool:
+        try:
+            if not ok:
+                reason = VERIFY_ERRORS.get(errno, f"OpenSSL verification error {errno}")
+                _note_failure(connection, reason if depth == 0 else f"{reason} (certificate {depth} in the chain)")
+                return False
+            if depth == 0:
+                leaf = cert.to_cryptography()
+                try:
+                    if self._is_ip:
+                        verify_certificate_ip_address(leaf, self.hostname)
+                    else:
+                        verify_certificate_hostname(leaf, self.hostname)
+                except (VerificationError, CertificateError) as exc:
+                    _note_failure(connection, f"the certificate is not valid for {self.hostname!r} (host name mismatch)")
+                    return False
+            return True
+        except Exception:  # an exception inside an OpenSSL callback would be lost
+            _log.failure("verifying the upstream certificate failed")
+            return False
+
+
+def _note_failure(connection: SSL.Connection, reason: str) -> None:
+    protocol = getattr(connection.get_app_data(), "wrappedProtocol", None)
+    if protocol is not None and getattr(protocol, "tls_verify_error", None) is None:
+        protocol.tls_verify_error = reason
+
+
+def verified_creator(hostname: str) -> IOpenSSLClientConnectionCreator:
+    return VerifyingClientCreator(hostname)
+
+
+@implementer(IOpenSSLClientConnectionCreator)
+class InsecureClientCreator:
+    """``--insecure-upstream``: TLS with SNI and ALPN, no certificate checks."""
+
+    def __init__(self, hostname: str) -> None:
+        self.hostname = hostname
+        context = SSL.Context(SSL.TLS_METHOD)
+        context.set_min_proto_version(SSL.TLS1_2_VERSION)
+        context.set_verify(SSL.VERIFY_NONE, lambda *args: True)
+        context.set_alpn_protos([b"http/1.1"])
+        self._context = context
+
+    def clientConnectionForTLS(self, tlsProtocol: Any) -> SSL.Connection:
+        connection = SSL.Connection(self._context, None)
+        connection.set_app_data(tlsProtocol)
+        if not _is_ip(self.hostname):
+            connection.set_tlsext_host_name(self.hostname.encode("idna"))
+        connection.set_connect_state()
+        return connection
+
+
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
+
+
+def describe_tls_failure(failure: Failure, recorded: str | None) -> str:
+    """The 502 text for a TLS connection to upstream that failed before any response."""
+    if recorded:
+        return f"upstream certificate could not be verified: {recorded}"
+    if failure.check(SSL.Error):
+        return f"TLS handshake with upstream failed: {failure.getErrorMessage()}"
+    return f"TLS connection to upstream failed: {failure.getErrorMessage()}"
