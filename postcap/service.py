@@ -6,6 +6,8 @@ from __future__ import annotations
 import ipaddress
 import json
 import os
+import signal
+import threading
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -132,6 +134,7 @@ class PostcapService(MultiService):
 
     def startService(self) -> None:
         super().startService()
+        self.reactor.callWhenRunning(self._handle_sigterm)
         ensureDeferred(self._start()).addCallbacks(self.ready.callback, self._start_failed)
 
     async def _start(self) -> None:
@@ -157,6 +160,18 @@ class PostcapService(MultiService):
             control_port=getattr(control, "port", "?"),
             data_dir=self.data_dir,
         )
+
+    def _handle_sigterm(self) -> None:
+        """SIGTERM is the normal way to stop a server: drain, flush and exit 0 (twistd
+        would otherwise re-raise the signal and die with it)."""
+        if threading.current_thread() is not threading.main_thread():
+            return
+
+        def stop(signum: int, frame: object) -> None:
+            self._log.info("SIGTERM received; stopping gracefully")
+            self.reactor.callFromThread(self.reactor.stop)
+
+        signal.signal(signal.SIGTERM, stop)
 
     def _write_state_file(self) -> None:
         """``DATA_DIR/server.json``: where this server listens, for scripts and postcapctl."""
