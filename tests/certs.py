@@ -29,7 +29,7 @@ class CertPair:
 
 
 @dataclass(frozen=True)
-class TestPKI:
+class OriginPKI:
     ca_cert: str  # the origin CA, to be trusted via SSL_CERT_FILE
     good: CertPair  # localhost + 127.0.0.1, signed by the CA
     expired: CertPair
@@ -110,7 +110,7 @@ def _write(directory: str, stem: str, pair: tuple[x509.Certificate, ec.EllipticC
     return CertPair(cert_path, key_path)
 
 
-def make_test_pki(directory: str) -> TestPKI:
+def make_test_pki(directory: str) -> OriginPKI:
     os.makedirs(directory, exist_ok=True)
     ca = _ca("postcap test origin CA")
     other_ca = _ca("untrusted test CA")
@@ -118,7 +118,7 @@ def make_test_pki(directory: str) -> TestPKI:
     with open(ca_path, "wb") as handle:
         handle.write(ca[0].public_bytes(serialization.Encoding.PEM))
     hosts = ["localhost", "127.0.0.1"]
-    return TestPKI(
+    return OriginPKI(
         ca_cert=ca_path,
         good=_write(directory, "good", _leaf(hosts, ca)),
         expired=_write(directory, "expired", _leaf(hosts, ca, NOW - 10 * DAY, NOW - 2 * DAY)),
