@@ -4,7 +4,9 @@
 http://example.test/path`` answered ``200`` with a small JSON body, captured
 bodies, timings); every field can be overridden by keyword.
 ``make_session()`` does the same for a :class:`~postcap.model.SessionRecord`.
-:class:`MemorySink` is the reference in-memory capture sink.
+:class:`MemorySink` is the reference in-memory capture sink and
+:class:`MemoryHistoryStore` the reference in-memory history store (every
+Deferred already fired: drive it with ``successResultOf`` under a ``Clock``).
 """
 
 from __future__ import annotations
@@ -27,10 +29,11 @@ from postcap.model import (
     Transaction,
     new_id,
 )
-from postcap.sinks.memory import MemorySink
+from postcap.sinks.memory import MemoryHistoryStore, MemorySink
 
 __all__ = [
     "DEFAULT_SESSION_ID",
+    "MemoryHistoryStore",
     "MemorySink",
     "body",
     "default_session_options",

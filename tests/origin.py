@@ -37,8 +37,7 @@ import zlib
 from typing import Any, Callable
 from urllib.parse import parse_qsl, urlsplit
 
-from twisted.internet import reactor as _global_reactor
-from twisted.internet.interfaces import IDelayedCall, IPullProducer, IReactorTCP, IReactorTime
+from twisted.internet.interfaces import IDelayedCall, IPullProducer, IReactorTime
 from twisted.logger import (
     FilteringLogObserver,
     LogLevel,
@@ -68,11 +67,15 @@ def _png_1x1() -> bytes:
 
     def chunk(kind: bytes, data: bytes) -> bytes:
         body = kind + data
-        return struct.pack(">I", len(data)) + body + struct.pack(">I", zlib.crc32(body) & 0xFFFFFFFF)
+        return (
+            struct.pack(">I", len(data)) + body + struct.pack(">I", zlib.crc32(body) & 0xFFFFFFFF)
+        )
 
     header = struct.pack(">IIBBBBB", 1, 1, 8, 2, 0, 0, 0)  # 8-bit RGB
     pixels = zlib.compress(b"\x00\xff\x00\x00")  # filter byte + one RGB pixel
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", pixels) + chunk(b"IEND", b"")
+    return (
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", pixels) + chunk(b"IEND", b"")
+    )
 
 
 PNG = _png_1x1()
@@ -309,7 +312,11 @@ class OriginResource(Resource):
         request.setHeader(b"content-type", b"text/plain")
         request.setHeader(b"content-length", b"1000")
         request.write(b"c" * 100)
-        request.channel.transport.loseConnection()
+        transport = request.channel.transport
+        # The channel is registered as the transport's producer; TLS would wait for it
+        # to go before shutting down, so take it away first.
+        transport.unregisterProducer()
+        transport.loseConnection()
         return NOT_DONE_YET
 
     def cookies_set(self, request: Request) -> bytes:
@@ -371,19 +378,24 @@ class QuietSite(Site):
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--tls", nargs=2, metavar=("CERT", "KEY"), help="serve TLS with this certificate and key")
+    parser.add_argument(
+        "--tls", nargs=2, metavar=("CERT", "KEY"), help="serve TLS with this certificate and key"
+    )
     parser.add_argument("--port", type=int, default=0, help="port to bind (default: any free port)")
     args = parser.parse_args(argv)
 
     globalLogBeginner.beginLoggingTo(
         [
             FilteringLogObserver(
-                textFileLogObserver(sys.stderr), [LogLevelFilterPredicate(defaultLogLevel=LogLevel.warn)]
+                textFileLogObserver(sys.stderr),
+                [LogLevelFilterPredicate(defaultLogLevel=LogLevel.warn)],
             )
         ],
         redirectStandardIO=False,
     )
-    reactor: Any = _global_reactor
+    from twisted.internet import reactor as _reactor  # installed only when run as a program
+
+    reactor: Any = _reactor
     site = QuietSite(OriginResource(reactor))
     site.displayTracebacks = False
     if args.tls:
@@ -393,10 +405,14 @@ def main(argv: list[str] | None = None) -> int:
         context = ssl.DefaultOpenSSLContextFactory(key, cert)
         port = reactor.listenSSL(args.port, site, context, interface="127.0.0.1")
     else:
-        tcp: IReactorTCP = reactor
-        port = tcp.listenTCP(args.port, site, interface="127.0.0.1")
-    sys.stdout.write(f"READY {port.getHost().port}\n")
-    sys.stdout.flush()
+        port = reactor.listenTCP(args.port, site, interface="127.0.0.1")
+
+    def ready() -> None:
+        # After startup, so the SIGTERM/SIGINT handlers are in place once READY is read.
+        sys.stdout.write(f"READY {port.getHost().port}\n")
+        sys.stdout.flush()
+
+    reactor.callWhenRunning(ready)
     reactor.run()  # SIGTERM and SIGINT stop the reactor
     return 0
 

@@ -84,12 +84,16 @@ def rejection(chunks: Sequence[bytes], is_request: bool = True, method: bytes = 
 
 
 class FramingTestCase(SynchronousTestCase):
-    def assertRejected(self, data: bytes, status: int, is_request: bool = True, method: bytes = b"GET") -> None:
+    def assertRejected(
+        self, data: bytes, status: int, is_request: bool = True, method: bytes = b"GET"
+    ) -> None:
         """``data`` is refused with ``status`` whether fed at once or byte by byte."""
         self.assertEqual(rejection([data], is_request, method), status, data[:200])
         self.assertEqual(rejection(bytewise(data), is_request, method), status, data[:200])
 
-    def assertSameBytewise(self, data: bytes, is_request: bool = True, method: bytes = b"GET") -> list[Event]:
+    def assertSameBytewise(
+        self, data: bytes, is_request: bool = True, method: bytes = b"GET"
+    ) -> list[Event]:
         """Parse at once and byte by byte, assert the same events, return them merged."""
         whole = merge(parse(data, is_request, method))
         self.assertEqual(merge(parse_split(data, is_request, method)), whole)
@@ -106,7 +110,12 @@ class RequestTests(FramingTestCase):
             events,
             [
                 RequestHead(
-                    b"GET", URL, b"HTTP/1.1", [(b"Host", b"example.com"), (b"Accept", b"*/*")], "none", 0
+                    b"GET",
+                    URL,
+                    b"HTTP/1.1",
+                    [(b"Host", b"example.com"), (b"Accept", b"*/*")],
+                    "none",
+                    0,
                 ),
                 EndOfMessage([]),
             ],
@@ -114,20 +123,37 @@ class RequestTests(FramingTestCase):
 
     def test_header_case_order_and_ows(self) -> None:
         [head, _] = parse(
-            request_bytes([b"X-B:  two\t ", b"x-a:one", b"X-B: three", b"Empty:", b"Obs: caf\xc3\xa9\tx"])
+            request_bytes(
+                [b"X-B:  two\t ", b"x-a:one", b"X-B: three", b"Empty:", b"Obs: caf\xc3\xa9\tx"]
+            )
         )
         assert isinstance(head, RequestHead)
         self.assertEqual(
             head.headers,
-            [(b"X-B", b"two"), (b"x-a", b"one"), (b"X-B", b"three"), (b"Empty", b""), (b"Obs", b"caf\xc3\xa9\tx")],
+            [
+                (b"X-B", b"two"),
+                (b"x-a", b"one"),
+                (b"X-B", b"three"),
+                (b"Empty", b""),
+                (b"Obs", b"caf\xc3\xa9\tx"),
+            ],
         )
 
     def test_content_length(self) -> None:
-        data = request_bytes([b"Host: a", b"Content-Length: 5"], b"hello", start=b"POST " + URL + b" HTTP/1.1")
+        data = request_bytes(
+            [b"Host: a", b"Content-Length: 5"], b"hello", start=b"POST " + URL + b" HTTP/1.1"
+        )
         self.assertEqual(
             parse(data),
             [
-                RequestHead(b"POST", URL, b"HTTP/1.1", [(b"Host", b"a"), (b"Content-Length", b"5")], "length", 5),
+                RequestHead(
+                    b"POST",
+                    URL,
+                    b"HTTP/1.1",
+                    [(b"Host", b"a"), (b"Content-Length", b"5")],
+                    "length",
+                    5,
+                ),
                 Data(b"hello"),
                 EndOfMessage([]),
             ],
@@ -137,12 +163,17 @@ class RequestTests(FramingTestCase):
         events = parse(request_bytes([b"Content-Length: 0"], start=b"POST " + URL + b" HTTP/1.1"))
         self.assertEqual(
             events,
-            [RequestHead(b"POST", URL, b"HTTP/1.1", [(b"Content-Length", b"0")], "length", 0), EndOfMessage([])],
+            [
+                RequestHead(b"POST", URL, b"HTTP/1.1", [(b"Content-Length", b"0")], "length", 0),
+                EndOfMessage([]),
+            ],
         )
 
     def test_content_length_body_in_pieces(self) -> None:
         parser = MessageParser(is_request=True)
-        [head] = parser.feed(request_bytes([b"Content-Length: 10"], start=b"PUT " + URL + b" HTTP/1.1"))
+        [head] = parser.feed(
+            request_bytes([b"Content-Length: 10"], start=b"PUT " + URL + b" HTTP/1.1")
+        )
         assert isinstance(head, RequestHead)
         self.assertEqual((head.framing, head.length), ("length", 10))
         self.assertEqual(parser.feed(b"01234"), [Data(b"01234")])
@@ -160,17 +191,24 @@ class RequestTests(FramingTestCase):
     def test_chunked_with_extensions_and_trailers(self) -> None:
         body = (
             b"5;name=value\r\nhello\r\n"
-            b"6 ; ext ;q=\"x\"\r\n world\r\n"
+            b'6 ; ext ;q="x"\r\n world\r\n'
             b"A\t;e\r\n0123456789\r\n"
             b"0;last\r\nX-Checksum: abc\r\nx-other:  1 \r\n\r\n"
         )
-        data = request_bytes([b"Host: a", b"Transfer-Encoding: chunked"], body, start=b"POST " + URL + b" HTTP/1.1")
+        data = request_bytes(
+            [b"Host: a", b"Transfer-Encoding: chunked"], body, start=b"POST " + URL + b" HTTP/1.1"
+        )
         events = parse(data)
         self.assertEqual(
             events,
             [
                 RequestHead(
-                    b"POST", URL, b"HTTP/1.1", [(b"Host", b"a"), (b"Transfer-Encoding", b"chunked")], "chunked", 0
+                    b"POST",
+                    URL,
+                    b"HTTP/1.1",
+                    [(b"Host", b"a"), (b"Transfer-Encoding", b"chunked")],
+                    "chunked",
+                    0,
                 ),
                 Data(b"hello"),
                 Data(b" world"),
@@ -182,21 +220,27 @@ class RequestTests(FramingTestCase):
 
     def test_chunked_without_trailers_and_case(self) -> None:
         data = request_bytes(
-            [b"transfer-encoding: Chunked"], b"b\r\nhello world\r\n0\r\n\r\n", start=b"POST " + URL + b" HTTP/1.1"
+            [b"transfer-encoding: Chunked"],
+            b"b\r\nhello world\r\n0\r\n\r\n",
+            start=b"POST " + URL + b" HTTP/1.1",
         )
         events = self.assertSameBytewise(data)
         self.assertEqual(events[1:], [Data(b"hello world"), EndOfMessage([])])
 
     def test_chunk_size_sixteen_hex_digits(self) -> None:
         data = request_bytes(
-            [b"Transfer-Encoding: chunked"], b"0000000000000003\r\nabc\r\n0\r\n\r\n", start=b"POST / HTTP/1.1"
+            [b"Transfer-Encoding: chunked"],
+            b"0000000000000003\r\nabc\r\n0\r\n\r\n",
+            start=b"POST / HTTP/1.1",
         )
         self.assertEqual(parse(data)[1:], [Data(b"abc"), EndOfMessage([])])
 
     def test_bytewise_equals_one_feed(self) -> None:
         messages = [
             request_bytes(),
-            request_bytes([b"Content-Length: 11"], b"hello world", start=b"POST " + URL + b" HTTP/1.1"),
+            request_bytes(
+                [b"Content-Length: 11"], b"hello world", start=b"POST " + URL + b" HTTP/1.1"
+            ),
             request_bytes(
                 [b"Transfer-Encoding: chunked"],
                 b"3;x=1\r\nabc\r\n2\r\nde\r\n0\r\nT: v\r\n\r\n",
@@ -261,12 +305,19 @@ class RequestTests(FramingTestCase):
 
     def test_connect_take_buffered(self) -> None:
         parser = MessageParser(is_request=True)
-        events = parser.feed(b"CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n\x16\x03\x01")
+        events = parser.feed(
+            b"CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n\x16\x03\x01"
+        )
         self.assertEqual(
             events,
             [
                 RequestHead(
-                    b"CONNECT", b"example.com:443", b"HTTP/1.1", [(b"Host", b"example.com:443")], "none", 0
+                    b"CONNECT",
+                    b"example.com:443",
+                    b"HTTP/1.1",
+                    [(b"Host", b"example.com:443")],
+                    "none",
+                    0,
                 ),
                 EndOfMessage([]),
             ],
@@ -313,7 +364,12 @@ class ResponseTests(FramingTestCase):
             parse(data, is_request=False),
             [
                 ResponseHead(
-                    b"HTTP/1.1", 200, b"OK", [(b"Content-Type", b"text/plain"), (b"Content-Length", b"5")], "length", 5
+                    b"HTTP/1.1",
+                    200,
+                    b"OK",
+                    [(b"Content-Type", b"text/plain"), (b"Content-Length", b"5")],
+                    "length",
+                    5,
                 ),
                 Data(b"hello"),
                 EndOfMessage([]),
@@ -322,12 +378,17 @@ class ResponseTests(FramingTestCase):
         self.assertSameBytewise(data, is_request=False)
 
     def test_chunked(self) -> None:
-        data = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n4;a=b\r\nwiki\r\n5\r\npedia\r\n0\r\nEtag: x\r\n\r\n"
+        data = (
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+            b"4;a=b\r\nwiki\r\n5\r\npedia\r\n0\r\nEtag: x\r\n\r\n"
+        )
         events = self.assertSameBytewise(data, is_request=False)
         self.assertEqual(
             events,
             [
-                ResponseHead(b"HTTP/1.1", 200, b"OK", [(b"Transfer-Encoding", b"chunked")], "chunked", 0),
+                ResponseHead(
+                    b"HTTP/1.1", 200, b"OK", [(b"Transfer-Encoding", b"chunked")], "chunked", 0
+                ),
                 Data(b"wikipedia"),
                 EndOfMessage([(b"Etag", b"x")]),
             ],
@@ -338,9 +399,14 @@ class ResponseTests(FramingTestCase):
         events = parser.feed(b"HTTP/1.0 200 OK\r\nServer: old\r\n\r\nsome ")
         self.assertEqual(
             events,
-            [ResponseHead(b"HTTP/1.0", 200, b"OK", [(b"Server", b"old")], "close", 0), Data(b"some ")],
+            [
+                ResponseHead(b"HTTP/1.0", 200, b"OK", [(b"Server", b"old")], "close", 0),
+                Data(b"some "),
+            ],
         )
-        self.assertEqual(parser.feed(b"body\r\n\r\nHTTP/1.1 200 OK"), [Data(b"body\r\n\r\nHTTP/1.1 200 OK")])
+        self.assertEqual(
+            parser.feed(b"body\r\n\r\nHTTP/1.1 200 OK"), [Data(b"body\r\n\r\nHTTP/1.1 200 OK")]
+        )
         self.assertEqual(parser.feed_eof(), [EndOfMessage([])])
         self.assertEqual(parser.feed_eof(), [])
 
@@ -350,7 +416,9 @@ class ResponseTests(FramingTestCase):
         self.assertEqual(parser.feed_eof(), [EndOfMessage([])])
 
     def test_transfer_coding_not_chunked_is_close_delimited(self) -> None:
-        [head, data] = parse(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\nContent-Length: 3\r\n\r\nxyz", False)
+        [head, data] = parse(
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\nContent-Length: 3\r\n\r\nxyz", False
+        )
         assert isinstance(head, ResponseHead)
         self.assertEqual(head.framing, "close")
         self.assertEqual(data, Data(b"xyz"))
@@ -380,13 +448,24 @@ class ResponseTests(FramingTestCase):
         events = parser.continue_after_informational()
         self.assertEqual(
             events,
-            [ResponseHead(b"HTTP/1.1", 103, b"Early Hints", [(b"Link", b"</style.css>; rel=preload")], "none", 0)],
+            [
+                ResponseHead(
+                    b"HTTP/1.1",
+                    103,
+                    b"Early Hints",
+                    [(b"Link", b"</style.css>; rel=preload")],
+                    "none",
+                    0,
+                )
+            ],
         )
         events = parser.continue_after_informational()
         self.assertEqual(
             events,
             [
-                ResponseHead(b"HTTP/1.1", 201, b"Created", [(b"Content-Length", b"2")], "length", 2),
+                ResponseHead(
+                    b"HTTP/1.1", 201, b"Created", [(b"Content-Length", b"2")], "length", 2
+                ),
                 Data(b"ok"),
                 EndOfMessage([]),
             ],
@@ -400,7 +479,10 @@ class ResponseTests(FramingTestCase):
         events = parser.feed(b"HTTP/1.1 200 OK\r\nContent-Length: 1234\r\n\r\n")
         self.assertEqual(
             events,
-            [ResponseHead(b"HTTP/1.1", 200, b"OK", [(b"Content-Length", b"1234")], "none", 0), EndOfMessage([])],
+            [
+                ResponseHead(b"HTTP/1.1", 200, b"OK", [(b"Content-Length", b"1234")], "none", 0),
+                EndOfMessage([]),
+            ],
         )
         events = parse(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n", False, b"HEAD")
         self.assertEqual(events[1:], [EndOfMessage([])])
@@ -411,12 +493,20 @@ class ResponseTests(FramingTestCase):
             events = parse(data, is_request=False)
             self.assertEqual(
                 events,
-                [ResponseHead(b"HTTP/1.1", status, reason, [(b"Content-Length", b"10")], "none", 0), EndOfMessage([])],
+                [
+                    ResponseHead(
+                        b"HTTP/1.1", status, reason, [(b"Content-Length", b"10")], "none", 0
+                    ),
+                    EndOfMessage([]),
+                ],
             )
 
     def test_next_response_with_method(self) -> None:
         parser = MessageParser(is_request=False)
-        parser.feed(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nokHTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\n")
+        parser.feed(
+            b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+            b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\n"
+        )
         self.assertEqual(parser.buffered, len(b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\n"))
         events = parser.next(b"HEAD")
         self.assertEqual(events[1:], [EndOfMessage([])])
@@ -432,7 +522,9 @@ class ResponseTests(FramingTestCase):
     def test_reason_with_spaces_and_odd_status(self) -> None:
         [head] = parse(b"HTTP/1.1 599 Very Odd Reason\r\n\r\n", is_request=False)
         assert isinstance(head, ResponseHead)
-        self.assertEqual((head.status, head.reason, head.framing), (599, b"Very Odd Reason", "close"))
+        self.assertEqual(
+            (head.status, head.reason, head.framing), (599, b"Very Odd Reason", "close")
+        )
 
     def test_bare_lf_tolerated_in_responses(self) -> None:
         data = b"HTTP/1.0 200 OK\nContent-Type: text/plain\nContent-Length: 4\n\nbody"
@@ -441,7 +533,12 @@ class ResponseTests(FramingTestCase):
             events,
             [
                 ResponseHead(
-                    b"HTTP/1.0", 200, b"OK", [(b"Content-Type", b"text/plain"), (b"Content-Length", b"4")], "length", 4
+                    b"HTTP/1.0",
+                    200,
+                    b"OK",
+                    [(b"Content-Type", b"text/plain"), (b"Content-Length", b"4")],
+                    "length",
+                    4,
                 ),
                 Data(b"body"),
                 EndOfMessage([]),
@@ -455,7 +552,9 @@ class ResponseTests(FramingTestCase):
         self.assertEqual(
             events,
             [
-                ResponseHead(b"HTTP/1.0", 200, b"OK", [(b"Content-Type", b"text/plain")], "close", 0),
+                ResponseHead(
+                    b"HTTP/1.0", 200, b"OK", [(b"Content-Type", b"text/plain")], "close", 0
+                ),
                 Data(b"body\r\n\r\nmore"),
             ],
         )
@@ -480,9 +579,13 @@ class ResponseTests(FramingTestCase):
 
     def test_invalid_content_length_is_502(self) -> None:
         for value in (b"abc", b"5, 6", b"-1", b"0x10", b""):
-            self.assertRejected(b"HTTP/1.1 200 OK\r\nContent-Length: " + value + b"\r\n\r\n", 502, is_request=False)
+            self.assertRejected(
+                b"HTTP/1.1 200 OK\r\nContent-Length: " + value + b"\r\n\r\n", 502, is_request=False
+            )
         self.assertRejected(
-            b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n", 502, is_request=False
+            b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n",
+            502,
+            is_request=False,
         )
 
     def test_oversized_response_head_is_502(self) -> None:
@@ -599,8 +702,21 @@ class RejectionTests(FramingTestCase):
             self.assertRejected(request_bytes(headers, b"hello", start=b"POST / HTTP/1.1"), 400)
 
     def test_invalid_content_length(self) -> None:
-        for value in (b"abc", b"+5", b"-1", b"0x10", b"5 5", b"", b"1e3", b"5.0", b"9" * 19, b"\xd9\xa5"):
-            self.assertRejected(request_bytes([b"Content-Length: " + value], start=b"POST / HTTP/1.1"), 400)
+        for value in (
+            b"abc",
+            b"+5",
+            b"-1",
+            b"0x10",
+            b"5 5",
+            b"",
+            b"1e3",
+            b"5.0",
+            b"9" * 19,
+            b"\xd9\xa5",
+        ):
+            self.assertRejected(
+                request_bytes([b"Content-Length: " + value], start=b"POST / HTTP/1.1"), 400
+            )
 
     def test_obfuscated_transfer_encoding(self) -> None:
         for value in (
@@ -621,27 +737,37 @@ class RejectionTests(FramingTestCase):
             b"chunk ed",
             b"",
         ):
-            data = request_bytes([b"Transfer-Encoding: " + value], b"0\r\n\r\n", start=b"POST / HTTP/1.1")
+            data = request_bytes(
+                [b"Transfer-Encoding: " + value], b"0\r\n\r\n", start=b"POST / HTTP/1.1"
+            )
             self.assertRejected(data, 400)
         two = request_bytes(
-            [b"Transfer-Encoding: chunked", b"Transfer-Encoding: chunked"], b"0\r\n\r\n", start=b"POST / HTTP/1.1"
+            [b"Transfer-Encoding: chunked", b"Transfer-Encoding: chunked"],
+            b"0\r\n\r\n",
+            start=b"POST / HTTP/1.1",
         )
         self.assertRejected(two, 400)
-        spaced_name = request_bytes([b"Transfer-Encoding : chunked"], b"0\r\n\r\n", start=b"POST / HTTP/1.1")
+        spaced_name = request_bytes(
+            [b"Transfer-Encoding : chunked"], b"0\r\n\r\n", start=b"POST / HTTP/1.1"
+        )
         self.assertRejected(spaced_name, 400)
 
     def test_transfer_encoding_optional_whitespace_accepted(self) -> None:
         # Spaces and tabs around a field value are OWS (RFC 9110 §5.5), not part of it;
         # the proxy re-frames the body itself, so nothing downstream sees the original.
         for value in (b"chunked ", b" chunked", b"\tchunked\t", b"CHUNKED"):
-            data = request_bytes([b"Transfer-Encoding:" + value], b"0\r\n\r\n", start=b"POST / HTTP/1.1")
+            data = request_bytes(
+                [b"Transfer-Encoding:" + value], b"0\r\n\r\n", start=b"POST / HTTP/1.1"
+            )
             [head, end] = parse(data)
             assert isinstance(head, RequestHead)
             self.assertEqual(head.framing, "chunked")
             self.assertEqual(end, EndOfMessage([]))
 
     def test_transfer_encoding_in_http10(self) -> None:
-        data = request_bytes([b"Transfer-Encoding: chunked"], b"0\r\n\r\n", start=b"POST / HTTP/1.0")
+        data = request_bytes(
+            [b"Transfer-Encoding: chunked"], b"0\r\n\r\n", start=b"POST / HTTP/1.0"
+        )
         self.assertRejected(data, 400)
 
     def test_obs_fold(self) -> None:
@@ -720,7 +846,9 @@ class RejectionTests(FramingTestCase):
             b"1\t\x0b",
         ):
             data = request_bytes(
-                [b"Transfer-Encoding: chunked"], size_line + b"\r\na\r\n0\r\n\r\n", start=b"POST / HTTP/1.1"
+                [b"Transfer-Encoding: chunked"],
+                size_line + b"\r\na\r\n0\r\n\r\n",
+                start=b"POST / HTTP/1.1",
             )
             self.assertRejected(data, 400)
 
@@ -729,22 +857,36 @@ class RejectionTests(FramingTestCase):
         head = request_bytes([b"Transfer-Encoding: chunked"], start=b"POST / HTTP/1.1")
         ok_line = b"1;" + b"e" * (limit - 2)
         self.assertEqual(len(ok_line), limit)
-        for chunks in ([head + ok_line + b"\r\na\r\n0\r\n\r\n"], [head, ok_line + b"\r", b"\na\r\n0\r\n\r\n"]):
+        for chunks in (
+            [head + ok_line + b"\r\na\r\n0\r\n\r\n"],
+            [head, ok_line + b"\r", b"\na\r\n0\r\n\r\n"],
+        ):
             events = merge(feed_all(MessageParser(is_request=True), chunks))
             self.assertEqual(events[1:], [Data(b"a"), EndOfMessage([])])
         long_line = ok_line + b"e"
-        for chunks in ([head + long_line + b"\r\na\r\n0\r\n\r\n"], [head, long_line + b"\r", b"\n"], [head, long_line + b"e"]):
+        for chunks in (
+            [head + long_line + b"\r\na\r\n0\r\n\r\n"],
+            [head, long_line + b"\r", b"\n"],
+            [head, long_line + b"e"],
+        ):
             self.assertEqual(rejection(chunks), 400)
 
     def test_chunk_data_without_crlf(self) -> None:
-        for body in (b"5\r\nhelloXX0\r\n\r\n", b"5\r\nhello\n0\r\n\r\n", b"5\r\nhello\r0\r\n\r\n", b"3\r\nhello\r\n"):
+        for body in (
+            b"5\r\nhelloXX0\r\n\r\n",
+            b"5\r\nhello\n0\r\n\r\n",
+            b"5\r\nhello\r0\r\n\r\n",
+            b"3\r\nhello\r\n",
+        ):
             data = request_bytes([b"Transfer-Encoding: chunked"], body, start=b"POST / HTTP/1.1")
             self.assertRejected(data, 400)
 
     def test_bad_trailers(self) -> None:
         for trailer in (b" folded", b"Bad Name: x", b"X: a\x00", b"X: a\rb", b"nocolon"):
             data = request_bytes(
-                [b"Transfer-Encoding: chunked"], b"0\r\n" + trailer + b"\r\n\r\n", start=b"POST / HTTP/1.1"
+                [b"Transfer-Encoding: chunked"],
+                b"0\r\n" + trailer + b"\r\n\r\n",
+                start=b"POST / HTTP/1.1",
             )
             self.assertRejected(data, 400)
 
@@ -755,7 +897,11 @@ class RejectionTests(FramingTestCase):
 
     def test_error_carries_reason(self) -> None:
         try:
-            parse(request_bytes([b"Content-Length: 1", b"Transfer-Encoding: chunked"], start=b"POST / HTTP/1.1"))
+            parse(
+                request_bytes(
+                    [b"Content-Length: 1", b"Transfer-Encoding: chunked"], start=b"POST / HTTP/1.1"
+                )
+            )
         except ProtocolError as exc:
             self.assertEqual(exc.status, 400)
             self.assertIn("Transfer-Encoding", exc.reason)
@@ -788,7 +934,12 @@ class HeaderHelperTests(SynchronousTestCase):
         ]
         self.assertEqual(
             end_to_end(headers),
-            [(b"Host", b"example.com"), (b"Accept", b"*/*"), (b"accept", b"text/html"), (b"X-Keep", b"kept")],
+            [
+                (b"Host", b"example.com"),
+                (b"Accept", b"*/*"),
+                (b"accept", b"text/html"),
+                (b"X-Keep", b"kept"),
+            ],
         )
 
     def test_end_to_end_untouched_without_hop_by_hop(self) -> None:
@@ -796,8 +947,13 @@ class HeaderHelperTests(SynchronousTestCase):
         self.assertEqual(end_to_end(headers), headers)
 
     def test_header_values_and_connection_tokens(self) -> None:
-        headers: RawHeaders = [(b"Connection", b"Keep-Alive, , Upgrade"), (b"connection", b" close ")]
-        self.assertEqual(header_values(headers, b"connection"), [b"Keep-Alive", b"Upgrade", b"close"])
+        headers: RawHeaders = [
+            (b"Connection", b"Keep-Alive, , Upgrade"),
+            (b"connection", b" close "),
+        ]
+        self.assertEqual(
+            header_values(headers, b"connection"), [b"Keep-Alive", b"Upgrade", b"close"]
+        )
         self.assertEqual(connection_tokens(headers), {b"keep-alive", b"upgrade", b"close"})
         self.assertEqual(header_values(headers, b"missing"), [])
 
@@ -852,35 +1008,71 @@ class AbsoluteTargetTests(SynchronousTestCase):
             (b"http://127.0.0.1:1/", Origin("http", "127.0.0.1", 1), b"/"),
             (b"HTTP://Example.COM/Path?Q=A", Origin("http", "example.com", 80), b"/Path?Q=A"),
             (b"http://example.com:/", Origin("http", "example.com", 80), b"/"),
-            (b"http://a/%20b?c=%ZZ&d=/~!$'()*+,;=:@", Origin("http", "a", 80), b"/%20b?c=%ZZ&d=/~!$'()*+,;=:@"),
+            (
+                b"http://a/%20b?c=%ZZ&d=/~!$'()*+,;=:@",
+                Origin("http", "a", 80),
+                b"/%20b?c=%ZZ&d=/~!$'()*+,;=:@",
+            ),
         ]
         for raw, origin, path in cases:
             self.assertEqual(parse_absolute_target(raw), Target(origin, path), raw)
 
     def test_url(self) -> None:
-        self.assertEqual(parse_absolute_target(b"http://Example.com:80/a?b").url, "http://example.com/a?b")
+        self.assertEqual(
+            parse_absolute_target(b"http://Example.com:80/a?b").url, "http://example.com/a?b"
+        )
         self.assertEqual(parse_absolute_target(b"http://[::1]:8080/").url, "http://[::1]:8080/")
         self.assertEqual(parse_absolute_target(b"https://h:8443").url, "https://h:8443/")
 
     def test_userinfo_rejected(self) -> None:
-        for raw in (b"http://user@example.com/", b"http://user:pw@example.com/", b"http://@example.com/"):
+        for raw in (
+            b"http://user@example.com/",
+            b"http://user:pw@example.com/",
+            b"http://@example.com/",
+        ):
             self.assertEqual(_target_status(raw), 400)
 
     def test_bad_ports(self) -> None:
-        for port in (b"0", b"65536", b"99999999999999999999", b"abc", b"-1", b"+80", b"8o", b"80:80"):
+        for port in (
+            b"0",
+            b"65536",
+            b"99999999999999999999",
+            b"abc",
+            b"-1",
+            b"+80",
+            b"8o",
+            b"80:80",
+        ):
             self.assertEqual(_target_status(b"http://example.com:" + port + b"/"), 400, port)
         self.assertEqual(_target_status(b"http://[::1]:0/"), 400)
 
     def test_non_http_schemes(self) -> None:
-        for raw in (b"ftp://example.com/", b"ws://example.com/", b"file:///etc/passwd", b"gopher://h/", b"h2://h/"):
+        for raw in (
+            b"ftp://example.com/",
+            b"ws://example.com/",
+            b"file:///etc/passwd",
+            b"gopher://h/",
+            b"h2://h/",
+        ):
             self.assertEqual(_target_status(raw), 400, raw)
 
     def test_not_absolute_form(self) -> None:
-        for raw in (b"/path", b"*", b"example.com:80", b"example.com/", b"http:/example.com/", b"//example.com/"):
+        for raw in (
+            b"/path",
+            b"*",
+            b"example.com:80",
+            b"example.com/",
+            b"http:/example.com/",
+            b"//example.com/",
+        ):
             self.assertEqual(_target_status(raw), 400, raw)
 
     def test_fragment_rejected(self) -> None:
-        for raw in (b"http://example.com/a#frag", b"http://example.com#x", b"http://example.com/?q#"):
+        for raw in (
+            b"http://example.com/a#frag",
+            b"http://example.com#x",
+            b"http://example.com/?q#",
+        ):
             self.assertEqual(_target_status(raw), 400, raw)
 
     def test_bad_hosts(self) -> None:
@@ -894,7 +1086,7 @@ class AbsoluteTargetTests(SynchronousTestCase):
             b"http://[zz::1]/",
             b"http://[::1]x/",
             b"http://[127.0.0.1]/",
-            b"http://exa\"mple/",
+            b'http://exa"mple/',
         ):
             self.assertEqual(_target_status(raw), 400, raw)
 
@@ -905,8 +1097,12 @@ class AbsoluteTargetTests(SynchronousTestCase):
 
 class ConnectTargetTests(SynchronousTestCase):
     def test_parses(self) -> None:
-        self.assertEqual(parse_connect_target(b"example.com:443"), Origin("https", "example.com", 443))
-        self.assertEqual(parse_connect_target(b"Example.COM:8443"), Origin("https", "example.com", 8443))
+        self.assertEqual(
+            parse_connect_target(b"example.com:443"), Origin("https", "example.com", 443)
+        )
+        self.assertEqual(
+            parse_connect_target(b"Example.COM:8443"), Origin("https", "example.com", 8443)
+        )
         self.assertEqual(parse_connect_target(b"[::1]:8443"), Origin("https", "::1", 8443))
         self.assertEqual(parse_connect_target(b"10.0.0.1:22"), Origin("https", "10.0.0.1", 22))
 
@@ -933,10 +1129,34 @@ class ConnectTargetTests(SynchronousTestCase):
 # -- properties -----------------------------------------------------------------------
 
 _FRAGMENTS = [
-    b"GET ", b"POST ", b"CONNECT ", b"http://a/ ", b"HTTP/1.1", b"HTTP/1.0", b"HTTP/1.1 200 OK",
-    b"HTTP/1.1 100 Continue", b"\r\n", b"\r\n\r\n", b"\n", b"\r", b" ", b":", b";", b",",
-    b"Content-Length: ", b"Transfer-Encoding: chunked", b"Transfer-Encoding: ", b"Connection: close",
-    b"0", b"5", b"ff", b"0\r\n\r\n", b"hello", b"\x00", b"\t", b"\xff",
+    b"GET ",
+    b"POST ",
+    b"CONNECT ",
+    b"http://a/ ",
+    b"HTTP/1.1",
+    b"HTTP/1.0",
+    b"HTTP/1.1 200 OK",
+    b"HTTP/1.1 100 Continue",
+    b"\r\n",
+    b"\r\n\r\n",
+    b"\n",
+    b"\r",
+    b" ",
+    b":",
+    b";",
+    b",",
+    b"Content-Length: ",
+    b"Transfer-Encoding: chunked",
+    b"Transfer-Encoding: ",
+    b"Connection: close",
+    b"0",
+    b"5",
+    b"ff",
+    b"0\r\n\r\n",
+    b"hello",
+    b"\x00",
+    b"\t",
+    b"\xff",
 ]
 
 _chunk_soup = st.lists(
@@ -950,7 +1170,9 @@ def _cuts(data: bytes, positions: list[int]) -> list[bytes]:
     return [data[a:b] for a, b in zip(edges, edges[1:])]
 
 
-def _drive(is_request: bool, method: bytes, chunks: Iterable[bytes]) -> tuple[list[Event], int | None]:
+def _drive(
+    is_request: bool, method: bytes, chunks: Iterable[bytes]
+) -> tuple[list[Event], int | None]:
     """Feed ``chunks``, going on to the next message after each end; then end of stream.
     Returns the merged events and the status of the ProtocolError, if one was raised."""
     parser = MessageParser(is_request, method)
@@ -962,7 +1184,11 @@ def _drive(is_request: bool, method: bytes, chunks: Iterable[bytes]) -> tuple[li
             isinstance(new[-1], EndOfMessage)
             or (isinstance(new[-1], ResponseHead) and new[-1].informational)
         ):
-            new = parser.next(method) if isinstance(new[-1], EndOfMessage) else parser.continue_after_informational()
+            new = (
+                parser.next(method)
+                if isinstance(new[-1], EndOfMessage)
+                else parser.continue_after_informational()
+            )
             events.extend(new)
 
     try:
@@ -983,7 +1209,9 @@ class ArbitraryBytesProperties(SynchronousTestCase):
         is_request=st.booleans(),
         method=st.sampled_from([b"GET", b"HEAD", b"POST", b"CONNECT"]),
     )
-    def test_only_protocol_errors(self, data: bytes, positions: list[int], is_request: bool, method: bytes) -> None:
+    def test_only_protocol_errors(
+        self, data: bytes, positions: list[int], is_request: bool, method: bytes
+    ) -> None:
         _drive(is_request, method, _cuts(data, positions))
 
     @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -1004,11 +1232,15 @@ class ArbitraryBytesProperties(SynchronousTestCase):
 _TOKEN_CHARS = "!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
 _token = st.text(alphabet=_TOKEN_CHARS, min_size=1, max_size=12).map(str.encode)
 _value = st.text(
-    alphabet=st.characters(min_codepoint=0x21, max_codepoint=0x7E) | st.sampled_from(" \t"), max_size=30
+    alphabet=st.characters(min_codepoint=0x21, max_codepoint=0x7E) | st.sampled_from(" \t"),
+    max_size=30,
 ).map(lambda s: s.strip(" \t").encode("ascii"))
 _FRAMING_NAMES = {b"content-length", b"transfer-encoding"}
 _header = st.tuples(_token, _value).filter(lambda h: h[0].lower() not in _FRAMING_NAMES)
-_path = st.text(alphabet=st.characters(min_codepoint=0x21, max_codepoint=0x7E).filter(lambda c: c != "#"), max_size=20)
+_path = st.text(
+    alphabet=st.characters(min_codepoint=0x21, max_codepoint=0x7E).filter(lambda c: c != "#"),
+    max_size=20,
+)
 
 
 @st.composite

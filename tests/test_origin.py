@@ -19,8 +19,9 @@ from pathlib import Path
 from typing import Iterator
 
 import pytest
-from harness import Origin, free_port, start_origin
-from origin import pattern_bytes
+
+from tests.harness import Origin, free_port, start_origin
+from tests.origin import pattern_bytes
 
 
 @pytest.fixture(scope="module")
@@ -32,8 +33,12 @@ def origin() -> Iterator[Origin]:
         assert server.stop() == 0
 
 
-def fetch(url: str, data: bytes | None = None, method: str | None = None, headers: dict[str, str] | None = None
-          ) -> tuple[int, http.client.HTTPMessage, bytes]:
+def fetch(
+    url: str,
+    data: bytes | None = None,
+    method: str | None = None,
+    headers: dict[str, str] | None = None,
+) -> tuple[int, http.client.HTTPMessage, bytes]:
     request = urllib.request.Request(url, data=data, method=method, headers=headers or {})
     try:
         with urllib.request.urlopen(request, timeout=10) as response:
@@ -52,7 +57,9 @@ def test_hello(origin: Origin) -> None:
 
 def test_echo_post(origin: Origin) -> None:
     status, headers, body = fetch(
-        origin.url("/echo?a=1&b=two"), data=b'{"x": 1}', headers={"X-Custom": "Value", "Content-Type": "application/json"}
+        origin.url("/echo?a=1&b=two"),
+        data=b'{"x": 1}',
+        headers={"X-Custom": "Value", "Content-Type": "application/json"},
     )
     assert status == 200
     assert headers["Content-Type"] == "application/json"
@@ -71,7 +78,10 @@ def test_echo_binary_body_and_methods(origin: Origin) -> None:
     _, _, body = fetch(origin.url("/echo"), data=b"\xff\x00\xfe", method="PUT")
     echoed = json.loads(body)
     assert (echoed["method"], echoed["body"], echoed["body_encoding"], echoed["body_size"]) == (
-        "PUT", "/wD+", "base64", 3,
+        "PUT",
+        "/wD+",
+        "base64",
+        3,
     )
     _, _, body = fetch(origin.url("/echo"), method="DELETE")
     assert json.loads(body)["method"] == "DELETE"
@@ -143,12 +153,17 @@ def test_cookies(origin: Origin) -> None:
         "theme=dark; Path=/; HttpOnly",
     ]
     _, _, body = fetch(origin.url("/cookies/show"), headers={"Cookie": "session=abc; theme=dark"})
-    assert json.loads(body) == {"cookie": "session=abc; theme=dark", "cookies": [["session", "abc"], ["theme", "dark"]]}
+    assert json.loads(body) == {
+        "cookie": "session=abc; theme=dark",
+        "cookies": [["session", "abc"], ["theme", "dark"]],
+    }
     assert json.loads(fetch(origin.url("/cookies/show"))[2]) == {"cookie": None, "cookies": []}
 
 
 def test_headers_big(origin: Origin) -> None:
-    raw = raw_exchange(origin, b"GET /headers-big?n=100000 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    raw = raw_exchange(
+        origin, b"GET /headers-big?n=100000 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
     assert b"\r\nX-Big: " + b"b" * 100000 + b"\r\n" in raw
 
 
@@ -229,6 +244,12 @@ def test_tls(tmp_path: Path) -> None:
         request = urllib.request.Request(server.url("/echo"), data=b"secret")
         with urllib.request.urlopen(request, context=context, timeout=10) as response:
             assert json.loads(response.read())["body"] == "secret"
+        with pytest.raises(http.client.IncompleteRead) as caught:
+            with urllib.request.urlopen(
+                server.url("/close-mid-body"), context=context, timeout=10
+            ) as response:
+                response.read()
+        assert len(caught.value.partial) == 100
     finally:
         assert server.stop() == 0
 
@@ -288,7 +309,9 @@ def _self_signed(directory: Path) -> tuple[Path, Path]:
     cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
     key_path.write_bytes(
         key.private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
         )
     )
     return cert_path, key_path

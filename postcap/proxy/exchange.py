@@ -247,8 +247,13 @@ class Exchange:
                 self._response_end(event.trailers)
 
     def _response_head(self, head: ResponseHead) -> None:
+        if head.status == 101:
+            self.fail_with(
+                UpstreamError(502, "upgrade", "upstream switched protocols; upgrades are not proxied")
+            )
+            return
         if head.informational:
-            if head.status != 101 and self.head.version == b"HTTP/1.1":
+            if self.head.version == b"HTTP/1.1":
                 self.client.transport.write(
                     b"HTTP/1.1 %d %s\r\n%s\r\n"
                     % (head.status, head.reason, format_headers(end_to_end(head.headers)))

@@ -23,6 +23,7 @@ _STATUS_LINE = re.compile(rb"(HTTP/\d\.\d) (\d{3})(?: ([^\x00-\x08\x0a-\x1f\x7f]
 # Field values: visible ASCII, obs-text, SP and HTAB; no NUL, CR, LF or other controls.
 _BAD_VALUE_BYTE = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")
 _CHUNK_SIZE = re.compile(rb"([0-9A-Fa-f]{1,16})[ \t]*(;[^\r\n]*)?\Z")
+_BARE_LF = re.compile(rb"(?<!\r)\n")
 _CHUNK_EXT_BAD = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")
 
 
@@ -288,7 +289,7 @@ class MessageParser:
             if lf_end >= 0 and (end < 0 or lf_end < end):
                 end, separator = lf_end, 2
         if end < 0:
-            if self.is_request and b"\n\n" in buffer:
+            if self.is_request and _BARE_LF.search(buffer):
                 raise ProtocolError(400, "bare LF in request head")
             # The slack allows for a CR (or a partial terminator) not yet followed by LF,
             # so that an incomplete head is refused only when a complete one would be.
