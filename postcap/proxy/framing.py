@@ -140,6 +140,7 @@ class MessageParser:
         self.is_request = is_request
         self._request_method = request_method
         self._buffer = bytearray()
+        self._head_scanned = 0
         self._state = self._HEAD
         self._remaining = 0
         self._trailers: RawHeaders = []
@@ -164,6 +165,7 @@ class MessageParser:
         """Remove and return unparsed bytes (what follows a CONNECT head)."""
         data = bytes(self._buffer)
         self._buffer.clear()
+        self._head_scanned = 0
         return data
 
     def next(self, request_method: bytes = b"GET") -> list[Event]:
@@ -275,31 +277,37 @@ class MessageParser:
         while self._buffer[:2] == b"\r\n" and self._empty_lines < self.max_leading_empty_lines:
             del self._buffer[:2]
             self._empty_lines += 1
+            self._head_scanned = 0
 
     def _parse_head(self) -> RequestHead | ResponseHead | None:
         if self.is_request:
             self._skip_leading_empty_lines()
         buffer = self._buffer
-        end = buffer.find(b"\r\n\r\n")
+        # Scan only what is new since the last feed (less a terminator's length), so
+        # a head trickling in byte by byte costs linear, not quadratic, time.
+        start = max(0, self._head_scanned - 3)
+        end = buffer.find(b"\r\n\r\n", start)
         separator = 4
         if not self.is_request:
             # Old servers end lines with a bare LF; tolerate it in responses only.
             # Whichever terminator comes first ends the head (a body may hold the other).
-            lf_end = buffer.find(b"\n\n")
+            lf_end = buffer.find(b"\n\n", start)
             if lf_end >= 0 and (end < 0 or lf_end < end):
                 end, separator = lf_end, 2
         if end < 0:
-            if self.is_request and _BARE_LF.search(buffer):
+            if self.is_request and _BARE_LF.search(buffer, start):
                 raise ProtocolError(400, "bare LF in request head")
+            self._head_scanned = len(buffer)
             # The slack allows for a CR (or a partial terminator) not yet followed by LF,
             # so that an incomplete head is refused only when a complete one would be.
-            if buffer.find(b"\n") < 0 and len(buffer) > self.max_request_line + 1:
+            if buffer.find(b"\n", 0, self.max_request_line + 2) < 0 and len(buffer) > self.max_request_line + 1:
                 raise ProtocolError(*self._too_large(414, "start line too long"))
             if len(buffer) > self.max_header_bytes + self.max_request_line + 3:
                 raise ProtocolError(*self._too_large(431, "header section too large"))
             return None
         raw = bytes(buffer[:end])
         del buffer[: end + separator]
+        self._head_scanned = 0
         if self.is_request:
             crlf = raw.count(b"\r\n")
             if raw.count(b"\n") != crlf or raw.count(b"\r") != crlf:
