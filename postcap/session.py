@@ -116,14 +116,14 @@ class SessionManager:
 
     async def stop(self, session_id: str | None = None) -> SessionRecord:
         record = await self._require_active(session_id, "stop", ("running", "paused"))
-        stopped = await self._change(record, "stopped", state="stopped", stopped_at=self.now())
-        self.active, self._filter = None, None
-        return stopped
+        return await self._change(record, "stopped", state="stopped", stopped_at=self.now())
 
     async def clear(self, session_id: str | None = None) -> SessionRecord:
         record = await self.get(self._resolve(session_id))
         await self.store.clear_session(record.id)
-        return await self._change(record, "cleared", request_count=0, total_bytes=0)
+        return await self._change(
+            record, "cleared", request_count=0, total_bytes=0, last_activity=None
+        )
 
     async def update(self, session_id: str | None, changes: Mapping[str, Any]) -> SessionRecord:
         record = await self.get(self._resolve(session_id))
@@ -181,7 +181,11 @@ class SessionManager:
             record = self.active
         updated = dataclasses.replace(record, **changes)
         if self.active is not None and self.active.id == record.id:
-            self._activate(updated)
+            # A stopped session is no longer active, even if saving it fails.
+            if updated.state == "stopped":
+                self.active, self._filter = None, None
+            else:
+                self._activate(updated)
         await self.store.save_session(updated)
         self._notify(event, updated)
         return updated
@@ -210,11 +214,14 @@ class SessionManager:
         if ticket is None or active is None or active.id != ticket.session_id:
             transaction.discard_spools()
             return
+        ended = transaction.started_at + transaction.duration_ms / 1000.0
+        if active.last_activity is not None:
+            ended = max(ended, active.last_activity)  # as the store keeps it: never backwards
         self.active = dataclasses.replace(
             active,
             request_count=active.request_count + 1,
             total_bytes=active.total_bytes + transaction.request_bytes + transaction.response_bytes,
-            last_activity=transaction.started_at + transaction.duration_ms / 1000.0,
+            last_activity=ended,
         )
         self._fan_out(transaction)
 

@@ -218,6 +218,8 @@ class Exchange:
             self.upstream.transport.write(chunk(data))
         else:
             self.upstream.transport.write(data)
+        # Upload progress: the upstream is not silent while it still receives the body.
+        self._arm_timer()
 
     def _send_end(self, trailers: list[bytes]) -> None:
         assert self.upstream is not None

@@ -93,9 +93,12 @@ class BlindTunnel:
         self.client.transport.write(data)
 
     def client_lost(self) -> None:
-        if self.upstream is not None:
-            self.upstream.transport.loseConnection()
-        self._finish(None, status=200 if self.connected_at is not None else None)
+        if self.upstream is None:
+            # Ends with an error: a transaction carries a response or an error.
+            self._finish("client disconnected before the tunnel was established", status=None)
+            return
+        self.upstream.transport.loseConnection()
+        self._finish(None, status=200)
 
     def upstream_lost(self) -> None:
         self.client.transport.loseConnection()

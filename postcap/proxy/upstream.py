@@ -116,6 +116,7 @@ class UpstreamProtocol(Protocol):
         listener = self.listener
         if listener is None:
             # Bytes while idle: the server broke framing; never reuse this connection.
+            self.pool.forget(self)
             self.transport.abortConnection()
             return
         try:
@@ -200,6 +201,11 @@ class UpstreamPool:
 
     def release(self, protocol: UpstreamProtocol) -> None:
         """Return a connection whose last response ended cleanly and may persist."""
+        if protocol.parser.buffered:
+            # Bytes past the end of the response: the server broke framing, and they
+            # would be taken for the start of the next response.
+            self.discard(protocol)
+            return
         protocol.detach()
         idle = self._idle.setdefault(protocol.origin, [])
         if self._closing or not protocol.connected or len(idle) >= self.max_idle_per_origin:
