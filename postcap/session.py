@@ -102,7 +102,11 @@ class SessionManager:
             options=validated,
         )
         self._activate(record)
-        await self.store.save_session(record)
+        try:
+            await self.store.save_session(record)
+        except BaseException:
+            self.active, self._filter = None, None  # not started after all
+            raise
         self._notify("started", record)
         return record
 

@@ -514,6 +514,18 @@ class KeepAliveTests(ProxyTestCase):
         self.network.last.respond(OK_HELLO)
         self.assertEqual(client.received(), OK_HELLO_TO_CLIENT * 2)
 
+    def test_bytes_from_idle_upstream_prevent_reuse(self) -> None:
+        client = self.client()
+        client.send(request())
+        first = self.network.last
+        first.respond(OK_HELLO)
+        self.assertEqual(self.pool.idle_count, 1)
+        first.respond(b"junk")  # while idle, before the close is reported
+        self.assertTrue(first.transport.disconnected)
+        self.assertEqual(self.pool.idle_count, 0)
+        client.send(request())
+        self.assertEqual(len(self.network.attempts), 2)
+
     def test_extra_bytes_after_response_prevent_reuse(self) -> None:
         # Bytes past the end of a response mean the upstream broke framing: reusing the
         # connection would serve them as the start of the next response.
@@ -714,6 +726,38 @@ class ResponseFramingTests(ProxyTestCase):
             b"HTTP/1.1 200 OK\r\nVia: 1.1 postcap\r\nConnection: close\r\n\r\nab",
         )
         self.assertTrue(client.closing)
+
+    def test_content_length_dropped_when_upstream_chunks(self) -> None:
+        # Both framings from upstream: chunked wins, and the client must not see a
+        # Content-Length that disagrees with the body it gets.
+        for version, expected in (
+            (b"HTTP/1.1", b"HTTP/1.1 200 OK\r\nVia: 1.1 postcap\r\nTransfer-Encoding: chunked\r\n"
+                          b"\r\n2\r\nab\r\n0\r\n\r\n"),
+            (b"HTTP/1.0", b"HTTP/1.1 200 OK\r\nVia: 1.1 postcap\r\nConnection: close\r\n\r\nab"),
+        ):
+            client = self.client()
+            client.send(request(version=version))
+            self.network.active().respond(
+                b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\nTransfer-Encoding: chunked\r\n\r\n"
+                b"2\r\nab\r\n0\r\n\r\n"
+            )
+            self.assertEqual(client.received(), expected)
+
+    def test_early_response_before_request_body_ends(self) -> None:
+        client = self.client()
+        client.send(request(b"POST", headers=(b"Content-Length: 10",), body=b"abc"))
+        upstream = self.network.last
+        upstream.respond(b"HTTP/1.1 413 Content Too Large\r\nContent-Length: 0\r\n\r\n")
+        self.assertEqual(
+            client.received(),
+            b"HTTP/1.1 413 Content Too Large\r\nContent-Length: 0\r\nVia: 1.1 postcap\r\n"
+            b"Connection: close\r\n\r\n",
+        )
+        self.assertTrue(client.closing)
+        self.assertTrue(upstream.closed)  # the rest of the body would desynchronize it
+        txn = self.recorder.only()
+        self.assertEqual(txn.status, 413)
+        self.assertEqual(txn.request.body.size, 3)
 
     def test_head_has_no_body(self) -> None:
         client = self.client()
@@ -1093,6 +1137,29 @@ class BackPressureTests(ProxyTestCase):
         self.assertEqual(upstream.transport.producerState, "producing")
         self.assertIsNone(client.transport.producer)
         self.assertEqual(self.pool.idle_count, 1)
+
+    def test_slow_client_is_not_an_upstream_stall(self) -> None:
+        # The upstream sends nothing while the proxy stops reading it for a slow client.
+        self.make_proxy(upstream_timeout=30.0)
+        client = self.client()
+        client.send(request())
+        upstream = self.network.last
+        upstream.respond(b"HTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\nabc")
+        client.transport.producer.pauseProducing()
+        self.clock.advance(100.0)
+        self.assertFalse(client.closing)
+        self.assertFalse(upstream.closed)
+        client.transport.producer.resumeProducing()
+        self.clock.advance(29.0)
+        upstream.respond(b"def")
+        self.assertTrue(client.received().endswith(b"\r\n\r\nabcdef"))
+        self.assertIsNone(self.recorder.only().error)
+        # Once the client reads again, silence counts against the upstream as before.
+        client.send(request())
+        self.clock.advance(30.0)
+        self.assertEqual(len(self.recorder.transactions), 2)
+        self.assertEqual(self.recorder.transactions[1].error,
+                         "upstream example.test did not answer within 30 s")
 
     def test_request_direction(self) -> None:
         client = self.client()

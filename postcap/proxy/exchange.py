@@ -77,6 +77,10 @@ class TransportPauser:
     def stopProducing(self) -> None:
         """The consumer went away; the exchange handles that through connectionLost."""
 
+    @property
+    def paused(self) -> bool:
+        return bool(self._reasons)
+
 
 def format_headers(headers: RawHeaders) -> bytes:
     return b"".join(b"%s: %s\r\n" % pair for pair in headers)
@@ -271,6 +275,9 @@ class Exchange:
         ):
             self.response_capture.drop()
         headers = end_to_end(head.headers)
+        if head.framing in ("chunked", "close"):
+            # The body is not framed by any Content-Length the upstream also sent.
+            headers = [(k, v) for k, v in headers if k.lower() != b"content-length"]
         headers.append((b"Via", self.settings.via))
         if head.framing in ("chunked", "close"):
             if self.head.version == b"HTTP/1.1":
@@ -320,6 +327,10 @@ class Exchange:
 
     def _timed_out(self) -> None:
         self._timer = None
+        if self.upstream_pauser is not None and self.upstream_pauser.paused:
+            # The upstream is silent because the proxy stopped reading it for a slow client.
+            self._arm_timer()
+            return
         if self.response_head is None:
             self.fail_with(
                 UpstreamError(504, "timeout", f"upstream {self.target.origin.authority()} "
