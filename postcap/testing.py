@@ -17,6 +17,7 @@ from http import HTTPStatus
 from typing import Any
 from urllib.parse import urlsplit
 
+from postcap.filters import default_options
 from postcap.model import (
     Address,
     Body,
@@ -191,22 +192,10 @@ def make_transaction(
 def default_session_options(
     name: str = "Proxy debug session", source: str = "proxy"
 ) -> dict[str, Any]:
-    """The contract's default session options."""
-    return {
-        "name": name,
-        "source": source,
-        "save_responses": True,
-        "capture_cookies": False,
-        "collection": None,
-        "organize_by": [],
-        "filters": {
-            "url_contains": None,
-            "url_excludes": None,
-            "methods": [],
-            "status_codes": [],
-            "exclude_resources": [],
-        },
-    }
+    """The contract's default session options, with ``name`` and ``source`` set."""
+    options = default_options()
+    options.update(name=name, source=source)
+    return options
 
 
 def make_session(
