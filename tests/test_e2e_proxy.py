@@ -434,6 +434,7 @@ def test_large_download_streams_in_bounded_memory(tmp_path: Any, origin: Origin)
             sampler.join()
         assert int(result.stdout) == size
         growth_mib = (peak[0] - baseline) / 1024
+        print(f"proxy RSS growth during a 200 MiB download: {growth_mib:.1f} MiB")
         assert growth_mib < 64, f"proxy RSS grew {growth_mib:.1f} MiB during a 200 MiB download"
         item = server.requests()[-1]
         detail = server.rpc("request.get", id=item["id"])
