@@ -28,9 +28,10 @@ class _ConnectHandshake(Protocol):
     """Speaks ``CONNECT host:port`` to an upstream proxy, then hands the connection
     to the real protocol and relays to it."""
 
-    def __init__(self, target: Origin, factory: Factory, ready: Deferred[Protocol]) -> None:
+    def __init__(self, target: Origin, inner_factory: Factory, ready: Deferred[Protocol]) -> None:
         self.target = target
-        self.factory = factory
+        # Not ``self.factory``: Factory.buildProtocol sets that to the handshake's own factory.
+        self.inner_factory = inner_factory
         self.ready = ready
         self.parser = MessageParser(is_request=False, request_method=b"CONNECT")
         self.parser.next(b"CONNECT")
@@ -60,7 +61,7 @@ class _ConnectHandshake(Protocol):
             self._fail(f"upstream proxy answered CONNECT with {status}")
             return
         rest = self.parser.take_buffered()
-        self.inner = self.factory.buildProtocol(self.transport.getPeer())
+        self.inner = self.inner_factory.buildProtocol(self.transport.getPeer())
         self.inner.makeConnection(self.transport)
         self.ready.callback(self.inner)
         if rest:
