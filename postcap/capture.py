@@ -9,6 +9,7 @@ body size.  The spool file is deleted once every sink is done with it.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
 from dataclasses import dataclass
@@ -22,6 +23,10 @@ from twisted.python.threadpool import ThreadPool
 from postcap.model import Body, Transaction
 
 
+#: Spool files start with this; anything else in the directory is left alone.
+SPOOL_PREFIX = "body-"
+
+
 class Spooler:
     """Writes spooled body copies in one worker thread, in submission order."""
 
@@ -31,14 +36,19 @@ class Spooler:
         self._pool = ThreadPool(minthreads=1, maxthreads=1, name="postcap-spool")
 
     def start(self) -> None:
+        """Create the spool directory and remove copies a crashed run left behind."""
         os.makedirs(self.directory, mode=0o700, exist_ok=True)
+        for name in os.listdir(self.directory):
+            if name.startswith(SPOOL_PREFIX):
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(os.path.join(self.directory, name))
         self._pool.start()
 
     def stop(self) -> None:
         self._pool.stop()
 
     def open(self) -> tuple[IO[bytes], str]:
-        handle, path = tempfile.mkstemp(prefix="body-", dir=self.directory)
+        handle, path = tempfile.mkstemp(prefix=SPOOL_PREFIX, dir=self.directory)
         return os.fdopen(handle, "wb"), path
 
     def write(self, spool: IO[bytes], data: bytes) -> None:

@@ -9,7 +9,7 @@ import os
 import signal
 import threading
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 from twisted.application.service import MultiService
 from twisted.internet import error as ierror
@@ -65,6 +65,8 @@ class ProxyListener:
         self.interface = interface
         self._listening: IListeningPort | None = None
         self.ca_sha256: str | None = None
+        #: Called after the proxy starts or stops listening or moves port.
+        self.on_change: Callable[[], None] | None = None
 
     @property
     def enabled(self) -> bool:
@@ -80,22 +82,32 @@ class ProxyListener:
 
     async def enable(self, port: int | None = None) -> None:
         wanted = self.port if port is None else port
-        if self._listening is not None:
-            if wanted in (self.port, 0):
-                return
-            await self.disable()
+        previous = self._listening
+        if previous is not None and wanted in (self.port, 0):
+            return
         try:
-            self._listening = await self._endpoint(wanted).listen(self.factory)
+            listening = await self._endpoint(wanted).listen(self.factory)
         except ierror.CannotListenError as exc:
+            # The port in use (if any) keeps serving.
             raise ProxyUnavailable(wanted, str(exc.socketError)) from exc
-        self.port = self._listening.getHost().port
+        if previous is not None:
+            await previous.stopListening()
+            self._log.info("proxy stopped listening on port {port}", port=self.port)
+        self._listening = listening
+        self.port = listening.getHost().port
         self._log.info("proxy listening on {interface}:{port}", interface=self.interface, port=self.port)
+        self._changed()
 
     async def disable(self) -> None:
         listening, self._listening = self._listening, None
         if listening is not None:
             await listening.stopListening()
             self._log.info("proxy stopped listening on port {port}", port=self.port)
+            self._changed()
+
+    def _changed(self) -> None:
+        if self.on_change is not None:
+            self.on_change()
 
 
 class PostcapService(MultiService):
@@ -150,6 +162,7 @@ class PostcapService(MultiService):
         self.control_port = await serverFromString(self.reactor, self.config.control).listen(site)
         await self.proxy.enable()
         self._write_state_file()
+        self.proxy.on_change = self._write_state_file
         control = self.control_port.getHost()
         self._log.info(
             "postcap {version} ready: proxy on {interface}:{port}, control on {control_host}:{control_port}, data in {data_dir}",
@@ -179,7 +192,8 @@ class PostcapService(MultiService):
         state = {
             "pid": os.getpid(),
             "version": __version__,
-            "proxy": {"interface": self.config.interface, "port": self.proxy.port},
+            "proxy": {"interface": self.config.interface, "port": self.proxy.port,
+                      "enabled": self.proxy.enabled},
             "control": {
                 "host": getattr(control, "host", None),
                 "port": getattr(control, "port", None),

@@ -356,16 +356,36 @@ def test_server_info_and_proxy_toggle(server: PostcapProcess, origin: Origin) ->
     assert server.curl(origin.url("/hello")).stdout == b"hello from origin\n"
 
 
-def test_proxy_enable_on_busy_port(server: PostcapProcess) -> None:
+def test_proxy_enable_on_busy_port_keeps_the_current_port(server: PostcapProcess, origin: Origin) -> None:
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))
         busy.listen(1)
         with pytest.raises(RPCError) as raised:
             server.rpc("proxy.enable", port=busy.getsockname()[1])
     assert raised.value.code == -32010
-    assert server.rpc("proxy.status")["enabled"] in (True, False)
-    server.rpc("proxy.enable", port=server.port)
-    assert server.rpc("proxy.status")["port"] == server.port
+    status = server.rpc("proxy.status")
+    assert (status["enabled"], status["port"]) == (True, server.port)
+    assert server.curl(origin.url("/hello")).stdout == b"hello from origin\n"
+
+
+def test_proxy_moves_port_and_server_json_follows(server: PostcapProcess, origin: Origin) -> None:
+    def state_file_port() -> int:
+        with open(os.path.join(server.data_dir, "server.json"), encoding="utf-8") as handle:
+            return int(json.load(handle)["proxy"]["port"])
+
+    new_port = free_port()
+    try:
+        assert server.rpc("proxy.enable", port=new_port)["port"] == new_port
+        assert state_file_port() == new_port
+        moved = subprocess.run(
+            ["curl", "-sS", "-x", f"http://127.0.0.1:{new_port}", origin.url("/hello")],
+            capture_output=True, timeout=30,
+        )
+        assert moved.stdout == b"hello from origin\n"
+        assert server.curl(origin.url("/hello"), check=False).returncode != 0  # old port closed
+    finally:
+        server.rpc("proxy.enable", port=server.port)
+    assert state_file_port() == server.port
 
 
 # -- process-level behaviour ---------------------------------------------------------------

@@ -16,7 +16,7 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from postcap.proxy.framing import MessageParser, ProtocolError, ResponseHead
-from postcap.proxy.upstream import Origin
+from postcap.proxy.upstream import Origin, quiet_factory
 from postcap.tls.client import InsecureClientCreator, verified_creator
 
 
@@ -90,7 +90,7 @@ class ProxyConnectEndpoint:
     def connect(self, protocolFactory: Factory) -> Deferred[Protocol]:
         ready: Deferred[Protocol] = Deferred()
         connecting = self.proxy_endpoint.connect(
-            Factory.forProtocol(lambda: _ConnectHandshake(self.target, protocolFactory, ready))
+            quiet_factory(lambda: _ConnectHandshake(self.target, protocolFactory, ready))
         )
         connecting.addErrback(lambda failure: ready.called or ready.errback(failure))
         return ready

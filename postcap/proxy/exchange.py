@@ -90,6 +90,13 @@ def chunk(data: bytes) -> bytes:
     return b"%x\r\n%s\r\n" % (len(data), data)
 
 
+def _not_before(moment: float | None, floor: float | None) -> float | None:
+    """``moment``, moved forward to ``floor`` when it is earlier."""
+    if moment is None or floor is None:
+        return moment
+    return max(moment, floor)
+
+
 def _ms(start: float | None, end: float | None) -> float:
     if start is None or end is None:
         return -1.0
@@ -427,11 +434,15 @@ class Exchange:
         connection = None if self.upstream_reused else self._connection
         connected_at = None if connection is None else connection.connected_at
         handshake_at = None if connection is None else connection.handshake_at
+        # The head may be written while the upstream TLS handshake is still running
+        # (TLS buffers it): sending starts when the handshake ends, not before.
+        send_start = _not_before(self._t_head_sent, handshake_at)
+        send_end = _not_before(self._t_request_sent or self._t_head_sent, handshake_at)
         timings = Timings(
             connect_ms=_ms(self._t_connect_start, connected_at),
             tls_ms=_ms(connected_at, handshake_at),
-            send_ms=_ms(self._t_head_sent, self._t_request_sent or self._t_head_sent),
-            wait_ms=_ms(self._t_request_sent or self._t_head_sent, self._t_response_head),
+            send_ms=_ms(send_start, send_end),
+            wait_ms=_ms(send_end, self._t_response_head),
             receive_ms=_ms(self._t_response_head, end if self.response_done else None),
         )
         duration_ms = _ms(self.started_at, end)

@@ -19,7 +19,6 @@ from twisted.internet.interfaces import IAddress, IDelayedCall
 from twisted.internet.protocol import Protocol, ServerFactory
 from twisted.logger import Logger
 from twisted.python.failure import Failure
-from twisted.web.resource import Resource
 
 from postcap.capture import Recorder, Spooler
 from postcap.model import Address, TLSInfo
@@ -356,7 +355,6 @@ class ProxyFactory(ServerFactory):
         pool: UpstreamPool | None = None,
         spooler: Spooler | None = None,
         minter: LeafMinter | None = None,
-        onboarding: Resource | None = None,
     ) -> None:
         self.reactor = reactor
         self.settings = settings
@@ -378,7 +376,6 @@ class ProxyFactory(ServerFactory):
         self.spooler = spooler
         #: Mints certificates for intercepted hosts; None tunnels every CONNECT blind.
         self.minter = minter
-        self.onboarding = onboarding
         self.connections: set[ProxyServerProtocol] = set()
         self.errors: Counter[str] = Counter()
         self.refused = 0

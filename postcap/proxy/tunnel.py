@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from twisted.internet.protocol import Factory, Protocol
+from twisted.internet.protocol import Protocol
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from postcap.model import Address, Body, Request, Response, Timings, Transaction, new_id
 from postcap.proxy.exchange import TransportPauser
 from postcap.proxy.framing import RequestHead
-from postcap.proxy.upstream import Origin, describe_connect_failure
+from postcap.proxy.upstream import Origin, describe_connect_failure, quiet_factory
 
 if TYPE_CHECKING:
     from postcap.proxy.server import ProxyServerProtocol
@@ -55,7 +55,7 @@ class BlindTunnel:
             self.sent += len(buffered)
         self.client.pauser.pause("connecting")
         endpoint = self.client.factory.pool.endpoint_for(self.origin)
-        connecting = endpoint.connect(Factory.forProtocol(lambda: _TunnelUpstream(self)))
+        connecting = endpoint.connect(quiet_factory(lambda: _TunnelUpstream(self)))
         connecting.addCallbacks(self._connected, self._failed)
 
     def _connected(self, upstream: _TunnelUpstream) -> None:

@@ -156,6 +156,14 @@ class UpstreamProtocol(Protocol):
 EndpointFactory = Callable[[Origin], IStreamClientEndpoint]
 
 
+def quiet_factory(build: Callable[[], Protocol]) -> Factory:
+    """A client factory for one connection, without the "Starting factory" log lines
+    that every upstream connection would otherwise write."""
+    factory = Factory.forProtocol(build)
+    factory.noisy = False
+    return factory
+
+
 class UpstreamPool:
     """Keep-alive connections per origin, with bounds on idle count and time."""
 
@@ -195,7 +203,7 @@ class UpstreamPool:
             self._cancel_idle_timer(protocol)
             if protocol.connected:
                 return succeed((protocol, True))
-        factory = Factory.forProtocol(lambda: UpstreamProtocol(self, origin))
+        factory = quiet_factory(lambda: UpstreamProtocol(self, origin))
         connecting = maybeDeferred(lambda: self._endpoint_factory(origin).connect(factory))
         return connecting.addCallback(lambda protocol: (protocol, False))
 
