@@ -20,6 +20,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Iterable
 
+from postcap.datamode import data_mode
+
 #: Bumped whenever the JSON shapes or the stored record change incompatibly.
 SCHEMA_VERSION = 1
 
@@ -235,6 +237,11 @@ class Transaction:
     @property
     def request_bytes(self) -> int:
         return self.request.body.size
+
+    @property
+    def data_mode(self) -> str:
+        """The request's body mode (see :mod:`postcap.datamode`)."""
+        return data_mode(media_type(self.request.headers), self.request.body.size)
 
     @property
     def response_bytes(self) -> int:

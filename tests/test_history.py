@@ -250,8 +250,8 @@ class MigrationTests(StoreCase):
         version = await self.scalar(store, "PRAGMA user_version")
         self.assertEqual(version, len(history.MIGRATIONS))
 
-    async def make_v1(self) -> tuple[str, Transaction]:
-        """A closed database at schema version 1 holding one transaction."""
+    async def make_current(self) -> tuple[str, Transaction]:
+        """A closed database at the current schema version holding one transaction."""
         path = self.new_path()
         store = await self.open_store(path)
         txn = make_transaction()
@@ -260,47 +260,74 @@ class MigrationTests(StoreCase):
         return path, txn
 
     async def test_reopen_at_current_version_is_a_no_op(self) -> None:
-        path, txn = await self.make_v1()
+        path, txn = await self.make_current()
         calls: list[str] = []
-        self.patch(history, "MIGRATIONS", [lambda cursor: calls.append("v1")])
+        self.patch(history, "MIGRATIONS",
+                   [lambda cursor: calls.append("ran")] * len(history.MIGRATIONS))
         store = await self.open_store(path)
         self.assertEqual(calls, [])
         self.assertEqual(await store.get_transaction(txn.id), expected_detail(txn))
 
     async def test_only_new_migrations_run(self) -> None:
-        path, txn = await self.make_v1()
+        path, txn = await self.make_current()
         calls: list[str] = []
+        current = list(history.MIGRATIONS)
 
         def add_column(cursor: Any) -> None:
-            calls.append("v2")
+            calls.append("next")
             cursor.execute("ALTER TABLE sessions ADD COLUMN note TEXT")
 
-        self.patch(history, "MIGRATIONS", [history._migration_1, add_column])
+        self.patch(history, "MIGRATIONS", [*current, add_column])
         store = await self.open_store(path)
-        self.assertEqual(calls, ["v2"])
-        self.assertEqual(await self.scalar(store, "PRAGMA user_version"), 2)
+        self.assertEqual(calls, ["next"])
+        self.assertEqual(await self.scalar(store, "PRAGMA user_version"), len(current) + 1)
         self.assertEqual(await store.get_transaction(txn.id), expected_detail(txn))
         await store.close()
         await self.open_store(path)
-        self.assertEqual(calls, ["v2"])
+        self.assertEqual(calls, ["next"])
 
     async def test_failed_migration_rolls_back(self) -> None:
-        path, txn = await self.make_v1()
+        path, txn = await self.make_current()
+        current = list(history.MIGRATIONS)
 
         def broken(cursor: Any) -> None:
             cursor.execute("CREATE TABLE half_done (x)")
             raise RuntimeError("migration bug")
 
-        self.patch(history, "MIGRATIONS", [history._migration_1, broken])
+        self.patch(history, "MIGRATIONS", [*current, broken])
         store = SQLiteHistoryStore(path)
         self.addCleanup(store.close)
         await self.assertFailure(store.open(), RuntimeError)
-        self.assertEqual(await self.scalar(store, "PRAGMA user_version"), 1)
+        self.assertEqual(await self.scalar(store, "PRAGMA user_version"), len(current))
         tables = await store._pool.runQuery("SELECT name FROM sqlite_master WHERE type='table'")
         self.assertNotIn(("half_done",), tables)
 
+    async def test_version_1_file_gains_data_modes_and_gives_space_back(self) -> None:
+        """A file written by schema 1 (no auto_vacuum, no data_mode) is migrated in place."""
+        path = self.new_path()
+        with sqlite3.connect(path) as connection:
+            history._migration_1(connection.cursor())
+            connection.execute("PRAGMA user_version = 1")
+            json_post = make_transaction(
+                method="POST", url="http://example.test/api", request_body=b'{"a": 1}',
+                request_headers=((b"Content-Type", b"application/json"),),
+            )
+            for txn in (json_post, make_transaction()):
+                row = history._transaction_row(txn)[:-1]  # version 1 had no data_mode
+                columns = ", ".join(history._TRANSACTION_COLUMNS[:-1])
+                connection.execute(
+                    f"INSERT INTO transactions ({columns}) VALUES ({history._marks(len(row))})",
+                    row,
+                )
+        connection.close()
+        store = await self.open_store(path)
+        modes = await store._pool.runQuery("SELECT data_mode FROM transactions ORDER BY seq")
+        self.assertEqual([mode for (mode,) in modes], ["raw-json", "none"])
+        self.assertEqual(await self.scalar(store, "PRAGMA auto_vacuum"), 2)
+
+
     async def test_newer_schema_is_refused_and_left_alone(self) -> None:
-        path, txn = await self.make_v1()
+        path, txn = await self.make_current()
         with sqlite3.connect(path) as connection:
             connection.execute("PRAGMA user_version = 99")
         connection.close()

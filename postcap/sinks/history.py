@@ -31,7 +31,13 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from postcap.interfaces import IHistoryStore
+from postcap.datamode import data_mode
 from postcap.model import Body, SessionRecord, Transaction, iso8601
+from postcap.sinks.query import (
+    TransactionFilter,
+    select_overview,
+    select_summary_rows,
+)
 
 __all__ = ["MIGRATIONS", "HistoryStoreClosed", "SQLiteHistoryStore", "TransactionFilter"]
 
@@ -70,6 +76,7 @@ _TRANSACTION_COLUMNS = (
     "content_type",
     "error",
     "detail",
+    "data_mode",
 )
 _SUMMARY_COLUMNS = (
     "id",
@@ -150,8 +157,36 @@ def _migration_1(cursor: Cursor) -> None:
         cursor.execute(statement)
 
 
+def _stored_data_mode(detail_json: str) -> str:
+    request = json.loads(detail_json)["request"]
+    content_type = ""
+    for name, value in request["headers"]:
+        if name.lower() == "content-type":
+            content_type = value.split(";", 1)[0].strip().lower()
+            break
+    return data_mode(content_type, int(request["body"]["size"]))
+
+
+def _migration_2(cursor: Cursor) -> None:
+    """Search and overview: the request data mode as a column, and the indexes that
+    keep filtered lists and overviews of large sessions fast."""
+    cursor.execute("ALTER TABLE transactions ADD COLUMN data_mode TEXT NOT NULL DEFAULT 'none'")
+    cursor.execute("SELECT seq, detail FROM transactions")
+    modes = [(_stored_data_mode(detail), seq) for seq, detail in cursor.fetchall()]
+    cursor.executemany("UPDATE transactions SET data_mode = ? WHERE seq = ?", modes)
+    for statement in (
+        "CREATE INDEX transactions_by_method ON transactions (session_id, method, seq)",
+        "CREATE INDEX transactions_by_status ON transactions (session_id, status, seq)",
+        "CREATE INDEX transactions_by_host ON transactions (session_id, host, seq)",
+        "CREATE INDEX transactions_by_mode ON transactions (session_id, data_mode)",
+        "CREATE INDEX transactions_by_time ON transactions (session_id, started_at)",
+        "CREATE INDEX sessions_by_stop ON sessions (state, stopped_at)",
+    ):
+        cursor.execute(statement)
+
+
 #: Migration N (1-based) takes the schema from version N-1 to N.  Append only.
-MIGRATIONS: list[Migration] = [_migration_1]
+MIGRATIONS: list[Migration] = [_migration_1, _migration_2]
 
 
 def _user_version(cursor: Cursor) -> int:
@@ -175,9 +210,20 @@ def _migrate(cursor: Cursor, migrations: Sequence[Migration]) -> tuple[int, int]
     return current, target
 
 
+def _enable_incremental_vacuum(connection: Any) -> bool:
+    """A file made before auto_vacuum was set needs one VACUUM to take it on."""
+    mode = connection.execute("PRAGMA auto_vacuum").fetchone()[0]
+    if int(mode) == 2:
+        return False
+    connection.execute("PRAGMA auto_vacuum=INCREMENTAL")
+    connection.execute("VACUUM")
+    return True
+
+
 def _configure_connection(connection: Any) -> None:
     """cp_openfun: per-connection pragmas."""
     for pragma in (
+        "PRAGMA auto_vacuum=INCREMENTAL",  # takes effect in a new file; see _reclaim_space
         "PRAGMA journal_mode=WAL",
         "PRAGMA synchronous=NORMAL",
         "PRAGMA foreign_keys=ON",
@@ -225,6 +271,7 @@ def _transaction_row(txn: Transaction) -> tuple[Any, ...]:
         _text(txn.content_type),
         None if txn.error is None else _text(txn.error),
         _stored_detail(txn),
+        txn.data_mode,
     )
 
 
@@ -391,7 +438,15 @@ def _delete_session_transactions(cursor: Cursor, session_id: str) -> None:
 def _delete_session(cursor: Cursor, session_id: str) -> bool:
     _delete_session_transactions(cursor, session_id)
     cursor.execute("DELETE FROM sessions WHERE id = ?", (session_id,))
-    return bool(cursor.rowcount)
+    deleted = bool(cursor.rowcount)
+    _release_free_pages(cursor)
+    return deleted
+
+
+def _release_free_pages(cursor: Cursor) -> None:
+    """Give the pages freed by deletes back to the file system (auto_vacuum=INCREMENTAL)."""
+    cursor.execute("PRAGMA incremental_vacuum")
+    cursor.fetchall()
 
 
 def _clear_session(cursor: Cursor, session_id: str) -> SessionRecord | None:
@@ -423,7 +478,65 @@ def _delete_transactions(cursor: Cursor, ids: Sequence[str]) -> int:
         cursor.execute(f"DELETE FROM bodies WHERE transaction_id IN ({marks})", chunk)
         cursor.execute(f"DELETE FROM transactions WHERE id IN ({marks})", chunk)
         deleted += cursor.rowcount
+    _release_free_pages(cursor)
     return deleted
+
+
+def _purge_candidates(
+    cursor: Cursor, older_than: float | None, max_bytes: int | None, keep: Sequence[str]
+) -> list[str]:
+    """Stopped sessions to delete, oldest first: those stopped before ``older_than``,
+    then more until the file would fit in ``max_bytes`` (judged by their sizes)."""
+    cursor.execute(
+        "SELECT id, stopped_at, total_bytes FROM sessions WHERE state = 'stopped'"
+        " ORDER BY COALESCE(stopped_at, started_at), started_at"
+    )
+    stopped = [row for row in cursor.fetchall() if row[0] not in keep]
+    doomed = [sid for sid, stopped_at, _ in stopped
+              if older_than is not None and (stopped_at or 0) < older_than]
+    if max_bytes is not None:
+        cursor.execute("PRAGMA page_count")
+        pages = int(cursor.fetchone()[0])
+        cursor.execute("PRAGMA page_size")
+        page_size = int(cursor.fetchone()[0])
+        cursor.execute("PRAGMA freelist_count")
+        used = (pages - int(cursor.fetchone()[0])) * page_size
+        cursor.execute("SELECT COALESCE(SUM(total_bytes), 0) FROM sessions")
+        recorded = max(1, int(cursor.fetchone()[0]))
+        # Each session's share of the file: its bytes, scaled by the file's overhead.
+        scale = used / recorded
+        excess = used - max_bytes
+        for sid, _, size in stopped:
+            if sid in doomed:
+                excess -= size * scale
+        for sid, _, size in stopped:
+            if excess <= 0:
+                break
+            if sid not in doomed:
+                doomed.append(sid)
+                excess -= max(size * scale, page_size)
+    return doomed
+
+
+def _used_bytes(cursor: Cursor) -> int:
+    cursor.execute("PRAGMA page_count")
+    pages = int(cursor.fetchone()[0])
+    cursor.execute("PRAGMA freelist_count")
+    free = int(cursor.fetchone()[0])
+    cursor.execute("PRAGMA page_size")
+    return (pages - free) * int(cursor.fetchone()[0])
+
+
+def _purge(
+    cursor: Cursor, older_than: float | None, max_bytes: int | None, keep: Sequence[str]
+) -> list[str]:
+    doomed = _purge_candidates(cursor, older_than, max_bytes, keep)
+    for session_id in doomed:
+        _delete_session_transactions(cursor, session_id)
+        cursor.execute("DELETE FROM sessions WHERE id = ?", (session_id,))
+    if doomed:
+        _release_free_pages(cursor)
+    return doomed
 
 
 def _recover_interrupted(cursor: Cursor) -> list[str]:
@@ -464,73 +577,11 @@ def _select_sessions(
     return total, [_session_from_row(row) for row in cursor.fetchall()]
 
 
-def _like_pattern(text: str, prefix: str = "%", suffix: str = "%") -> str:
-    escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-    return f"{prefix}{escaped}{suffix}"
-
-
-def _status_range(status: int | str) -> tuple[int, int]:
-    """``404`` or ``"404"`` → (404, 404); ``"4xx"`` → (400, 499)."""
-    if isinstance(status, int):
-        return status, status
-    text = status.strip().lower()
-    if len(text) == 3 and text[0].isdigit() and text[1:] == "xx":
-        low = int(text[0]) * 100
-        return low, low + 99
-    if text.isdigit():
-        return int(text), int(text)
-    raise ValueError(f"status must be a code or a class like '2xx', not {status!r}")
-
-
-@dataclass(frozen=True, slots=True)
-class TransactionFilter:
-    """Optional narrowing of :meth:`SQLiteHistoryStore.list_transactions`.
-
-    ``query``: substring of the URL (case-insensitive for ASCII); ``method``:
-    exact, case-insensitive; ``status``: a code or a class such as ``"4xx"``;
-    ``domain``: the host or any subdomain of it.
-    """
-
-    session_id: str | None = None
-    query: str | None = None
-    method: str | None = None
-    status: int | str | None = None
-    domain: str | None = None
-
-    def where(self) -> tuple[str, list[Any]]:
-        clauses: list[str] = []
-        params: list[Any] = []
-        if self.session_id is not None:
-            clauses.append("session_id = ?")
-            params.append(self.session_id)
-        if self.query:
-            clauses.append("url LIKE ? ESCAPE '\\'")
-            params.append(_like_pattern(self.query))
-        if self.method:
-            clauses.append("method = ? COLLATE NOCASE")
-            params.append(self.method)
-        if self.status is not None:
-            clauses.append("status BETWEEN ? AND ?")
-            params.extend(_status_range(self.status))
-        if self.domain:
-            domain = self.domain.strip(".")
-            clauses.append("(host = ? COLLATE NOCASE OR host LIKE ? ESCAPE '\\')")
-            params.extend([domain, _like_pattern(domain, prefix="%.", suffix="")])
-        return (" WHERE " + " AND ".join(clauses) if clauses else ""), params
-
-
 def _select_summaries(
-    cursor: Cursor, where: TransactionFilter, limit: int, offset: int
+    cursor: Cursor, where: TransactionFilter, limit: int, offset: int, descending: bool = False
 ) -> tuple[int, list[dict[str, Any]]]:
-    clause, params = where.where()
-    cursor.execute(f"SELECT COUNT(*) FROM transactions{clause}", params)
-    total = int(cursor.fetchone()[0])
-    cursor.execute(
-        f"SELECT {', '.join(_SUMMARY_COLUMNS)} FROM transactions{clause}"
-        " ORDER BY seq LIMIT ? OFFSET ?",
-        (*params, limit, offset),
-    )
-    return total, [_summary_from_row(row) for row in cursor.fetchall()]
+    total, rows = select_summary_rows(cursor, where, limit, offset, descending)
+    return total, [_summary_from_row(row) for row in rows]
 
 
 def _select_bodies(cursor: Cursor, ids: Sequence[str]) -> dict[str, dict[str, bytes]]:
@@ -725,15 +776,41 @@ class SQLiteHistoryStore:
         offset: int = 0,
         *,
         query: str | None = None,
-        method: str | None = None,
-        status: int | str | None = None,
+        method: str | Sequence[str] | None = None,
+        status: int | str | Sequence[int | str] | None = None,
         domain: str | None = None,
+        since: float | None = None,
+        until: float | None = None,
+        search_in: Sequence[str] = (),
+        descending: bool = False,
     ) -> Deferred[tuple[int, list[dict[str, Any]]]]:
-        """``(total, summaries)`` in capture order; ``session_id=None`` spans all sessions."""
-        where = TransactionFilter(session_id, query, method, status, domain)
-        return self._after_writes(
-            _select_summaries, where, _sql_limit(limit), max(0, int(offset))
+        """``(total, summaries)`` in capture order (newest first when ``descending``);
+        ``session_id=None`` spans all sessions.  See :class:`TransactionFilter`."""
+        where = TransactionFilter(
+            session_id, query, method, status, domain, since, until, tuple(search_in)
         )
+        return self._after_writes(
+            _select_summaries, where, _sql_limit(limit), max(0, int(offset)), descending
+        )
+
+    def overview(self, session_id: str) -> Deferred[dict[str, Any]]:
+        """Counts by method, domain, data mode and status, and totals, of one session."""
+        return self._after_writes(select_overview, session_id)
+
+    def purge(
+        self,
+        older_than: float | None = None,
+        max_bytes: int | None = None,
+        keep: Sequence[str] = (),
+    ) -> Deferred[list[str]]:
+        """Delete the oldest stopped sessions (never those in ``keep``): every one stopped
+        before ``older_than`` (epoch seconds), then more until the data fits in
+        ``max_bytes``.  Fires with the deleted ids."""
+        return self._after_writes(_purge, older_than, max_bytes, list(keep))
+
+    def size_bytes(self) -> Deferred[int]:
+        """Bytes the database uses (pages in use times page size)."""
+        return self._after_writes(_used_bytes)
 
     def get_transaction(self, transaction_id: str) -> Deferred[dict[str, Any] | None]:
         return self._after_writes(_select_detail, transaction_id)
@@ -755,6 +832,9 @@ class SQLiteHistoryStore:
     async def _open(self) -> None:
         self._ensure_open()
         old, new = await self._pool.runInteraction(_migrate, list(MIGRATIONS))
+        if await self._pool.runWithConnection(_enable_incremental_vacuum):
+            self._log.info("History store {path} rebuilt once so that deletes give space back",
+                           path=self.path)
         self._log.info(
             "History store {path} opened at schema version {version} (was {old_version})",
             path=self.path,

@@ -79,19 +79,6 @@ def _json_copy(value: Any) -> Any:
     return json.loads(json.dumps(value))
 
 
-def _status_range(status: int | str) -> tuple[int, int]:
-    """``404`` or ``"404"`` → (404, 404); ``"4xx"`` → (400, 499)."""
-    if isinstance(status, int):
-        return status, status
-    text = status.strip().lower()
-    if len(text) == 3 and text[0].isdigit() and text[1:] == "xx":
-        low = int(text[0]) * 100
-        return low, low + 99
-    if text.isdigit():
-        return int(text), int(text)
-    raise ValueError(f"status must be a code or a class like '2xx', not {status!r}")
-
-
 def _page(items: Sequence[_T], limit: int | None, offset: int) -> list[_T]:
     start = max(0, int(offset))
     if limit is None:
@@ -111,10 +98,11 @@ class _Stored:
 
 
 def _matcher(where: TransactionFilter) -> Callable[[_Stored], bool]:
-    """The Python twin of :meth:`TransactionFilter.where` (raises ValueError on a bad status)."""
-    status = None if where.status is None else _status_range(where.status)
+    """The Python twin of :meth:`TransactionFilter.where` for the URL search (raises
+    ValueError on a bad status)."""
+    statuses = where.status_ranges
     query = _ascii_lower(where.query) if where.query else None
-    method = _ascii_lower(where.method) if where.method else None
+    methods = {_ascii_lower(m) for m in where.methods}
     domain = _ascii_lower(where.domain.strip(".")) if where.domain else None
 
     def matches(stored: _Stored) -> bool:
@@ -123,11 +111,11 @@ def _matcher(where: TransactionFilter) -> Callable[[_Stored], bool]:
             return False
         if query is not None and query not in _ascii_lower(summary["url"]):
             return False
-        if method is not None and _ascii_lower(summary["method"]) != method:
+        if methods and _ascii_lower(summary["method"]) not in methods:
             return False
-        if status is not None:
+        if statuses:
             code = summary["status"]
-            if code is None or not status[0] <= code <= status[1]:
+            if code is None or not any(low <= code <= high for low, high in statuses):
                 return False
         if domain is not None:
             host = _ascii_lower(summary["host"])
