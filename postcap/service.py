@@ -14,6 +14,7 @@ from typing import Any, Callable
 from twisted.application.service import MultiService
 from twisted.internet import error as ierror
 from twisted.internet.defer import Deferred, ensureDeferred
+from twisted.internet.task import LoopingCall
 from twisted.internet.endpoints import TCP4ServerEndpoint, TCP6ServerEndpoint, serverFromString
 from twisted.internet.interfaces import IListeningPort
 from twisted.logger import Logger
@@ -22,7 +23,12 @@ from postcap._version import __version__
 from postcap.capture import Spooler
 from postcap.control.auth import load_or_create_token
 from postcap.control.dispatch import JSONRPCDispatcher
+from postcap.control.events_resource import EventsResource
+from postcap.control.history_methods import HistoryMethods
 from postcap.control.methods import ControlMethods, ProxyUnavailable
+from postcap.events import EventHub, TransactionEvents
+from postcap.replay import Replayer
+from postcap.retention import Retention
 from postcap.control.web import ControlRoot, RPCResource, StaticBytes, control_site
 from postcap.proxy.server import ProxyFactory, ProxySettings
 from postcap.session import SessionManager
@@ -43,6 +49,11 @@ class PostcapConfig:
     storage_path: str | None = None
     proxy: ProxySettings = field(default_factory=ProxySettings)
     drain_timeout: float = 10.0
+    #: Retention: stopped sessions older than this many seconds are deleted.
+    history_max_age: float | None = None
+    #: Retention: the oldest stopped sessions go while the history is larger.
+    history_max_bytes: int | None = None
+    retention_interval: float = 600.0
 
     @property
     def token_path(self) -> str:
@@ -136,8 +147,25 @@ class PostcapService(MultiService):
         )
         self.proxy = ProxyListener(reactor, self.proxy_factory, config.port, config.interface)
         self.proxy.ca_sha256 = self.ca.sha256
+        self.events = EventHub()
+        self.sessions.add_listener(
+            lambda change, record: self.events.session_changed(change, record, self.sessions.now())
+        )
+        self.sessions.add_sink(TransactionEvents(self.events))
+        self.events_resource = EventsResource(self.events, reactor)
+        self.replayer = Replayer(
+            reactor, self.proxy_factory.connector, self.spooler,
+            config.proxy.max_capture_body, timeout=config.proxy.upstream_timeout,
+        )
         self.dispatcher = JSONRPCDispatcher()
         ControlMethods(self, self.sessions, self.proxy, self.ca).install(self.dispatcher)
+        self.history_methods = HistoryMethods(self.sessions, self.replayer)
+        self.history_methods.install(self.dispatcher)
+        self.retention = Retention(
+            self.store, self.sessions, config.history_max_age, config.history_max_bytes
+        )
+        self._retention_loop = LoopingCall(self.retention.run)
+        self._retention_loop.clock = reactor
         self.control_port: IListeningPort | None = None
         self.ready: Deferred[None] = Deferred()
 
@@ -158,9 +186,12 @@ class PostcapService(MultiService):
         root = ControlRoot(lambda: self.token)
         root.putChild(b"rpc", RPCResource(self.dispatcher))
         root.putChild(b"ca.pem", StaticBytes(self.ca.pem, b"application/x-pem-file"))
+        root.putChild(b"events", self.events_resource)
         site = control_site(root)
         self.control_port = await serverFromString(self.reactor, self.config.control).listen(site)
         await self.proxy.enable()
+        if self.retention.enabled:
+            self._retention_loop.start(self.config.retention_interval, now=True)
         self._write_state_file()
         self.proxy.on_change = self._write_state_file
         control = self.control_port.getHost()
@@ -218,6 +249,9 @@ class PostcapService(MultiService):
 
     async def _stop(self) -> None:
         self._log.info("postcap stopping: draining connections")
+        if self._retention_loop.running:
+            self._retention_loop.stop()
+        self.events_resource.close_all()
         await self.proxy.disable()
         await self.proxy_factory.drain(self.config.drain_timeout)
         self.proxy_factory.pool.close()

@@ -19,7 +19,7 @@ from twisted.logger import Logger
 from zope.interface.verify import verifyObject
 
 from postcap.capture import CaptureTicket
-from postcap.filters import CaptureFilter, validate_options
+from postcap.filters import CaptureFilter, default_options, validate_options
 from postcap.interfaces import ICaptureSink, IHistoryStore
 from postcap.model import SessionRecord, Transaction, new_id
 
@@ -49,6 +49,9 @@ class SessionNotFound(SessionError):
 
 
 SessionListener = Callable[[str, SessionRecord], None]
+
+#: Replays made while no session is running are recorded in this stopped session.
+REPLAYS_SESSION_ID = "replays"
 
 
 class SessionManager:
@@ -218,16 +221,48 @@ class SessionManager:
         if ticket is None or active is None or active.id != ticket.session_id:
             transaction.discard_spools()
             return
-        ended = transaction.started_at + transaction.duration_ms / 1000.0
-        if active.last_activity is not None:
-            ended = max(ended, active.last_activity)  # as the store keeps it: never backwards
-        self.active = dataclasses.replace(
-            active,
-            request_count=active.request_count + 1,
-            total_bytes=active.total_bytes + transaction.request_bytes + transaction.response_bytes,
-            last_activity=ended,
-        )
+        self.record(transaction)
+
+    def record(self, transaction: Transaction) -> None:
+        """Hand a transaction of a known session to every sink (the proxy's captures,
+        and transactions postcap makes itself, such as replays)."""
+        active = self.active
+        if active is not None and active.id == transaction.session_id:
+            ended = transaction.started_at + transaction.duration_ms / 1000.0
+            if active.last_activity is not None:
+                ended = max(ended, active.last_activity)  # as the store keeps it: never backwards
+            self.active = dataclasses.replace(
+                active,
+                request_count=active.request_count + 1,
+                total_bytes=active.total_bytes + transaction.request_bytes
+                + transaction.response_bytes,
+                last_activity=ended,
+            )
         self._fan_out(transaction)
+
+    def refresh_counters(self, stored: SessionRecord) -> None:
+        """Take the active session's counters from the store (after deletes)."""
+        active = self.active
+        if active is not None and active.id == stored.id:
+            self.active = dataclasses.replace(
+                active, request_count=stored.request_count, total_bytes=stored.total_bytes
+            )
+
+    async def replay_target(self) -> str:
+        """The session a replay is recorded in: the running one, else the stopped
+        session :data:`REPLAYS_SESSION_ID` ("Replays"), created when first needed."""
+        active = self.active
+        if active is not None and active.state == "running":
+            return active.id
+        if await self.store.get_session(REPLAYS_SESSION_ID) is None:
+            now = self.now()
+            options = default_options()
+            options["name"] = "Replays"
+            await self.store.save_session(SessionRecord(
+                id=REPLAYS_SESSION_ID, name="Replays", source="proxy", state="stopped",
+                started_at=now, stopped_at=now, options=options,
+            ))
+        return REPLAYS_SESSION_ID
 
     def _fan_out(self, transaction: Transaction) -> None:
         self.in_flight += 1

@@ -41,6 +41,28 @@ def _non_negative_int(value: str) -> int:
     return number
 
 
+_DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+_SIZE_UNITS = {"": 1, "b": 1, "k": 10**3, "kb": 10**3, "kib": 2**10, "m": 10**6, "mb": 10**6,
+               "mib": 2**20, "g": 10**9, "gb": 10**9, "gib": 2**30, "t": 10**12, "tb": 10**12,
+               "tib": 2**40}
+
+
+def duration_seconds(text: str) -> float:
+    """``"30d"``, ``"12h"``, ``"90m"``, ``"45s"`` or plain seconds, as seconds (> 0)."""
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*", str(text).lower())
+    if match is None or float(match.group(1)) <= 0:
+        raise ValueError("must be a positive duration such as 30d, 12h, 90m or 3600")
+    return float(match.group(1)) * _DURATION_UNITS.get(match.group(2) or "s", 1)
+
+
+def size_bytes(text: str) -> int:
+    """``"500MB"``, ``"2GiB"``, ``"10k"`` or plain bytes, as bytes (> 0)."""
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([a-z]*)\s*", str(text).lower())
+    if match is None or match.group(2) not in _SIZE_UNITS or float(match.group(1)) <= 0:
+        raise ValueError("must be a positive size such as 500MB, 2GiB or 1048576")
+    return int(float(match.group(1)) * _SIZE_UNITS[match.group(2)])
+
+
 class Options(usage.Options):
     """Options of ``twistd postcap`` (``twistd postcap --help`` lists them)."""
 
@@ -72,6 +94,15 @@ class Options(usage.Options):
         ["idle-timeout", None, 120.0, "Seconds an idle keep-alive client connection stays open.",
          _positive_float],
         ["drain-timeout", None, 10.0, "Seconds in-flight exchanges get to finish on shutdown.",
+         _positive_float],
+        ["history-max-age", None, None,
+         "Delete stopped sessions that ended longer ago than this (e.g. 30d, 12h).",
+         duration_seconds],
+        ["history-max-bytes", None, None,
+         "Delete the oldest stopped sessions while the history is larger than this "
+         "(e.g. 2GiB, 500MB).", size_bytes],
+        ["retention-interval", None, 600.0,
+         "Seconds between retention checks (with --history-max-age/--history-max-bytes).",
          _positive_float],
     ]
     optFlags = [
@@ -179,6 +210,9 @@ def makeService(options: Options) -> Any:
         storage_path=options["storage-path"],
         proxy=settings,
         drain_timeout=options["drain-timeout"],
+        history_max_age=options["history-max-age"],
+        history_max_bytes=options["history-max-bytes"],
+        retention_interval=options["retention-interval"],
     )
     try:
         return PostcapService(config)

@@ -123,8 +123,6 @@ class ControlMethods:
             "session.get": self.session_get,
             "session.list": self.session_list,
             "session.delete": self.session_delete,
-            "request.list": self.request_list,
-            "request.get": self.request_get,
             "ca.get": self.ca_get,
         }
 
@@ -202,30 +200,6 @@ class ControlMethods:
         offset = params.integer("offset", offset, minimum=0)
         total, records = await self.sessions.list(limit, offset)
         return {"total": total, "items": [self._session(r) for r in records]}
-
-    # -- requests --------------------------------------------------------------------
-
-    @_translated
-    async def request_list(
-        self, session_id: Any = None, limit: Any = 100, offset: Any = 0
-    ) -> dict[str, Any]:
-        session_id = params.string("session_id", session_id, optional=True)
-        limit = params.integer("limit", limit, minimum=1, maximum=MAX_PAGE)
-        offset = params.integer("offset", offset, minimum=0)
-        if session_id is None:
-            if self.sessions.active is None:
-                raise InvalidParams("session_id", "required when no session is active")
-            session_id = self.sessions.active.id
-        await self.sessions.get(session_id)
-        total, items = await self.sessions.store.list_transactions(session_id, limit, offset)
-        return {"total": total, "items": items}
-
-    async def request_get(self, id: Any) -> dict[str, Any]:
-        transaction_id = params.string("id", id)
-        detail = await self.sessions.store.get_transaction(transaction_id)
-        if detail is None:
-            raise NotFound("request", transaction_id)
-        return detail
 
 
 __all__ = ["ControlMethods", "ProxyControl", "ProxyUnavailable", "INVALID_OPTION"]

@@ -359,13 +359,15 @@ class ProxyFactory(ServerFactory):
         self.reactor = reactor
         self.settings = settings
         self.recorder = recorder
+        #: Builds upstream endpoints with the proxy's TLS and --upstream-proxy rules.
+        self.connector = UpstreamConnector(
+            reactor,
+            settings.connect_timeout,
+            insecure=settings.insecure_upstream,
+            upstream_proxy=settings.upstream_proxy,
+        )
         if pool is None:
-            connector = UpstreamConnector(
-                reactor,
-                settings.connect_timeout,
-                insecure=settings.insecure_upstream,
-                upstream_proxy=settings.upstream_proxy,
-            )
+            connector = self.connector
             pool = UpstreamPool(
                 reactor,
                 settings.connect_timeout,

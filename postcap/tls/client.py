@@ -45,10 +45,12 @@ class VerifyingClientCreator:
     """Verify the chain against the platform trust store (``SSL_CERT_FILE`` honoured)
     and the leaf against the host name with service-identity; offer only http/1.1
     by ALPN.  Why verification failed is left, in words, on the wrapped protocol's
-    ``tls_verify_error`` for the 502 the proxy answers with."""
+    ``tls_verify_error`` for the 502 the proxy answers with, and in ``last_error``
+    for callers that own the creator (replay)."""
 
     def __init__(self, hostname: str) -> None:
         self.hostname = hostname
+        self.last_error: str | None = None
         self._is_ip = _is_ip(hostname)
         options = ssl.CertificateOptions(
             trustRoot=ssl.platformTrust(),
@@ -66,11 +68,16 @@ class VerifyingClientCreator:
         connection.set_connect_state()
         return connection
 
+    def _failed(self, connection: SSL.Connection, reason: str) -> None:
+        if self.last_error is None:
+            self.last_error = reason
+        _note_failure(connection, reason)
+
     def _verify(self, connection: SSL.Connection, cert: Any, errno: int, depth: int, ok: int) -> bool:
         try:
             if not ok:
                 reason = VERIFY_ERRORS.get(errno, f"OpenSSL verification error {errno}")
-                _note_failure(connection, reason if depth == 0 else f"{reason} (certificate {depth} in the chain)")
+                self._failed(connection, reason if depth == 0 else f"{reason} (certificate {depth} in the chain)")
                 return False
             if depth == 0:
                 leaf = cert.to_cryptography()
@@ -80,7 +87,7 @@ class VerifyingClientCreator:
                     else:
                         verify_certificate_hostname(leaf, self.hostname)
                 except (VerificationError, CertificateError) as exc:
-                    _note_failure(connection, f"the certificate is not valid for {self.hostname!r} (host name mismatch)")
+                    self._failed(connection, f"the certificate is not valid for {self.hostname!r} (host name mismatch)")
                     return False
             return True
         except Exception:  # an exception inside an OpenSSL callback would be lost
@@ -89,6 +96,8 @@ class VerifyingClientCreator:
 
 
 def _note_failure(connection: SSL.Connection, reason: str) -> None:
+    """Keep the readable verification failure where the caller can find it: on the
+    protocol the TLS layer wraps (the proxy's upstream connection)."""
     protocol = getattr(connection.get_app_data(), "wrappedProtocol", None)
     if protocol is not None and getattr(protocol, "tls_verify_error", None) is None:
         protocol.tls_verify_error = reason
