@@ -185,7 +185,7 @@ class PostcapProcess:
         assert status == 200, (status, body)
         return json.loads(body)
 
-    def rpc(self, method: str, **params: Any) -> Any:
+    def rpc(self, method: str, /, **params: Any) -> Any:
         """Call a method; its result, or :class:`RPCError`."""
         answer = self.rpc_raw({"jsonrpc": "2.0", "id": 1, "method": method, "params": params})
         if "error" in answer:

@@ -444,9 +444,12 @@ def _delete_session(cursor: Cursor, session_id: str) -> bool:
 
 
 def _release_free_pages(cursor: Cursor) -> None:
-    """Give the pages freed by deletes back to the file system (auto_vacuum=INCREMENTAL)."""
-    cursor.execute("PRAGMA incremental_vacuum")
-    cursor.fetchall()
+    """Give the pages freed by deletes back to the file system (auto_vacuum=INCREMENTAL).
+
+    ``executescript`` commits the deletes first and then steps the pragma to the end
+    (``execute`` would free a single page).
+    """
+    cursor.executescript("PRAGMA incremental_vacuum;")
 
 
 def _clear_session(cursor: Cursor, session_id: str) -> SessionRecord | None:

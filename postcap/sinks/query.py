@@ -56,7 +56,7 @@ class TransactionFilter:
     ``method``: one method or several (exact, case-insensitive); ``status``: a
     code, a class such as ``"4xx"``, or several of them; ``domain``: the host or any
     subdomain of it; ``since``/``until``: start time bounds (epoch seconds,
-    inclusive).
+    inclusive; ``until`` covers its whole millisecond, as times are shown).
     """
 
     session_id: str | None = None
@@ -110,8 +110,9 @@ class TransactionFilter:
             clauses.append(f"{table}started_at >= ?")
             params.append(self.since)
         if self.until is not None:
-            clauses.append(f"{table}started_at <= ?")
-            params.append(self.until)
+            # Inclusive at the millisecond precision that times are shown with.
+            clauses.append(f"{table}started_at < ?")
+            params.append(self.until + 0.001)
         return (" WHERE " + " AND ".join(clauses) if clauses else ""), params
 
     def _query_clause(self, table: str, params: list[Any]) -> str:
