@@ -115,10 +115,11 @@ class EventsResource(Resource):
         stream = _Stream(self, request, kinds)
         request.registerProducer(stream, True)
         request.write(b"retry: 3000\n\n")
-        last_id = request.getHeader(b"last-event-id")
-        if last_id is None:
+        raw_id = request.getHeader(b"last-event-id")
+        if raw_id is None:
             values = request.args.get(b"last_event_id")
-            last_id = values[0].decode("utf-8", "replace") if values else None
+            raw_id = values[0] if values else None
+        last_id = None if raw_id is None else raw_id.decode("utf-8", "replace")
         missed, problem = self.hub.since(last_id)
         if problem is not None:
             reset = json.dumps({"reason": problem, "last_event_id": last_id})

@@ -175,11 +175,13 @@ def _migration_2(cursor: Cursor) -> None:
     modes = [(_stored_data_mode(detail), seq) for seq, detail in cursor.fetchall()]
     cursor.executemany("UPDATE transactions SET data_mode = ? WHERE seq = ?", modes)
     for statement in (
-        "CREATE INDEX transactions_by_method ON transactions (session_id, method, seq)",
-        "CREATE INDEX transactions_by_status ON transactions (session_id, status, seq)",
-        "CREATE INDEX transactions_by_host ON transactions (session_id, host, seq)",
-        "CREATE INDEX transactions_by_mode ON transactions (session_id, data_mode)",
-        "CREATE INDEX transactions_by_time ON transactions (session_id, started_at)",
+        # Filtered lists read this index alone (no table rows) until the page is found.
+        "CREATE INDEX transactions_search"
+        " ON transactions (session_id, seq, method, status, host, url)",
+        "DROP INDEX transactions_by_session",  # the search index starts with its columns
+        # The overview: one scan of this index answers every count and total.
+        "CREATE INDEX transactions_overview ON transactions (session_id, method, host, status,"
+        " data_mode, request_bytes, response_bytes, duration_ms, started_at, error)",
         "CREATE INDEX sessions_by_stop ON sessions (state, stopped_at)",
     ):
         cursor.execute(statement)

@@ -169,43 +169,48 @@ def select_summary_rows(
 
 
 def select_overview(cursor: Cursor, session_id: str) -> dict[str, Any]:
-    """Counts by method, domain, data mode, status and status class, and totals."""
-
-    def counts(column: str) -> dict[str, int]:
-        cursor.execute(
-            f"SELECT {column}, COUNT(*) FROM transactions WHERE session_id = ?"
-            f" GROUP BY {column} ORDER BY COUNT(*) DESC, {column}",
-            (session_id,),
-        )
-        return {("none" if key is None else str(key)): int(n) for key, n in cursor.fetchall()}
-
-    by_status = counts("status")
-    by_class: dict[str, int] = {}
-    for code, count in by_status.items():
-        key = "none" if code == "none" else f"{code[0]}xx"
-        by_class[key] = by_class.get(key, 0) + count
+    """Counts by method, domain, data mode, status and status class, and totals,
+    from one scan of the ``transactions_overview`` index."""
     cursor.execute(
-        "SELECT COUNT(*), COALESCE(SUM(request_bytes + response_bytes), 0),"
-        " COALESCE(SUM(duration_ms), 0), COUNT(error),"
+        "SELECT method, host, status, data_mode, COUNT(*),"
+        " SUM(request_bytes + response_bytes), SUM(duration_ms), COUNT(error),"
         " MIN(started_at), MAX(started_at + duration_ms / 1000.0)"
-        " FROM transactions WHERE session_id = ?",
+        " FROM transactions WHERE session_id = ? GROUP BY method, host, status, data_mode",
         (session_id,),
     )
-    requests, size, busy_ms, errors, first, last = cursor.fetchone()
-    return {
-        "by_method": counts("method"),
-        "by_domain": counts("host"),
-        "by_data_mode": counts("data_mode"),
-        "by_status": by_status,
-        "by_status_class": by_class,
-        "totals": {
-            "requests": int(requests),
-            "bytes": int(size),
-            "duration_ms": round(0.0 if first is None else (last - first) * 1000.0, 3),
-            "busy_ms": round(float(busy_ms), 3),
-            "errors": int(errors),
-        },
+    by: dict[str, dict[str, int]] = {
+        "by_method": {}, "by_domain": {}, "by_data_mode": {}, "by_status": {},
+        "by_status_class": {},
     }
+    requests = size = errors = 0
+    busy_ms = 0.0
+    first: float | None = None
+    last: float | None = None
+    for method, host, status, mode, count, group_bytes, group_ms, group_errors, start, end \
+            in cursor.fetchall():
+        code = "none" if status is None else str(status)
+        keys = (("by_method", method), ("by_domain", host), ("by_data_mode", mode),
+                ("by_status", code), ("by_status_class", "none" if status is None else f"{code[0]}xx"))
+        for table, key in keys:
+            by[table][key] = by[table].get(key, 0) + count
+        requests += count
+        size += group_bytes
+        busy_ms += group_ms
+        errors += group_errors
+        first = start if first is None else min(first, start)
+        last = end if last is None else max(last, end)
+    result: dict[str, Any] = {
+        name: dict(sorted(counts.items(), key=lambda item: (-item[1], item[0])))
+        for name, counts in by.items()
+    }
+    result["totals"] = {
+        "requests": requests,
+        "bytes": size,
+        "duration_ms": round(0.0 if first is None or last is None else (last - first) * 1000.0, 3),
+        "busy_ms": round(busy_ms, 3),
+        "errors": errors,
+    }
+    return result
 
 
 __all__ = [

@@ -1,0 +1,75 @@
+"""A large seeded history, written straight through the history store's own batch
+insert (no network): for the 100k-transaction tests and benchmark.
+
+Transaction ``i`` of the seeded session has method ``METHODS[i % 4]``, URL
+``http://host{i % 10}.example.test/api/items/{i}?page={i % 50}``, status
+``STATUSES[i % 5]`` and a small JSON request body for POST/PUT.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import sqlite3
+
+from postcap.filters import default_options
+from postcap.model import Address, Body, SessionRecord
+from postcap.sinks import history
+from postcap.testing import make_transaction
+
+SEEDED_SESSION = "seeded-session"
+METHODS = ("GET", "POST", "GET", "PUT")
+STATUSES = (200, 201, 404, 500, 200)
+STARTED = 1_780_000_000.0
+
+
+def seeded_transactions(count: int, session_id: str = SEEDED_SESSION):  # type: ignore[no-untyped-def]
+    """``count`` transactions of the documented shape, made from one template."""
+    template = make_transaction(session_id=session_id)
+    json_body = Body(size=13, captured=True, content=b'{"item": 1}\n')
+    for i in range(count):
+        method = METHODS[i % 4]
+        host = f"host{i % 10}.example.test"
+        yield dataclasses.replace(
+            template,
+            id=f"seed-{i:07d}",
+            started_at=STARTED + i * 0.01,
+            url=f"http://{host}/api/items/{i}?page={i % 50}",
+            server=Address(host, 80),
+            request=dataclasses.replace(
+                template.request,
+                method=method,
+                body=json_body if method in ("POST", "PUT") else template.request.body,
+                headers=template.request.headers
+                + (((b"Content-Type", b"application/json"),) if method in ("POST", "PUT") else ()),
+            ),
+            response=dataclasses.replace(template.response, status=STATUSES[i % 5]),
+        )
+
+
+def seed_history(path: str, count: int = 100_000, batch: int = 5_000) -> None:
+    """Create ``path`` at the current schema with one stopped session of ``count``
+    transactions, through :func:`postcap.sinks.history._insert_batch`."""
+    connection = sqlite3.connect(path, isolation_level=None)
+    try:
+        history._configure_connection(connection)
+        cursor = connection.cursor()
+        history._migrate(cursor, list(history.MIGRATIONS))
+        connection.execute("COMMIT") if connection.in_transaction else None
+        options = default_options()
+        options["name"] = "seeded"
+        connection.execute("BEGIN")
+        history._upsert_session(cursor, SessionRecord(
+            id=SEEDED_SESSION, name="seeded", source="proxy", state="stopped",
+            started_at=STARTED, stopped_at=STARTED + count * 0.01, options=options,
+        ))
+        pending = []
+        for txn in seeded_transactions(count):
+            pending.append(txn)
+            if len(pending) == batch:
+                history._insert_batch(cursor, pending)
+                pending = []
+        if pending:
+            history._insert_batch(cursor, pending)
+        connection.execute("COMMIT")
+    finally:
+        connection.close()
