@@ -138,6 +138,10 @@ def test_collection_errors_name_the_parameter(server: PostcapProcess) -> None:
         server.rpc("collection.add", id="missing", request_ids=["x"])
     assert raised.value.code == -32004
     with pytest.raises(RPCError) as raised:
+        server.rpc("session.start", collection="no-such-collection")
+    assert raised.value.code == -32005 and "no-such-collection" in raised.value.message
+    assert server.rpc("server.info")["active_session"] is None
+    with pytest.raises(RPCError) as raised:
         server.rpc("cookiejar.add", cookies=[{"name": "a", "value": "1"}])
     assert (raised.value.code, raised.value.data) == (-32602, {"param": "cookies[0].domain"})
 
