@@ -22,6 +22,7 @@ from postcap._version import __version__
 from postcap.capture import Spooler
 from postcap.control.auth import load_or_create_token
 from postcap.control.dispatch import JSONRPCDispatcher
+from postcap.control.guard import HealthResource
 from postcap.control.methods import ControlMethods, ProxyUnavailable
 from postcap.control.web import ControlRoot, RPCResource, StaticBytes, control_site
 from postcap.proxy.server import ProxyFactory, ProxySettings
@@ -132,6 +133,9 @@ class PostcapService(MultiService):
     def uptime_s(self) -> float:
         return self.reactor.seconds() - self.started_at
 
+    def counters(self) -> dict[str, Any]:
+        return self.proxy_factory.counters()
+
     def startService(self) -> None:
         super().startService()
         self.reactor.callWhenRunning(self._handle_sigterm)
@@ -146,6 +150,7 @@ class PostcapService(MultiService):
         root = ControlRoot(lambda: self.token)
         root.putChild(b"rpc", RPCResource(self.dispatcher))
         root.putChild(b"ca.pem", StaticBytes(self.ca.pem, b"application/x-pem-file"))
+        root.putChild(b"healthz", HealthResource(lambda: self.proxy_factory.draining))
         site = control_site(root)
         self.control_port = await serverFromString(self.reactor, self.config.control).listen(site)
         await self.proxy.enable()
@@ -204,6 +209,7 @@ class PostcapService(MultiService):
 
     async def _stop(self) -> None:
         self._log.info("postcap stopping: draining connections")
+        self.proxy_factory.draining = True
         await self.proxy.disable()
         await self.proxy_factory.drain(self.config.drain_timeout)
         self.proxy_factory.pool.close()

@@ -8,6 +8,7 @@ listener (an exchange) attached to it.  The pool keeps idle connections per
 
 from __future__ import annotations
 
+import ipaddress
 from dataclasses import dataclass
 from typing import Callable, Protocol as TypingProtocol
 
@@ -99,6 +100,7 @@ class UpstreamProtocol(Protocol):
     def connectionMade(self) -> None:
         self.connected = True
         self.connected_at = self.pool.now()
+        self.pool.own_connection_made(self.transport)
 
     def handshakeCompleted(self) -> None:
         """IHandshakeListener: the upstream TLS handshake finished."""
@@ -113,6 +115,7 @@ class UpstreamProtocol(Protocol):
         self.listener = None
 
     def dataReceived(self, data: bytes) -> None:
+        self.pool.bytes_received += len(data)
         listener = self.listener
         if listener is None:
             # Bytes while idle: the server broke framing; never reuse this connection.
@@ -134,6 +137,7 @@ class UpstreamProtocol(Protocol):
     def connectionLost(self, reason: Failure = ierror.ConnectionDone()) -> None:  # type: ignore[assignment]
         self.connected = False
         self.pool.forget(self)
+        self.pool.own_connection_lost(self.transport)
         listener, self.listener = self.listener, None
         if listener is None:
             return
@@ -151,6 +155,27 @@ class UpstreamProtocol(Protocol):
             listener.upstream_failed(
                 UpstreamError(502, "closed", "upstream closed the connection before the response ended")
             )
+
+
+def _normalised(host: str, port: int) -> tuple[str, int]:
+    try:
+        address = ipaddress.ip_address(host.split("%", 1)[0])
+    except ValueError:
+        return host, port
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    return str(address), port
+
+
+def _address_key(transport: object) -> tuple[str, int] | None:
+    try:
+        local = transport.getHost()  # type: ignore[attr-defined]
+    except Exception:
+        return None
+    host, port = getattr(local, "host", None), getattr(local, "port", None)
+    if not isinstance(host, str) or not isinstance(port, int):
+        return None
+    return _normalised(host, port)
 
 
 EndpointFactory = Callable[[Origin], IStreamClientEndpoint]
@@ -176,12 +201,32 @@ class UpstreamPool:
         self._tunnel_endpoint_factory = tunnel_endpoint_factory or self._endpoint_factory
         self._idle: dict[Origin, list[UpstreamProtocol]] = {}
         self._closing = False
+        #: Local (host, port) of every open upstream connection, to recognise loops.
+        self._own_addresses: set[tuple[str, int]] = set()
+        #: Bytes received from upstreams (counter for ``server.info``).
+        self.bytes_received = 0
 
     def _tcp_endpoint(self, origin: Origin) -> IStreamClientEndpoint:
         return HostnameEndpoint(self._reactor, origin.host, origin.port, timeout=self.connect_timeout)
 
     def now(self) -> float:
         return self._reactor.seconds()
+
+    def own_connection_made(self, transport: object) -> None:
+        """Remember the local address of an upstream connection postcap opened."""
+        key = _address_key(transport)
+        if key is not None:
+            self._own_addresses.add(key)
+
+    def own_connection_lost(self, transport: object) -> None:
+        key = _address_key(transport)
+        if key is not None:
+            self._own_addresses.discard(key)
+
+    def is_own_connection(self, host: str, port: int) -> bool:
+        """Whether a client at ``host:port`` is one of postcap's own upstream connections
+        (a request that looped back to the proxy)."""
+        return _normalised(host, port) in self._own_addresses
 
     def endpoint_for(self, origin: Origin) -> IStreamClientEndpoint:
         """A raw endpoint to ``origin`` outside the pool (for tunnels)."""
