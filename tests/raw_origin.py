@@ -8,7 +8,8 @@ Each connection is served by a thread: requests are read with a deliberately
 simple parser (Content-Length or chunked bodies) and answered
 ``200 OK`` with body ``ok``.  ``/hang`` is read but never answered.  Every
 connection's bytes are kept in :attr:`RawOrigin.connections`, and whether the
-peer closed it in :attr:`RawOrigin.closed`.
+connection ended in :attr:`RawOrigin.closed`.  ``/short-body`` declares 1000 bytes,
+sends 100 and closes; ``/big`` declares 10 GB and streams until the peer goes.
 """
 
 from __future__ import annotations
@@ -84,8 +85,18 @@ class RawOrigin:
                     if used is None:
                         break
                     request, pending = pending[:used], pending[used:]
-                    if b" /hang " not in request.split(b"\r\n", 1)[0]:
-                        conn.sendall(RESPONSE)
+                    path = request.split(b"\r\n", 1)[0].split(b" ")[1]
+                    if path.startswith(b"/hang"):
+                        continue
+                    if path.startswith(b"/short-body"):
+                        conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n" + b"s" * 100)
+                        return
+                    if path.startswith(b"/big"):
+                        conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 10000000000\r\n\r\n")
+                        while not self._stopping:
+                            conn.sendall(b"b" * 65536)
+                        return
+                    conn.sendall(RESPONSE)
         except OSError:
             pass
         finally:
