@@ -302,7 +302,11 @@ class ProxyServerProtocol(Protocol):
 
     def _loop_reason(self, head: RequestHead) -> str | None:
         """Why this request is one postcap sent itself, or None."""
-        if self.factory.pool.is_own_connection(self.client_address.host, self.client_address.port):
+        own = self.transport.getHost()
+        if self.factory.pool.is_own_connection(
+            (self.client_address.host, self.client_address.port),
+            (getattr(own, "host", ""), getattr(own, "port", 0)),
+        ):
             return "request came back to postcap from its own upstream connection"
         hops = sum(
             1 for entry in header_values(head.headers, b"via")

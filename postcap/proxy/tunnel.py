@@ -21,16 +21,17 @@ class _TunnelUpstream(Protocol):
     def __init__(self, tunnel: "BlindTunnel") -> None:
         self.tunnel = tunnel
         self.pool = tunnel.client.factory.pool
+        self.local_key: object = None
 
     def connectionMade(self) -> None:
-        self.pool.own_connection_made(self.transport)
+        self.local_key = self.pool.own_connection_made(self.transport)
 
     def dataReceived(self, data: bytes) -> None:
         self.pool.bytes_received += len(data)
         self.tunnel.from_upstream(data)
 
     def connectionLost(self, reason: Failure) -> None:
-        self.pool.own_connection_lost(self.transport)
+        self.pool.own_connection_lost(self.local_key)
         self.tunnel.upstream_lost()
 
 

@@ -94,13 +94,15 @@ class UpstreamProtocol(Protocol):
         self.idle_timer: IDelayedCall | None = None
         self.connected_at: float | None = None
         self.handshake_at: float | None = None
+        #: This connection's local address, registered with the pool for loop detection.
+        self.local_key: ConnectionKey | None = None
         #: Why certificate verification failed, in words (set by the TLS verify callback).
         self.tls_verify_error: str | None = None
 
     def connectionMade(self) -> None:
         self.connected = True
         self.connected_at = self.pool.now()
-        self.pool.own_connection_made(self.transport)
+        self.local_key = self.pool.own_connection_made(self.transport)
 
     def handshakeCompleted(self) -> None:
         """IHandshakeListener: the upstream TLS handshake finished."""
@@ -137,7 +139,7 @@ class UpstreamProtocol(Protocol):
     def connectionLost(self, reason: Failure = ierror.ConnectionDone()) -> None:  # type: ignore[assignment]
         self.connected = False
         self.pool.forget(self)
-        self.pool.own_connection_lost(self.transport)
+        self.pool.own_connection_lost(self.local_key)
         listener, self.listener = self.listener, None
         if listener is None:
             return
@@ -167,15 +169,24 @@ def _normalised(host: str, port: int) -> tuple[str, int]:
     return str(address), port
 
 
-def _address_key(transport: object) -> tuple[str, int] | None:
+ConnectionKey = tuple[tuple[str, int], tuple[str, int]]
+
+
+def _address_key(transport: object) -> ConnectionKey | None:
+    """(local, remote) addresses of a connection: a TCP connection is only identified by
+    both (the same local port may serve connections to different peers)."""
     try:
         local = transport.getHost()  # type: ignore[attr-defined]
+        remote = transport.getPeer()  # type: ignore[attr-defined]
     except Exception:
         return None
-    host, port = getattr(local, "host", None), getattr(local, "port", None)
-    if not isinstance(host, str) or not isinstance(port, int):
-        return None
-    return _normalised(host, port)
+    ends = []
+    for address in (local, remote):
+        host, port = getattr(address, "host", None), getattr(address, "port", None)
+        if not isinstance(host, str) or not isinstance(port, int):
+            return None
+        ends.append(_normalised(host, port))
+    return ends[0], ends[1]
 
 
 EndpointFactory = Callable[[Origin], IStreamClientEndpoint]
@@ -202,7 +213,7 @@ class UpstreamPool:
         self._idle: dict[Origin, list[UpstreamProtocol]] = {}
         self._closing = False
         #: Local (host, port) of every open upstream connection, to recognise loops.
-        self._own_addresses: set[tuple[str, int]] = set()
+        self._own_addresses: set[ConnectionKey] = set()
         #: Bytes received from upstreams (counter for ``server.info``).
         self.bytes_received = 0
 
@@ -212,21 +223,22 @@ class UpstreamPool:
     def now(self) -> float:
         return self._reactor.seconds()
 
-    def own_connection_made(self, transport: object) -> None:
-        """Remember the local address of an upstream connection postcap opened."""
+    def own_connection_made(self, transport: object) -> ConnectionKey | None:
+        """Remember the local address of an upstream connection postcap opened; returns
+        the key to give :meth:`own_connection_lost` (the address is gone by then)."""
         key = _address_key(transport)
         if key is not None:
             self._own_addresses.add(key)
+        return key
 
-    def own_connection_lost(self, transport: object) -> None:
-        key = _address_key(transport)
+    def own_connection_lost(self, key: ConnectionKey | None) -> None:
         if key is not None:
             self._own_addresses.discard(key)
 
-    def is_own_connection(self, host: str, port: int) -> bool:
-        """Whether a client at ``host:port`` is one of postcap's own upstream connections
-        (a request that looped back to the proxy)."""
-        return _normalised(host, port) in self._own_addresses
+    def is_own_connection(self, client: tuple[str, int], local: tuple[str, int]) -> bool:
+        """Whether the client connection ``client`` → ``local`` is the far end of one of
+        postcap's own upstream connections (a request that looped back to the proxy)."""
+        return (_normalised(*client), _normalised(*local)) in self._own_addresses
 
     def endpoint_for(self, origin: Origin) -> IStreamClientEndpoint:
         """A raw endpoint to ``origin`` outside the pool (for tunnels)."""
