@@ -540,7 +540,8 @@ def test_stalled_clients_never_delay_others(server: PostcapProcess, origin: RawO
                                           + b" HTTP/1.1\r\nConnection: close\r\n\r\n")
             slowest = max(slowest, time.monotonic() - started)
             assert (status, body) == (200, b"ok")
-        assert slowest < 1.0, f"a request took {slowest:.2f} s while 60 clients were stalled"
+        # Under 2.5 s even on a loaded machine; any waiting on a stalled peer would cost >= 3 s.
+        assert slowest < 2.5, f"a request took {slowest:.2f} s while 60 clients were stalled"
     finally:
         for sock in stalled:
             sock.close()
