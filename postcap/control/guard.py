@@ -5,9 +5,10 @@
   headers naming an IP literal or ``localhost``, with the control channel's own
   port, are served; anything else gets ``421 Misdirected Request``.
 - **Oversized bodies**: Twisted reads a whole request body before any resource (or
-  the token check) sees it.  A body announced or growing beyond
-  :attr:`ControlSite.max_request_body` is answered ``413`` and the connection
-  closed at once, so no one fills the disk or memory through the control port.
+  the token check) sees it.  A body beyond :attr:`ControlSite.max_request_body` is
+  discarded as it arrives and answered ``413``; one announced as far larger is
+  answered at once and the connection closed, so no one fills the disk or memory
+  through the control port.
 - **Monitors**: ``GET /healthz`` answers ``ok`` (200) without a token, or
   ``draining`` (503) while the server stops; it carries no other detail.
 - No CORS headers are ever sent, and every answer says ``nosniff``.
@@ -103,44 +104,69 @@ class HealthResource(Resource):
 
 
 class BoundedRequest(Request):
-    """A control request whose body may not exceed the site's ``max_request_body``."""
+    """A control request whose body may not exceed the site's ``max_request_body``.
 
+    A body over the cap is discarded as it arrives and answered 413 once it has been
+    received (so the client can read the answer); one announced as more than
+    :attr:`close_factor` times the cap is answered at once and the connection closed.
+    """
+
+    close_factor = 16
     _received = 0
-    _refused = False
+    _too_large = False
+    _closed_early = False
 
     def _limit(self) -> int:
         return int(getattr(self.channel.site, "max_request_body", MAX_REQUEST_BODY))
 
     def gotLength(self, length: int | None) -> None:
         if length is not None and length > self._limit():
-            self._refuse(length)
+            self._too_large = True
+            self._log_refusal(length)
+            if length > self.close_factor * self._limit():
+                self._close_now()
             length = 0  # nothing of the body is kept
         super().gotLength(length)
 
     def handleContentChunk(self, data: bytes) -> None:
-        if self._refused:
+        if self._too_large:
             return
         self._received += len(data)
         if self._received > self._limit():
-            self._refuse(None)
+            self._too_large = True
+            self._log_refusal(None)
+            self.content.seek(0)
+            self.content.truncate()
             return
         super().handleContentChunk(data)
 
     def process(self) -> None:
-        if self._refused:
+        if self._closed_early:
             return
         self.setHeader(b"x-content-type-options", b"nosniff")
+        if self._too_large:
+            self.site = self.channel.site
+            self.setResponseCode(413)
+            self.setHeader(b"content-type", b"application/json")
+            self.setHeader(b"connection", b"close")
+            self.write(self._error_body())
+            self.finish()
+            return
         super().process()
 
-    def _refuse(self, length: int | None) -> None:
-        """Answer 413 straight on the connection and close it: the body is not read."""
-        self._refused = True
-        limit = self._limit()
-        client = getattr(self.getClientAddress(), "host", "?")
+    def _error_body(self) -> bytes:
+        return json.dumps({"error": f"request body over {self._limit()} bytes"}).encode("utf-8")
+
+    def _log_refusal(self, length: int | None) -> None:
         _log.warn("refused control request from {client}: body of {size} bytes over {limit}",
-                  client=client, size="more than %d" % limit if length is None else length,
-                  limit=limit)
-        body = json.dumps({"error": f"request body over {limit} bytes"}).encode("utf-8")
+                  client=getattr(self.getClientAddress(), "host", "?"),
+                  size="more than %d" % self._limit() if length is None else length,
+                  limit=self._limit())
+
+    def _close_now(self) -> None:
+        """Answer 413 straight on the connection and close it: the body is never read."""
+        self._closed_early = True
+        body = self._error_body()
         transport: Any = self.channel.transport
         transport.write(
             b"HTTP/1.1 413 Content Too Large\r\nContent-Type: application/json\r\n"
