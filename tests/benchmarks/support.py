@@ -209,7 +209,7 @@ class NginxOrigin:
         www.mkdir()
         for name, size in BODY_SIZES.items():
             with open(www / name, "wb") as handle:
-                chunk = (b"postcap-benchmark-" * 4096)[:MIB]
+                chunk = (b"postcap-benchmark-" * (MIB // 18 + 1))[:MIB]
                 remaining = size
                 while remaining:
                     handle.write(chunk[: min(remaining, MIB)])
