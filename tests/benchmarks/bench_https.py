@@ -23,6 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from tests.benchmarks.httpsload import Target, run_load  # noqa: E402
 from tests.benchmarks.support import (  # noqa: E402
+    ensure_postcap_python,
     MitmdumpSystem, NginxOrigin, PostcapSystem, ProcessWatch, System, ensure_mitmdump, machine,
     print_table, write_json,
 )
@@ -133,6 +134,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--newconn-workers", type=int, default=8, help="new-connection client processes")
     parser.add_argument("--json", default="bench_https.json", help="where to write the figures")
     args = parser.parse_args(argv)
+    ensure_postcap_python()
     duration = args.duration or (3.0 if args.quick else 10.0)
     before = machine()
     minting = measure_leaf_minting()

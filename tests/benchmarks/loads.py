@@ -46,11 +46,12 @@ def wrk(system: System, origin_port: int, path: str, connections: int, duration:
         if line.startswith("JSON "):
             raw = json.loads(line[5:])
             seconds = raw["duration_us"] / 1e6
+            answered = raw["requests"] > 0
             figures.update({
                 "requests": raw["requests"],
                 "req_per_s": round(raw["requests"] / seconds, 1) if seconds else None,
-                "p50_ms": round(raw["p50_us"] / 1000, 3),
-                "p99_ms": round(raw["p99_us"] / 1000, 3),
+                "p50_ms": round(raw["p50_us"] / 1000, 3) if answered else None,
+                "p99_ms": round(raw["p99_us"] / 1000, 3) if answered else None,
                 "errors": {key[7:]: value for key, value in raw.items() if key.startswith("errors_") and value},
             })
     if "requests" not in figures:

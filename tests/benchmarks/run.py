@@ -26,8 +26,9 @@ from tests.benchmarks import bench_https  # noqa: E402
 from tests.benchmarks.history import measure_history  # noqa: E402
 from tests.benchmarks.loads import downloads, slow_reader, soak, wrk  # noqa: E402
 from tests.benchmarks.support import (  # noqa: E402
+    ensure_postcap_python,
     MitmdumpSystem, NginxOrigin, PostcapSystem, System, ensure_apt, ensure_mitmdump, machine,
-    mitmproxy_version, print_table, write_json,
+    fmt, mitmproxy_version, print_table, write_json,
 )
 
 SYSTEMS = ["direct", "postcap", "postcap-nosession", "mitmdump"]
@@ -91,8 +92,10 @@ def table_rows(results: dict[str, Any], soak_figures: Any, history_figures: Any)
         row(f"{label} req/s", "req/s", "https", mode, "req_per_s")
         row(f"{label} p50", "ms", "https", mode, "p50_ms")
         row(f"{label} proxy CPU", "%", "https", mode, "cpu_percent")
-    row("50 x 10 MiB sequential, total", "s", "downloads", "total_s")
-    row("50 x 10 MiB sequential, peak proxy RSS", "MiB", "downloads", "rss_peak_mib")
+    count = next((figures["downloads"]["downloads"] for figures in results.values()
+                  if isinstance(figures.get("downloads"), dict)), 50)
+    row(f"{count} x 10 MiB sequential, total", "s", "downloads", "total_s")
+    row(f"{count} x 10 MiB sequential, peak proxy RSS", "MiB", "downloads", "rss_peak_mib")
     row("slow reader of 10 MiB, proxy RSS growth", "MiB", "slow_reader", "rss_growth_mib")
     if soak_figures:
         rows.append({"figure": f"soak {soak_figures['requests']:,} requests, RSS start", "unit": "MiB",
@@ -112,6 +115,50 @@ def table_rows(results: dict[str, Any], soak_figures: Any, history_figures: Any)
     return rows
 
 
+def goals(results: dict[str, Any], soak_figures: Any, history_figures: Any) -> list[dict[str, Any]]:
+    """Issue 8's goals with the measured figure and whether it is met (None: not measured)."""
+    def value(system: str, *keys: str) -> Any:
+        return _get(results.get(system, {}), *keys)
+
+    def ratio(a: Any, b: Any) -> float | None:
+        return round(a / b, 2) if a and b else None
+
+    def added(a: Any, b: Any) -> float | None:
+        return round(a - b, 3) if a is not None and b is not None else None
+
+    checks = [
+        ("HTTP 1 KiB c=100, capture on: >= 10x mitmdump req/s", "x",
+         ratio(value("postcap", "wrk", "1k_c100", "req_per_s"), value("mitmdump", "wrk", "1k_c100", "req_per_s")),
+         lambda v: v >= 10),
+        ("added p50 latency at c=10 (1 KiB): < 1 ms over direct", "ms",
+         added(value("postcap", "wrk", "1k_c10", "p50_ms"), value("direct", "wrk", "1k_c10", "p50_ms")),
+         lambda v: v < 1),
+        ("HTTPS keep-alive: >= 5x mitmdump", "x",
+         ratio(value("postcap", "https", "keepalive", "req_per_s"), value("mitmdump", "https", "keepalive", "req_per_s")),
+         lambda v: v >= 5),
+        ("HTTPS new connections: >= 3x mitmdump", "x",
+         ratio(value("postcap", "https", "newconn", "req_per_s"), value("mitmdump", "https", "newconn", "req_per_s")),
+         lambda v: v >= 3),
+        ("sequential 10 MiB downloads: within 1.5x of direct", "x",
+         ratio(value("postcap", "downloads", "total_s"), value("direct", "downloads", "total_s")),
+         lambda v: v <= 1.5),
+        ("slow reader RSS growth < 2 MB", "MiB", value("postcap", "slow_reader", "rss_growth_mib"),
+         lambda v: v < 2 / 1.048576),
+        ("soak: RSS at the end < 100 MB", "MiB", (soak_figures or {}).get("rss_end_mib"),
+         lambda v: v < 100 / 1.048576),
+        ("soak: no upward trend (end - after first step)", "MiB",
+         added((soak_figures or {}).get("rss_end_mib"), (soak_figures or {}).get("rss_after_first_step_mib")),
+         lambda v: v < 10),
+        ("history: request.list < 100 ms", "ms", (history_figures or {}).get("list_deep_offset_ms"),
+         lambda v: v < 100),
+        ("history: session.overview < 100 ms", "ms", (history_figures or {}).get("overview_ms"),
+         lambda v: v < 100),
+    ]
+    return [{"goal": goal, "unit": unit, "measured": measured,
+             "met": None if measured is None else bool(test(measured))}
+            for goal, unit, measured, test in checks]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true",
@@ -125,6 +172,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--systems", default=",".join(SYSTEMS), help="comma-separated subset of " + ",".join(SYSTEMS))
     parser.add_argument("--json", default="benchmarks.json", help="where to write the figures")
     args = parser.parse_args(argv)
+    ensure_postcap_python()
     quick = args.quick
     args.duration = args.duration or (3.0 if quick else 10.0)
     args.https_duration = args.https_duration or (3.0 if quick else 10.0)
@@ -166,12 +214,18 @@ def main(argv: list[str] | None = None) -> int:
           f"{args.https_duration:g} s, load average before {before['loadavg']}, after {after['loadavg']}, "
           f"{before['cpus']} CPUs; mitmdump {mitmproxy_version()})")
     print_table(rows, [name for name in SYSTEMS if name in results or name == "postcap"])
+    goal_rows = goals(results, soak_figures, history_figures)
+    print("\nissue 8 goals:")
+    for goal in goal_rows:
+        verdict = {True: "met", False: "MISSED", None: "not measured"}[goal["met"]]
+        print(f"  {goal['goal']:55} {fmt(goal['measured']):>8} {goal['unit']:4} {verdict}")
     if errors:
         print(f"\nfailed measurements: {', '.join(errors)}")
     write_json(args.json, {"machine_before": before, "machine_after": after, "quick": quick,
                            "settings": vars(args), "mitmproxy": mitmproxy_version(),
                            "results": results, "soak": soak_figures, "history": history_figures,
-                           "leaf_minting": minting, "errors": errors, "table": rows})
+                           "leaf_minting": minting, "errors": errors, "table": rows,
+                           "goals": goal_rows})
     print(f"JSON: {args.json}")
     return 0 if not errors else 1
 

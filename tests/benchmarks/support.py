@@ -24,7 +24,6 @@ REPO = Path(__file__).resolve().parents[2]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from tests.certs import OriginPKI, make_test_pki  # noqa: E402
 from tests.harness import free_port  # noqa: E402
 from tests.postcap_process import PostcapProcess  # noqa: E402
 
@@ -49,6 +48,29 @@ def ensure_apt(*binaries: str) -> None:
     print(f"installing {' '.join(missing)} with apt-get", file=sys.stderr)
     subprocess.run(["apt-get", "install", "-y", "-q", *missing], check=True, timeout=600,
                    stdout=subprocess.DEVNULL)
+
+
+def ensure_postcap_python() -> None:
+    """Re-run this script under a venv with postcap installed when the current Python lacks it.
+
+    The venv (``~/.cache/postcap-bench/postcap-venv``) gets this checkout installed editable.
+    """
+    try:
+        import postcap  # noqa: F401
+        import twisted  # noqa: F401
+        return
+    except ImportError:
+        if os.environ.get("POSTCAP_BENCH_REEXEC"):
+            raise
+    venv = CACHE / "postcap-venv"
+    python = venv / "bin" / "python"
+    if not python.exists():
+        print(f"creating {venv} with this postcap checkout", file=sys.stderr)
+        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=300)
+        subprocess.run([str(python), "-m", "pip", "install", "-q", "-e", f"{REPO}[test]",
+                        "--config-settings", "editable_mode=compat"], check=True, timeout=900)
+    os.environ["POSTCAP_BENCH_REEXEC"] = "1"
+    os.execv(str(python), [str(python), *sys.argv])
 
 
 def ensure_mitmdump() -> str:
@@ -199,7 +221,7 @@ class NginxOrigin:
         self.http_port = free_port()
         self.https_port = free_port()
         self.process: subprocess.Popen[bytes] | None = None
-        self.pki: OriginPKI | None = None
+        self.pki: Any = None  # tests.certs.OriginPKI
 
     def start(self) -> "NginxOrigin":
         ensure_apt("nginx")
@@ -216,6 +238,8 @@ class NginxOrigin:
                     remaining -= min(remaining, MIB)
         for path in (www, *www.iterdir()):
             os.chmod(path, 0o755 if path.is_dir() else 0o644)
+        from tests.certs import make_test_pki  # needs cryptography: imported once postcap's venv runs
+
         self.pki = make_test_pki(str(prefix / "pki"))
         os.chmod(prefix / "pki", 0o755)
         for path in (prefix / "pki").iterdir():
