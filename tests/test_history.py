@@ -158,18 +158,6 @@ class BatchingTests(StoreCase):
         self.assertEqual(total, 1200)
         self.assertEqual(sizes, [500, 500, 200])
 
-    async def test_large_bodies_write_the_batch_early(self) -> None:
-        store = await self.open_store(batch_delay=3600, batch_size=500, batch_bytes=2500)
-        sizes = self.count_batches(store)
-        body = b"x" * 1000
-        for _ in range(5):
-            store.transactionCompleted(make_transaction(session_id="s", response_body=body))
-        self.assertEqual(sizes, [3])
-        await store.flush()
-        self.assertEqual(sizes, [3, 2])
-        total, _ = await store.list_transactions("s", 10)
-        self.assertEqual(total, 5)
-
     async def test_batch_written_after_delay(self) -> None:
         clock = Clock()
         store = await self.open_store(batch_delay=0.5, clock=clock)

@@ -2,8 +2,7 @@
 
 Writes are batched: :meth:`SQLiteHistoryStore.transactionCompleted` queues a
 transaction and a batch is committed ``batch_delay`` seconds later (or at once
-when ``batch_size`` are waiting, or their in-memory bodies reach ``batch_bytes``,
-so a burst of large bodies is not held whole) in one ``runInteraction``, which inserts the
+when ``batch_size`` are waiting) in one ``runInteraction``, which inserts the
 rows, the body copies and bumps the session's counters in the same SQL
 transaction.  Reads flush pending writes first, so they see every transaction
 already handed over.
@@ -622,7 +621,6 @@ class SQLiteHistoryStore:
         batch_delay: float = 0.05,
         batch_size: int = 500,
         clock: IReactorTime | None = None,
-        batch_bytes: int = 8 * 1024 * 1024,
     ) -> None:
         if reactor is None:
             from twisted.internet import reactor as default_reactor
@@ -631,7 +629,6 @@ class SQLiteHistoryStore:
         self.path = path
         self.batch_delay = batch_delay
         self.batch_size = max(1, batch_size)
-        self.batch_bytes = max(1, batch_bytes)
         self._clock: IReactorTime = clock if clock is not None else reactor
         self._pool = adbapi.ConnectionPool(
             "sqlite3",
@@ -643,7 +640,6 @@ class SQLiteHistoryStore:
             cp_reactor=reactor,
         )
         self._pending: list[tuple[Transaction, Deferred[None]]] = []
-        self._pending_bytes = 0  # in-memory body copies held by the pending batch
         self._inflight: list[_Batch] = []
         self._timer: IDelayedCall | None = None
         self._closing = False
@@ -660,8 +656,7 @@ class SQLiteHistoryStore:
             return succeed(None)
         waiter: Deferred[None] = Deferred()
         self._pending.append((transaction, waiter))
-        self._pending_bytes += sum(len(body.content) for _, body in _captured_bodies(transaction))
-        if len(self._pending) >= self.batch_size or self._pending_bytes >= self.batch_bytes:
+        if len(self._pending) >= self.batch_size:
             self._write_pending()
         elif self._timer is None:
             self._timer = self._clock.callLater(self.batch_delay, self._on_timer)
@@ -798,7 +793,6 @@ class SQLiteHistoryStore:
             return
         batch = _Batch(self._pending)
         self._pending = []
-        self._pending_bytes = 0
         self._inflight.append(batch)
         written = self._pool.runInteraction(_insert_batch, batch.transactions())
         written.addCallbacks(
