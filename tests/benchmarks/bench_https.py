@@ -24,8 +24,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from tests.benchmarks.httpsload import Target, run_load  # noqa: E402
 from tests.benchmarks.support import (  # noqa: E402
     ensure_postcap_python,
-    MitmdumpSystem, NginxOrigin, PostcapSystem, ProcessWatch, System, ensure_mitmdump, machine,
-    print_table, write_json,
+    MitmdumpSystem,
+    NginxOrigin,
+    PostcapSystem,
+    ProcessWatch,
+    System,
+    ensure_mitmdump,
+    machine,
+    print_table,
+    write_json,
 )
 
 HOST = "localhost"
@@ -35,7 +42,7 @@ SYSTEMS = ["direct", "postcap", "mitmdump"]
 
 
 def measure_leaf_minting(count: int = MINT_HOSTS) -> dict[str, float]:
-    """postcap's cost to mint a leaf for a new host: the certificate alone, and the full TLS context."""
+    """postcap's cost to mint a leaf for a new host: the certificate, and the full TLS context."""
     from postcap.tls.ca import create_ca
     from postcap.tls.minting import LeafMinter
 
@@ -67,25 +74,36 @@ def target_for(system: System, origin: NginxOrigin, path: str = PATH) -> Target:
     return Target(HOST, origin.https_port, path, origin.ca_cert)
 
 
-def measure_system(system: System, origin: NginxOrigin, duration: float, workers: int,
-                   newconn_workers: int) -> dict[str, Any]:
+def measure_system(
+    system: System, origin: NginxOrigin, duration: float, workers: int, newconn_workers: int
+) -> dict[str, Any]:
     target = target_for(system, origin)
-    run_load(target, "keepalive", min(workers, 2), min(1.0, duration))  # warm-up: leaf minted, code paths hot
+    run_load(
+        target, "keepalive", min(workers, 2), min(1.0, duration)
+    )  # warm-up: leaf minted, code paths hot
     figures: dict[str, Any] = {}
     for mode, count in (("keepalive", workers), ("newconn", newconn_workers)):
         watch = ProcessWatch(system.pid).start()
         result = run_load(target, mode, count, duration, on_tick=watch.sample)
         result.update(watch.result())
         figures[mode] = result
-        print(f"  {system.name:10} {mode:9} {result['req_per_s']:>9,.0f} req/s  p50 {result['p50_ms']} ms"
-              f"  p99 {result['p99_ms']} ms  errors {sum(result['errors'].values())}"
-              f"  {('cpu ' + str(result.get('cpu_percent')) + '%') if system.is_proxy else ''}",
-              file=sys.stderr)
+        print(
+            f"  {system.name:10} {mode:9} {result['req_per_s']:>9,.0f} req/s"
+            f"  p50 {result['p50_ms']} ms"
+            f"  p99 {result['p99_ms']} ms  errors {sum(result['errors'].values())}"
+            f"  {('cpu ' + str(result.get('cpu_percent')) + '%') if system.is_proxy else ''}",
+            file=sys.stderr,
+        )
     return figures
 
 
-def run(duration: float, workers: int, newconn_workers: int,
-        systems: list[str] = SYSTEMS, origin: NginxOrigin | None = None) -> dict[str, Any]:
+def run(
+    duration: float,
+    workers: int,
+    newconn_workers: int,
+    systems: list[str] = SYSTEMS,
+    origin: NginxOrigin | None = None,
+) -> dict[str, Any]:
     """The HTTPS figures per system (reused by run.py with its own origin)."""
     ensure_mitmdump()
     results: dict[str, Any] = {}
@@ -94,17 +112,28 @@ def run(duration: float, workers: int, newconn_workers: int,
     try:
         for name in systems:
             if name == "direct":
-                results[name] = measure_system(System("direct", None, None, origin.ca_cert), origin,
-                                               duration, workers, newconn_workers)
+                results[name] = measure_system(
+                    System("direct", None, None, origin.ca_cert),
+                    origin,
+                    duration,
+                    workers,
+                    newconn_workers,
+                )
             elif name == "postcap":
                 with PostcapSystem("postcap", origin, with_session=True) as system:
-                    results[name] = measure_system(system, origin, duration, workers, newconn_workers)
+                    results[name] = measure_system(
+                        system, origin, duration, workers, newconn_workers
+                    )
             elif name == "postcap-nosession":
                 with PostcapSystem("postcap-nosession", origin, with_session=False) as system:
-                    results[name] = measure_system(system, origin, duration, workers, newconn_workers)
+                    results[name] = measure_system(
+                        system, origin, duration, workers, newconn_workers
+                    )
             elif name == "mitmdump":
                 with MitmdumpSystem(origin) as system:
-                    results[name] = measure_system(system, origin, duration, workers, newconn_workers)
+                    results[name] = measure_system(
+                        system, origin, duration, workers, newconn_workers
+                    )
                     results[name]["version"] = system.info["version"]
     finally:
         if own_origin:
@@ -115,23 +144,39 @@ def run(duration: float, workers: int, newconn_workers: int,
 def table_rows(results: dict[str, Any]) -> list[dict[str, Any]]:
     rows = []
     for mode, label in (("keepalive", "HTTPS keep-alive"), ("newconn", "HTTPS new connection")):
-        for key, unit, figure in (("req_per_s", "req/s", ""), ("p50_ms", "ms", " p50"),
-                                  ("p99_ms", "ms", " p99"), ("cpu_percent", "% CPU", " proxy CPU"),
-                                  ("rss_peak_mib", "MiB", " proxy peak RSS")):
-            rows.append({
-                "figure": label + figure, "unit": unit,
-                "values": {name: figures[mode].get(key) for name, figures in results.items()
-                           if isinstance(figures, dict) and mode in figures},
-            })
+        for key, unit, figure in (
+            ("req_per_s", "req/s", ""),
+            ("p50_ms", "ms", " p50"),
+            ("p99_ms", "ms", " p99"),
+            ("cpu_percent", "% CPU", " proxy CPU"),
+            ("rss_peak_mib", "MiB", " proxy peak RSS"),
+        ):
+            rows.append(
+                {
+                    "figure": label + figure,
+                    "unit": unit,
+                    "values": {
+                        name: figures[mode].get(key)
+                        for name, figures in results.items()
+                        if isinstance(figures, dict) and mode in figures
+                    },
+                }
+            )
     return rows
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--quick", action="store_true", help="3 s per load instead of 10 s")
     parser.add_argument("--duration", type=float, help="seconds per load (default 10, --quick 3)")
-    parser.add_argument("--workers", type=int, default=8, help="keep-alive client processes (default 8)")
-    parser.add_argument("--newconn-workers", type=int, default=8, help="new-connection client processes")
+    parser.add_argument(
+        "--workers", type=int, default=8, help="keep-alive client processes (default 8)"
+    )
+    parser.add_argument(
+        "--newconn-workers", type=int, default=8, help="new-connection client processes"
+    )
     parser.add_argument("--json", default="bench_https.json", help="where to write the figures")
     args = parser.parse_args(argv)
     ensure_postcap_python()
@@ -141,14 +186,31 @@ def main(argv: list[str] | None = None) -> int:
     print(f"  leaf minting: {minting}", file=sys.stderr)
     results = run(duration, args.workers, args.newconn_workers)
     rows = table_rows(results)
-    rows.append({"figure": "leaf mint (cert + TLS context), new host", "unit": "ms",
-                 "values": {"postcap": minting["leaf_context_ms"]}})
-    print(f"\nHTTPS through CONNECT with interception ({duration:g} s per load, {args.workers} keep-alive "
-          f"/ {args.newconn_workers} new-connection client processes; load {before['loadavg']})")
+    rows.append(
+        {
+            "figure": "leaf mint (cert + TLS context), new host",
+            "unit": "ms",
+            "values": {"postcap": minting["leaf_context_ms"]},
+        }
+    )
+    print(
+        f"\nHTTPS through CONNECT with interception ({duration:g} s per load, "
+        f"{args.workers} keep-alive "
+        f"/ {args.newconn_workers} new-connection client processes; load {before['loadavg']})"
+    )
     print_table(rows, SYSTEMS)
     print(f"mitmdump {results.get('mitmdump', {}).get('version', '?')}; leaf minting {minting}")
-    write_json(args.json, {"machine_before": before, "machine_after": machine(), "duration_s": duration,
-                           "https": results, "leaf_minting": minting, "table": rows})
+    write_json(
+        args.json,
+        {
+            "machine_before": before,
+            "machine_after": machine(),
+            "duration_s": duration,
+            "https": results,
+            "leaf_minting": minting,
+            "table": rows,
+        },
+    )
     print(f"JSON: {args.json}")
     return 0
 

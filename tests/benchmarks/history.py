@@ -28,6 +28,7 @@ SEED_SCRIPT = """
 import statistics
 import sys
 import time
+from twisted.internet.defer import Deferred
 from twisted.internet.task import react
 from postcap.sinks.history import SQLiteHistoryStore
 from postcap.testing import make_transaction
@@ -52,12 +53,13 @@ async def seed(reactor):
     samples = []
     for _ in range(5):
         started = time.perf_counter()
-        await store.list_transactions(session_id, 50, max(0, count // 50 - 100), query="host7.example")
+        offset = max(0, count // 50 - 100)
+        await store.list_transactions(session_id, 50, offset, query="host7.example")
         samples.append((time.perf_counter() - started) * 1000)
     print("STORE_QUERY_MS", round(statistics.median(samples), 2))
     await store.close()
 
-react(lambda reactor: __import__("twisted.internet.defer", fromlist=["Deferred"]).Deferred.fromCoroutine(seed(reactor)))
+react(lambda reactor: Deferred.fromCoroutine(seed(reactor)))
 """
 
 
@@ -75,7 +77,9 @@ def _optional(call: Any) -> float | None:
     try:
         return _timed(call)
     except RPCError as error:
-        if error.code == -32601 or (error.code == -32602 and "unknown parameter" in str(error.message)):
+        if error.code == -32601 or (
+            error.code == -32602 and "unknown parameter" in str(error.message)
+        ):
             return None  # a method or parameter this postcap does not have yet
         raise
 
@@ -86,7 +90,11 @@ def _har_export(server: Any, session_id: str) -> dict[str, Any] | None:
     started = time.perf_counter()
     size = 0
     try:
-        connection.request("GET", f"/sessions/{session_id}.har", headers={"Authorization": f"Bearer {server.token}"})
+        connection.request(
+            "GET",
+            f"/sessions/{session_id}.har",
+            headers={"Authorization": f"Bearer {server.token}"},
+        )
         response = connection.getresponse()
         if response.status != 200:
             response.read()
@@ -111,22 +119,48 @@ def measure_history(count: int, origin: NginxOrigin) -> dict[str, Any]:
             session_id = server.rpc("session.start", name="history benchmark")["id"]
             server.rpc("session.stop", id=session_id)
         started = time.perf_counter()
-        seeded = subprocess.run([sys.executable, "-c", SEED_SCRIPT, os.path.join(data_dir, "history.sqlite3"),
-                                 session_id, str(count)], check=True, timeout=1800, cwd=REPO,
-                                capture_output=True, text=True)
-        figures: dict[str, Any] = {"transactions": count, "seed_s": round(time.perf_counter() - started, 1)}
+        seeded = subprocess.run(
+            [
+                sys.executable,
+                "-c",
+                SEED_SCRIPT,
+                os.path.join(data_dir, "history.sqlite3"),
+                session_id,
+                str(count),
+            ],
+            check=True,
+            timeout=1800,
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+        )
+        figures: dict[str, Any] = {
+            "transactions": count,
+            "seed_s": round(time.perf_counter() - started, 1),
+        }
         for line in seeded.stdout.splitlines():
             if line.startswith("STORE_QUERY_MS "):
                 figures["store_list_query_offset_ms"] = float(line.split()[1])
         with PostcapProcess(data_dir, env=env) as server:
             total = server.rpc("request.list", session_id=session_id, limit=1)["total"]
             figures["listed_total"] = total
-            figures["list_deep_offset_ms"] = _timed(lambda: server.rpc(
-                "request.list", session_id=session_id, limit=50, offset=max(0, count - 1000)))
-            figures["list_query_offset_ms"] = _optional(lambda: server.rpc(
-                "request.list", session_id=session_id, query="host7.example", limit=50,
-                offset=max(0, count // 50 - 100)))
-            figures["overview_ms"] = _optional(lambda: server.rpc("session.overview", id=session_id))
+            figures["list_deep_offset_ms"] = _timed(
+                lambda: server.rpc(
+                    "request.list", session_id=session_id, limit=50, offset=max(0, count - 1000)
+                )
+            )
+            figures["list_query_offset_ms"] = _optional(
+                lambda: server.rpc(
+                    "request.list",
+                    session_id=session_id,
+                    query="host7.example",
+                    limit=50,
+                    offset=max(0, count // 50 - 100),
+                )
+            )
+            figures["overview_ms"] = _optional(
+                lambda: server.rpc("session.overview", id=session_id)
+            )
             figures.update(_har_export(server, session_id) or {})
         return figures
     finally:

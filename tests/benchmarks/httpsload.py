@@ -109,7 +109,8 @@ def _worker(target: Target, mode: str, start_at: float, deadline: float, results
     close = mode == "newconn"
     request = (
         f"GET {target.path} HTTP/1.1\r\nHost: {target.host}:{target.port}\r\n"
-        f"User-Agent: postcap-bench\r\n{'Connection: close' if close else 'Connection: keep-alive'}\r\n\r\n"
+        f"User-Agent: postcap-bench\r\n"
+        f"Connection: {'close' if close else 'keep-alive'}\r\n\r\n"
     ).encode()
     latencies: list[float] = []
     errors: dict[str, int] = {}
@@ -152,16 +153,23 @@ def percentile(sorted_values: list[float], fraction: float) -> float | None:
     return sorted_values[index]
 
 
-def run_load(target: Target, mode: str, workers: int, duration: float,
-             on_tick: Callable[[], None] = lambda: None) -> dict[str, Any]:
-    """Run ``workers`` processes for ``duration`` seconds; returns req/s, latency percentiles, errors."""
+def run_load(
+    target: Target,
+    mode: str,
+    workers: int,
+    duration: float,
+    on_tick: Callable[[], None] = lambda: None,
+) -> dict[str, Any]:
+    """Run ``workers`` processes for ``duration`` s; req/s, latency percentiles, errors."""
     assert mode in ("keepalive", "newconn")
     ctx = multiprocessing.get_context("fork")
     results = ctx.Queue()
     start_at = time.monotonic() + 0.5
     deadline = start_at + duration
-    processes = [ctx.Process(target=_worker, args=(target, mode, start_at, deadline, results), daemon=True)
-                 for _ in range(workers)]
+    processes = [
+        ctx.Process(target=_worker, args=(target, mode, start_at, deadline, results), daemon=True)
+        for _ in range(workers)
+    ]
     for process in processes:
         process.start()
     collected: list[dict[str, Any]] = []

@@ -22,18 +22,32 @@ LUA_SCRIPT = Path(__file__).with_name("absolute.lua")
 SOCKET_TIMEOUT = 30.0
 
 
-def wrk(system: System, origin_port: int, path: str, connections: int, duration: float,
-        threads: int = 2) -> dict[str, Any]:
-    """Run wrk against ``system`` (a proxy, or nginx itself when direct); figures plus proxy CPU/RSS."""
+def wrk(
+    system: System, origin_port: int, path: str, connections: int, duration: float, threads: int = 2
+) -> dict[str, Any]:
+    """wrk against ``system`` (a proxy, or nginx itself when direct); figures, proxy CPU/RSS."""
     ensure_apt("wrk")
     port = system.port if system.is_proxy else origin_port
-    env = dict(os.environ, BENCH_TARGET=f"http://127.0.0.1:{origin_port}{path}",
-               BENCH_HOST=f"127.0.0.1:{origin_port}")
-    command = [shutil.which("wrk") or "wrk", f"-t{threads}", f"-c{max(connections, threads)}",
-               f"-d{max(1, round(duration))}s", "--timeout", "10s", "-s", str(LUA_SCRIPT),
-               f"http://127.0.0.1:{port}/"]
+    env = dict(
+        os.environ,
+        BENCH_TARGET=f"http://127.0.0.1:{origin_port}{path}",
+        BENCH_HOST=f"127.0.0.1:{origin_port}",
+    )
+    command = [
+        shutil.which("wrk") or "wrk",
+        f"-t{threads}",
+        f"-c{max(connections, threads)}",
+        f"-d{max(1, round(duration))}s",
+        "--timeout",
+        "10s",
+        "-s",
+        str(LUA_SCRIPT),
+        f"http://127.0.0.1:{port}/",
+    ]
     watch = ProcessWatch(system.pid).start()
-    process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    process = subprocess.Popen(
+        command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
     deadline = time.monotonic() + duration + 60
     while process.poll() is None and time.monotonic() < deadline:
         watch.sample()
@@ -47,13 +61,19 @@ def wrk(system: System, origin_port: int, path: str, connections: int, duration:
             raw = json.loads(line[5:])
             seconds = raw["duration_us"] / 1e6
             answered = raw["requests"] > 0
-            figures.update({
-                "requests": raw["requests"],
-                "req_per_s": round(raw["requests"] / seconds, 1) if seconds else None,
-                "p50_ms": round(raw["p50_us"] / 1000, 3) if answered else None,
-                "p99_ms": round(raw["p99_us"] / 1000, 3) if answered else None,
-                "errors": {key[7:]: value for key, value in raw.items() if key.startswith("errors_") and value},
-            })
+            figures.update(
+                {
+                    "requests": raw["requests"],
+                    "req_per_s": round(raw["requests"] / seconds, 1) if seconds else None,
+                    "p50_ms": round(raw["p50_us"] / 1000, 3) if answered else None,
+                    "p99_ms": round(raw["p99_us"] / 1000, 3) if answered else None,
+                    "errors": {
+                        key[7:]: value
+                        for key, value in raw.items()
+                        if key.startswith("errors_") and value
+                    },
+                }
+            )
     if "requests" not in figures:
         figures["failure"] = output[-2000:]
     figures.update(watch.result())
@@ -79,8 +99,10 @@ def _read_head(stream: Any) -> int:
     return length
 
 
-def downloads(system: System, origin_port: int, count: int = 50, path: str = "/10m") -> dict[str, Any]:
-    """``count`` sequential downloads on one keep-alive connection: total time and peak proxy RSS."""
+def downloads(
+    system: System, origin_port: int, count: int = 50, path: str = "/10m"
+) -> dict[str, Any]:
+    """``count`` sequential downloads on one keep-alive connection: total time, peak proxy RSS."""
     watch = ProcessWatch(system.pid).start()
     port = system.port if system.is_proxy else origin_port
     started = time.perf_counter()
@@ -102,13 +124,19 @@ def downloads(system: System, origin_port: int, count: int = 50, path: str = "/1
                     watch.sample()
         stream.close()
     total = time.perf_counter() - started
-    figures = {"downloads": count, "total_s": round(total, 3), "mib_per_s": round(received / MIB / total, 1)}
+    figures = {
+        "downloads": count,
+        "total_s": round(total, 3),
+        "mib_per_s": round(received / MIB / total, 1),
+    }
     figures.update(watch.result())
     return figures
 
 
-def slow_reader(system: System, origin_port: int, path: str = "/10m", rate_mib_s: float = 2.0) -> dict[str, Any]:
-    """One client reading ``path`` at about ``rate_mib_s`` with a small receive buffer: proxy RSS growth."""
+def slow_reader(
+    system: System, origin_port: int, path: str = "/10m", rate_mib_s: float = 2.0
+) -> dict[str, Any]:
+    """One client reading ``path`` at ~``rate_mib_s`` with a small receive buffer: RSS growth."""
     if not system.is_proxy:
         return {}
     before = rss_kib(system.pid) if system.pid else 0
@@ -147,15 +175,24 @@ def slow_reader(system: System, origin_port: int, path: str = "/10m", rate_mib_s
     }
 
 
-def soak(system: System, origin_port: int, total: int, step: int, connections: int = 10,
-         path: str = "/1k", max_s: float = 3600.0) -> dict[str, Any]:
-    """About ``total`` small requests in wrk runs of about ``step`` requests each: proxy RSS after each.
+def soak(
+    system: System,
+    origin_port: int,
+    total: int,
+    step: int,
+    connections: int = 10,
+    path: str = "/1k",
+    max_s: float = 3600.0,
+) -> dict[str, Any]:
+    """About ``total`` small requests in wrk runs of ~``step`` requests: proxy RSS after each.
 
     wrk stops by time, so each run's duration is sized from the rate so far;
     the last figure is at the actual count reached.  Bounded by ``max_s``.
     """
     assert system.pid is not None
-    points: list[dict[str, Any]] = [{"requests": 0, "rss_mib": round(rss_kib(system.pid) / 1024, 1)}]
+    points: list[dict[str, Any]] = [
+        {"requests": 0, "rss_mib": round(rss_kib(system.pid) / 1024, 1)}
+    ]
     done = 0
     errors = 0
     rate = 1000.0
@@ -170,8 +207,13 @@ def soak(system: System, origin_port: int, total: int, step: int, connections: i
         done += result["requests"]
         rate = max(result["req_per_s"] or rate, 50.0)
         errors += sum(result["errors"].values())
-        points.append({"requests": done, "rss_mib": round(rss_kib(system.pid) / 1024, 1),
-                       "req_per_s": result["req_per_s"]})
+        points.append(
+            {
+                "requests": done,
+                "rss_mib": round(rss_kib(system.pid) / 1024, 1),
+                "req_per_s": result["req_per_s"],
+            }
+        )
     rss = [point["rss_mib"] for point in points if "rss_mib" in point]
     return {
         "requests": done,

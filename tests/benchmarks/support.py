@@ -42,12 +42,20 @@ BODY_SIZES = {"1k": KIB, "100k": 100 * KIB, "10m": 10 * MIB}
 
 def ensure_apt(*binaries: str) -> None:
     """apt-get install the Debian packages named like the missing binaries (nginx, wrk)."""
-    missing = [name for name in binaries if not shutil.which(name, path=os.environ.get("PATH", "") + ":/usr/sbin")]
+    missing = [
+        name
+        for name in binaries
+        if not shutil.which(name, path=os.environ.get("PATH", "") + ":/usr/sbin")
+    ]
     if not missing:
         return
     print(f"installing {' '.join(missing)} with apt-get", file=sys.stderr)
-    subprocess.run(["apt-get", "install", "-y", "-q", *missing], check=True, timeout=600,
-                   stdout=subprocess.DEVNULL)
+    subprocess.run(
+        ["apt-get", "install", "-y", "-q", *missing],
+        check=True,
+        timeout=600,
+        stdout=subprocess.DEVNULL,
+    )
 
 
 def ensure_postcap_python() -> None:
@@ -58,6 +66,7 @@ def ensure_postcap_python() -> None:
     try:
         import postcap  # noqa: F401
         import twisted  # noqa: F401
+
         return
     except ImportError:
         if os.environ.get("POSTCAP_BENCH_REEXEC"):
@@ -67,37 +76,66 @@ def ensure_postcap_python() -> None:
     if not python.exists():
         print(f"creating {venv} with this postcap checkout", file=sys.stderr)
         subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=300)
-        subprocess.run([str(python), "-m", "pip", "install", "-q", "-e", f"{REPO}[test]",
-                        "--config-settings", "editable_mode=compat"], check=True, timeout=900)
+        subprocess.run(
+            [
+                str(python),
+                "-m",
+                "pip",
+                "install",
+                "-q",
+                "-e",
+                f"{REPO}[test]",
+                "--config-settings",
+                "editable_mode=compat",
+            ],
+            check=True,
+            timeout=900,
+        )
     os.environ["POSTCAP_BENCH_REEXEC"] = "1"
     os.execv(str(python), [str(python), *sys.argv])
 
 
 def ensure_mitmdump() -> str:
-    """The mitmdump of the benchmark's own venv (newest ``mitmproxy`` from PyPI), made on first use."""
+    """mitmdump from the benchmark's own venv (newest ``mitmproxy`` on PyPI), made on first use."""
     mitmdump = MITM_VENV / "bin" / "mitmdump"
     if not mitmdump.exists():
         print(f"creating {MITM_VENV} with pip install mitmproxy", file=sys.stderr)
         CACHE.mkdir(parents=True, exist_ok=True)
         subprocess.run([sys.executable, "-m", "venv", str(MITM_VENV)], check=True, timeout=300)
-        subprocess.run([str(MITM_VENV / "bin" / "pip"), "install", "-q", "--upgrade", "mitmproxy"],
-                       check=True, timeout=900)
+        subprocess.run(
+            [str(MITM_VENV / "bin" / "pip"), "install", "-q", "--upgrade", "mitmproxy"],
+            check=True,
+            timeout=900,
+        )
     return str(mitmdump)
 
 
 def mitmproxy_version() -> str:
-    result = subprocess.run([str(MITM_VENV / "bin" / "python"), "-c",
-                             "import mitmproxy.version as v; print(v.VERSION)"],
-                            capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        [
+            str(MITM_VENV / "bin" / "python"),
+            "-c",
+            "import mitmproxy.version as v; print(v.VERSION)",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     return result.stdout.strip()
 
 
-def wait_for_port(port: int, process: subprocess.Popen[Any] | None, timeout: float = READY_TIMEOUT,
-                  also: Path | None = None) -> None:
+def wait_for_port(
+    port: int,
+    process: subprocess.Popen[Any] | None,
+    timeout: float = READY_TIMEOUT,
+    also: Path | None = None,
+) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process is not None and process.poll() is not None:
-            raise RuntimeError(f"process exited with {process.returncode} before listening on {port}")
+            raise RuntimeError(
+                f"process exited with {process.returncode} before listening on {port}"
+            )
         try:
             with socket.create_connection(("127.0.0.1", port), timeout=0.5):
                 if also is None or also.exists():
@@ -209,7 +247,7 @@ http {{
 
 
 class NginxOrigin:
-    """Debian nginx with its own prefix and config in a temp dir: files /1k, /100k, /10m over HTTP and TLS.
+    """Debian nginx, own prefix and config in a temp dir: /1k, /100k, /10m over HTTP and TLS.
 
     TLS sessions are not resumed (no cache, no tickets), so every new
     connection pays a full handshake, whoever the client is.
@@ -238,22 +276,34 @@ class NginxOrigin:
                     remaining -= min(remaining, MIB)
         for path in (www, *www.iterdir()):
             os.chmod(path, 0o755 if path.is_dir() else 0o644)
-        from tests.certs import make_test_pki  # needs cryptography: imported once postcap's venv runs
+        from tests.certs import (
+            make_test_pki,
+        )  # needs cryptography: imported once postcap's venv runs
 
         self.pki = make_test_pki(str(prefix / "pki"))
         os.chmod(prefix / "pki", 0o755)
         for path in (prefix / "pki").iterdir():
             os.chmod(path, 0o644)
         conf = prefix / "nginx.conf"
-        conf.write_text(NGINX_CONF.format(
-            user="user root;" if os.geteuid() == 0 else "",
-            prefix=self.prefix, http_port=self.http_port, https_port=self.https_port,
-            cert=self.pki.good.cert, key=self.pki.good.key,
-        ))
-        nginx = shutil.which("nginx", path=os.environ.get("PATH", "") + ":/usr/sbin") or "/usr/sbin/nginx"
+        conf.write_text(
+            NGINX_CONF.format(
+                user="user root;" if os.geteuid() == 0 else "",
+                prefix=self.prefix,
+                http_port=self.http_port,
+                https_port=self.https_port,
+                cert=self.pki.good.cert,
+                key=self.pki.good.key,
+            )
+        )
+        nginx = (
+            shutil.which("nginx", path=os.environ.get("PATH", "") + ":/usr/sbin")
+            or "/usr/sbin/nginx"
+        )
         self.process = subprocess.Popen(
             [nginx, "-p", self.prefix, "-c", str(conf), "-g", "daemon off;"],
-            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
         )
         wait_for_port(self.http_port, self.process)
         wait_for_port(self.https_port, self.process)
@@ -297,13 +347,21 @@ class System:
 
 
 class PostcapSystem:
-    """The real ``twistd -n postcap``, trusting the origin's CA via SSL_CERT_FILE; optional session."""
+    """The real ``twistd -n postcap`` trusting the origin's CA (SSL_CERT_FILE); optional session."""
 
-    def __init__(self, name: str, origin: NginxOrigin, with_session: bool, workdir: str | None = None,
-                 extra_args: tuple[str, ...] = ()) -> None:
+    def __init__(
+        self,
+        name: str,
+        origin: NginxOrigin,
+        with_session: bool,
+        workdir: str | None = None,
+        extra_args: tuple[str, ...] = (),
+    ) -> None:
         self.name = name
         self.data_dir = tempfile.mkdtemp(prefix="postcap-bench-data-", dir=workdir)
-        self.server = PostcapProcess(self.data_dir, *extra_args, env={"SSL_CERT_FILE": origin.ca_cert})
+        self.server = PostcapProcess(
+            self.data_dir, *extra_args, env={"SSL_CERT_FILE": origin.ca_cert}
+        )
         self.with_session = with_session
         self.session: dict[str, Any] | None = None
 
@@ -311,8 +369,13 @@ class PostcapSystem:
         self.server.start()
         if self.with_session:
             self.session = self.server.rpc("session.start", name="benchmark")
-        return System(self.name, self.server.port, self.server.pid, self.server.ca_path,
-                      {"session": bool(self.session)})
+        return System(
+            self.name,
+            self.server.port,
+            self.server.pid,
+            self.server.ca_path,
+            {"session": bool(self.session)},
+        )
 
     def stop(self) -> None:
         self.server.stop()
@@ -339,16 +402,33 @@ class MitmdumpSystem:
         confdir = Path(self.dir, "conf")
         self.flows = Path(self.dir, "flows.mitm")
         self.process = subprocess.Popen(
-            [mitmdump, "--listen-host", "127.0.0.1", "-p", str(self.port), "-q",
-             "-w", str(self.flows),
-             "--set", f"confdir={confdir}",
-             "--set", f"ssl_verify_upstream_trusted_ca={self.origin.ca_cert}"],
-            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            [
+                mitmdump,
+                "--listen-host",
+                "127.0.0.1",
+                "-p",
+                str(self.port),
+                "-q",
+                "-w",
+                str(self.flows),
+                "--set",
+                f"confdir={confdir}",
+                "--set",
+                f"ssl_verify_upstream_trusted_ca={self.origin.ca_cert}",
+            ],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
         )
         ca = confdir / "mitmproxy-ca-cert.pem"
         wait_for_port(self.port, self.process, also=ca)
-        return System("mitmdump", self.port, self.process.pid, str(ca),
-                      {"version": mitmproxy_version(), "capture": "-w"})
+        return System(
+            "mitmdump",
+            self.port,
+            self.process.pid,
+            str(ca),
+            {"version": mitmproxy_version(), "capture": "-w"},
+        )
 
     def stop(self) -> None:
         stop_process(self.process)
@@ -391,24 +471,31 @@ def fmt(value: Any) -> str:
 
 
 def print_table(rows: list[dict[str, Any]], systems: list[str], out: Any = sys.stdout) -> None:
-    """rows: {"figure", "unit", "values": {system: value}, "higher_is_better"}; ratios vs mitmdump and direct."""
+    """rows: {"figure", "unit", "values": {system: value}}; ratios to mitmdump and direct."""
     headers = ["figure", *systems, "postcap/mitmdump", "postcap/direct"]
     table = []
     for row in rows:
         values = row["values"]
         postcap = values.get("postcap")
-        table.append([
-            f"{row['figure']} [{row['unit']}]",
-            *(fmt(values.get(name)) for name in systems),
-            ratio(postcap, values.get("mitmdump")),
-            ratio(postcap, values.get("direct")),
-        ])
+        table.append(
+            [
+                f"{row['figure']} [{row['unit']}]",
+                *(fmt(values.get(name)) for name in systems),
+                ratio(postcap, values.get("mitmdump")),
+                ratio(postcap, values.get("direct")),
+            ]
+        )
     widths = [max(len(str(line[i])) for line in [headers, *table]) for i in range(len(headers))]
     print("  ".join(h.ljust(w) for h, w in zip(headers, widths)), file=out)
     print("  ".join("-" * w for w in widths), file=out)
     for line in table:
-        print("  ".join(str(c).ljust(w) if i == 0 else str(c).rjust(w)
-                        for i, (c, w) in enumerate(zip(line, widths))), file=out)
+        print(
+            "  ".join(
+                str(c).ljust(w) if i == 0 else str(c).rjust(w)
+                for i, (c, w) in enumerate(zip(line, widths))
+            ),
+            file=out,
+        )
 
 
 def write_json(path: str, data: Any) -> None:
