@@ -143,6 +143,32 @@ class SQLiteSpecificTests(StoreCase):
         self.assertEqual(sizes, [])
 
 
+class SpooledBodyTests(StoreCase):
+    async def test_spooled_body_is_stored_whole_in_pieces(self) -> None:
+        store = await self.open_store()
+        directory = tempfile.mkdtemp(prefix="postcap-spool-")
+        self.addCleanup(shutil.rmtree, directory, True)
+        data = os.urandom(history._BLOB_PIECE * 2 + 12345)
+        spool_path = os.path.join(directory, "body")
+        with open(spool_path, "wb") as spool:
+            spool.write(data)
+        body = Body(size=len(data), captured=True, spool_path=spool_path)
+        txn = make_transaction(session_id="s", response_body=body)
+        await store.transactionCompleted(txn)
+        stored = await self.scalar(
+            store, "SELECT data FROM bodies WHERE transaction_id = ? AND part = 'response'", txn.id
+        )
+        self.assertEqual(stored, data)
+
+    async def test_missing_spool_file_stores_the_transaction_without_that_body(self) -> None:
+        store = await self.open_store()
+        body = Body(size=10, captured=True, spool_path="/nonexistent/postcap-spool")
+        txn = make_transaction(session_id="s", response_body=body)
+        await store.transactionCompleted(txn)
+        self.assertEqual(await self.scalar(store, "SELECT count(*) FROM bodies"), 0)
+        self.assertEqual(await self.scalar(store, "SELECT count(*) FROM transactions"), 1)
+
+
 class BatchingTests(StoreCase):
     async def test_many_transactions_few_interactions(self) -> None:
         store = await self.open_store(batch_delay=3600, batch_size=500)

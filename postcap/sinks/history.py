@@ -20,6 +20,7 @@ and ``detail`` (the detail JSON without body texts); body copies live apart in
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Sequence
 
@@ -286,6 +287,9 @@ def _configure_connection(connection: Any) -> None:
 # --- rows <-> model -----------------------------------------------------------
 
 
+_BLOB_PIECE = 1024 * 1024
+
+
 def _text(value: str) -> str:
     """``value`` made storable as SQLite UTF-8 text (lone surrogates replaced)."""
     try:
@@ -412,6 +416,9 @@ def _insert_bodies(cursor: Cursor, txn: Transaction, report: _BatchReport) -> No
         if not body.captured:
             continue
         try:
+            if body.spool_path is not None:
+                _insert_spooled_body(cursor, txn.id, part, body.spool_path)
+                continue
             data = body.read()
         except OSError as problem:
             report.unreadable.append((txn.id, part, str(problem)))
@@ -421,6 +428,26 @@ def _insert_bodies(cursor: Cursor, txn: Transaction, report: _BatchReport) -> No
                 "INSERT INTO bodies (transaction_id, part, data) VALUES (?, ?, ?)",
                 (txn.id, part, data),
             )
+
+
+def _insert_spooled_body(cursor: Cursor, txn_id: str, part: str, spool_path: str) -> None:
+    """Copy a spooled body into its blob in 1 MiB pieces, never holding it whole in memory."""
+    with open(spool_path, "rb") as spooled:
+        size = os.fstat(spooled.fileno()).st_size
+        if not size:
+            return
+        cursor.execute(
+            "INSERT INTO bodies (transaction_id, part, data) VALUES (?, ?, zeroblob(?))",
+            (txn_id, part, size),
+        )
+        rowid = cursor.lastrowid
+        try:
+            with cursor.connection.blobopen("bodies", "data", rowid) as blob:
+                while piece := spooled.read(min(_BLOB_PIECE, size - blob.tell())):
+                    blob.write(piece)
+        except OSError:
+            cursor.execute("DELETE FROM bodies WHERE rowid = ?", (rowid,))
+            raise
 
 
 def _bump_sessions(cursor: Cursor, deltas: dict[str, _SessionDelta]) -> None:
