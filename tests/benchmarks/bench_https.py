@@ -177,7 +177,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--newconn-workers", type=int, default=8, help="new-connection client processes"
     )
-    parser.add_argument("--json", default="bench_https.json", help="where to write the figures")
+    parser.add_argument("--json", default=str(Path.home() / ".cache" / "postcap-bench" / "bench_https.json"), help="where to write the figures")
     args = parser.parse_args(argv)
     ensure_postcap_python()
     duration = args.duration or (3.0 if args.quick else 10.0)

@@ -301,7 +301,7 @@ def main(argv: list[str] | None = None) -> int:
         default=",".join(SYSTEMS),
         help="comma-separated subset of " + ",".join(SYSTEMS),
     )
-    parser.add_argument("--json", default="benchmarks.json", help="where to write the figures")
+    parser.add_argument("--json", default=str(Path.home() / ".cache" / "postcap-bench" / "benchmarks.json"), help="where to write the figures")
     args = parser.parse_args(argv)
     ensure_postcap_python()
     quick = args.quick

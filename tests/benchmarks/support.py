@@ -502,6 +502,7 @@ def print_table(rows: list[dict[str, Any]], systems: list[str], out: Any = sys.s
 
 
 def write_json(path: str, data: Any) -> None:
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     with open(path, "w", encoding="utf-8") as handle:
         json.dump(data, handle, indent=2, sort_keys=False)
         handle.write("\n")
