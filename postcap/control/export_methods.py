@@ -9,7 +9,7 @@ from postcap.control import params
 from postcap.control.dispatch import InvalidParams, NotFound
 from postcap.control.method_group import MethodGroup, session_id_param
 from postcap.cookies import SAME_SITE_VALUES, Cookie, netscape_file, parse_expires
-from postcap.export.har import entry_from_detail, har_document
+from postcap.export.har import har_document, har_entries
 from postcap.export.postman import ORGANIZE_CHOICES
 from postcap.session import SessionManager
 from postcap.sinks.collections import Collections
@@ -22,7 +22,6 @@ from postcap.sinks.cookies import (
 )
 
 MAX_PAGE = 1000
-EXPORT_PAGE = 200
 
 
 def _organize_by(value: Any, default: list[str]) -> list[str]:
@@ -209,14 +208,9 @@ class ExportMethods(MethodGroup):
         session_id = await session_id_param(self.sessions, "id", id)
         params.one_of("format", format, ["har"])
         record = await self.store.get_session(session_id)
-        entries = []
-        offset = 0
-        while True:
-            details = await self.store.list_details(session_id, EXPORT_PAGE, offset)
-            if not details:
-                break
-            offset += len(details)
-            entries.extend(e for e in map(entry_from_detail, details) if e is not None)
+        entries = await har_entries(
+            lambda after, limit: self.store.details_after(session_id, after, limit)
+        )
         return har_document(entries, f"postcap session {record.name}")
 
 

@@ -81,8 +81,8 @@ class SessionExports(Resource):
         request.registerProducer(flow, True)
         request.notifyFinish().addErrback(lambda _: flow.stopProducing())
 
-        async def page(limit: int, offset: int) -> list[dict[str, Any]]:
-            return await self.store.list_details(session_id, limit, offset)
+        def page(after: int, limit: int) -> Any:
+            return self.store.details_after(session_id, after, limit)
 
         try:
             async for chunk in har_chunks(record.name, page):

@@ -163,18 +163,22 @@ def har_document(entries: list[dict[str, Any]], comment: str = "") -> dict[str, 
 
 
 async def har_chunks(
-    session_name: str, fetch_page: Callable[[int, int], Awaitable[list[dict[str, Any]]]]
+    session_name: str,
+    fetch_page: Callable[[int, int], Awaitable[tuple[int, list[dict[str, Any]]]]],
 ) -> AsyncIterator[bytes]:
-    """The HAR document as JSON text, a page of entries at a time (never whole in memory)."""
+    """The HAR document as JSON text, a page of entries at a time (never whole in memory).
+
+    ``fetch_page(after, limit)`` returns ``(next_after, details)`` (see
+    :meth:`postcap.sinks.history.SQLiteHistoryStore.details_after`).
+    """
     head = json.dumps(har_document([], f"postcap session {session_name}"))
     prefix, _, suffix = head.rpartition('"entries": []')
     yield (prefix + '"entries": [').encode("utf-8")
-    offset, first = 0, True
+    after, first = 0, True
     while True:
-        details = await fetch_page(EXPORT_PAGE, offset)
+        after, details = await fetch_page(after, EXPORT_PAGE)
         if not details:
             break
-        offset += len(details)
         pieces = []
         for detail in details:
             entry = entry_from_detail(detail)
@@ -186,4 +190,17 @@ async def har_chunks(
     yield ("]" + suffix).encode("utf-8")
 
 
-__all__ = ["CREATOR", "entry_from_detail", "har_chunks", "har_document"]
+async def har_entries(
+    fetch_page: Callable[[int, int], Awaitable[tuple[int, list[dict[str, Any]]]]],
+) -> list[dict[str, Any]]:
+    """Every entry, in order (for ``session.export``, which answers in one object)."""
+    entries: list[dict[str, Any]] = []
+    after = 0
+    while True:
+        after, details = await fetch_page(after, EXPORT_PAGE)
+        if not details:
+            return entries
+        entries.extend(e for e in map(entry_from_detail, details) if e is not None)
+
+
+__all__ = ["CREATOR", "entry_from_detail", "har_chunks", "har_document", "har_entries"]

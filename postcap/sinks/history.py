@@ -702,6 +702,22 @@ def _select_details(
     return [_detail_from_row(detail, bodies.get(tid, {})) for tid, detail in rows]
 
 
+def _select_details_after(
+    cursor: Cursor, session_id: str, after: int, limit: int
+) -> tuple[int, list[dict[str, Any]]]:
+    """A page of details after position ``after`` in capture order, and the position
+    to continue from: every page costs the same, however deep into the session."""
+    cursor.execute(
+        "SELECT seq, id, detail FROM transactions WHERE session_id = ? AND seq > ?"
+        " ORDER BY seq LIMIT ?",
+        (session_id, after, limit),
+    )
+    rows = cursor.fetchall()
+    bodies = _select_bodies(cursor, [row[1] for row in rows])
+    details = [_detail_from_row(detail, bodies.get(tid, {})) for _, tid, detail in rows]
+    return (rows[-1][0] if rows else after), details
+
+
 def _sql_limit(limit: int | None) -> int:
     return -1 if limit is None else max(0, int(limit))
 
@@ -910,6 +926,13 @@ class SQLiteHistoryStore:
         return self._after_writes(
             _select_details, session_id, _sql_limit(limit), max(0, int(offset))
         )
+
+    def details_after(
+        self, session_id: str, after: int = 0, limit: int = 200
+    ) -> Deferred[tuple[int, list[dict[str, Any]]]]:
+        """``(next_after, details)``: the next page of full details in capture order,
+        for exports (start with ``after=0``; an empty page means the end)."""
+        return self._after_writes(_select_details_after, session_id, int(after), max(1, int(limit)))
 
     def delete_transactions(self, ids: Sequence[str]) -> Deferred[int]:
         """Delete transactions (and their sessions' counts); fires with the number deleted."""
