@@ -27,6 +27,7 @@ from postcap.control.events_resource import EventsResource
 from postcap.control.history_methods import HistoryMethods
 from postcap.control.methods import ControlMethods, ProxyUnavailable
 from postcap.events import EventHub, TransactionEvents
+from postcap.interceptor.methods import InterceptorMethods
 from postcap.replay import Replayer
 from postcap.retention import Retention
 from postcap.control.web import ControlRoot, RPCResource, StaticBytes, control_site
@@ -161,6 +162,10 @@ class PostcapService(MultiService):
         ControlMethods(self, self.sessions, self.proxy, self.ca).install(self.dispatcher)
         self.history_methods = HistoryMethods(self.sessions, self.replayer)
         self.history_methods.install(self.dispatcher)
+        self.interceptor = InterceptorMethods(
+            reactor, self.sessions, config.data_dir, config.proxy.max_capture_body
+        )
+        self.interceptor.install(self.dispatcher)
         self.retention = Retention(
             self.store, self.sessions, config.history_max_age, config.history_max_bytes
         )
@@ -180,6 +185,7 @@ class PostcapService(MultiService):
     async def _start(self) -> None:
         self.spooler.start()
         recovered = await self.sessions.open()
+        await self.interceptor.open()
         for session_id in recovered:
             self._log.info("session {session_id} was left active by a previous run; now stopped",
                            session_id=session_id)
