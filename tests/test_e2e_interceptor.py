@@ -76,7 +76,7 @@ class Rig:
         """Type the key into the popup and save it; the popup's DevTools session."""
         assert self.browser is not None
         popup = self.browser.open_page(f"chrome-extension://{EXTENSION_ID}/popup.html")
-        self.browser.wait_for(popup, "document.readyState === 'complete'")
+        assert self.browser.wait_for(popup, "document.getElementById('save') !== null")
         self.browser.evaluate(popup, f"document.getElementById('key').value = '{key}';"
                                      "document.getElementById('save').click(); true")
         assert self.browser.wait_for(popup, "document.body.dataset.saved === 'yes'")
@@ -156,8 +156,8 @@ def test_mismatched_keys_capture_nothing_and_status_says_why(rig: Rig) -> None:
     session = rig.server.rpc("session.start", source="interceptor")
     rig.start_browser()
     wait_until(lambda: rig.status()["rejected_frames"], "the extension's hello to be rejected")
-    rig.browse()
     before = rig.status()["rejected_frames"]
+    rig.browse()
     wait_until(lambda: rig.status()["rejected_frames"] >= before + 6,
                "the page's requests to arrive (and be rejected)")
     status = rig.status()
