@@ -1,0 +1,159 @@
+"""postcap-bridge: install/uninstall/doctor in a temp HOME, and the real host process
+between framed stdin/stdout and a real server."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import struct
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from postcap.interceptor import crypto
+from postcap.interceptor.extension_id import EXTENSION_ID, HOST_NAME
+from postcap.interceptor.framing import encode_frame
+from tests.postcap_process import PostcapProcess
+
+BRIDGE = shutil.which("postcap-bridge", path=os.path.dirname(sys.executable)) or "postcap-bridge"
+
+
+def env_for(home: Path, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("XDG_") and k != "POSTCAP_HOME"}
+    env.update(HOME=str(home), **extra)
+    return env
+
+
+def bridge(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([BRIDGE, *args], env=env, capture_output=True, text=True, timeout=60)
+
+
+def test_install_writes_an_executable_host_and_a_manifest_uninstall_removes_it(tmp_path: Path) -> None:
+    env = env_for(tmp_path)
+    done = bridge(env, "install", "--browser", "chrome", "--extension-id", "a" * 32,
+                  "--extension-id", EXTENSION_ID)
+    assert done.returncode == 0, done.stderr
+    path = tmp_path / ".config" / "google-chrome" / "NativeMessagingHosts" / f"{HOST_NAME}.json"
+    manifest = json.loads(path.read_text())
+    assert manifest["name"] == HOST_NAME and manifest["type"] == "stdio"
+    assert manifest["allowed_origins"] == [f"chrome-extension://{'a' * 32}/",
+                                           f"chrome-extension://{EXTENSION_ID}/"]
+    host = Path(manifest["path"])
+    assert host.is_absolute() and os.access(host, os.X_OK)
+    assert sys.executable in host.read_text()
+    other = tmp_path / "profile"
+    assert bridge(env, "install", "--browser", "chromium", "--user-data-dir", str(other)).returncode == 0
+    assert (other / "NativeMessagingHosts" / f"{HOST_NAME}.json").exists()
+    assert bridge(env, "uninstall", "--browser", "chrome").stdout.startswith("removed")
+    assert not path.exists()
+    assert bridge(env, "uninstall", "--browser", "chrome").stdout.startswith("nothing to remove")
+    bad = bridge(env, "install", "--browser", "chrome", "--extension-id", "xyz")
+    assert bad.returncode == 2 and "--extension-id" in bad.stderr
+
+
+def test_doctor_names_each_problem(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    data.mkdir()
+    env = env_for(tmp_path, PATH="/nonexistent", POSTCAP_HOME=str(data))
+    report = bridge(env, "doctor", "--browser", "chrome")
+    assert report.returncode == 1
+    assert "PROBLEM CHROME_NOT_INSTALLED" in report.stdout
+    assert "PROBLEM SERVER_NOT_RUNNING" in report.stdout
+    (tmp_path / ".config" / "google-chrome").mkdir(parents=True)
+    report = bridge(env, "doctor", "--browser", "chrome", "--json")
+    codes = [p["code"] for p in json.loads(report.stdout)["problems"]]
+    assert codes == ["MANIFEST_MISSING", "SERVER_NOT_RUNNING"]
+    assert bridge(env, "install", "--browser", "chrome").returncode == 0
+    manifest_path = tmp_path / ".config" / "google-chrome" / "NativeMessagingHosts" / f"{HOST_NAME}.json"
+    Path(json.loads(manifest_path.read_text())["path"]).chmod(0o644)
+    (data / "server.json").write_text(json.dumps({"control": {"host": "127.0.0.1", "port": 9}}))
+    report = bridge(env, "doctor", "--browser", "chrome", "--json")
+    codes = [p["code"] for p in json.loads(report.stdout)["problems"]]
+    assert codes == ["HOST_NOT_EXECUTABLE", "TOKEN_UNREADABLE"]
+    (data / "control.token").write_text("t")
+    report = bridge(env, "doctor", "--browser", "chrome", "--json")
+    assert [p["code"] for p in json.loads(report.stdout)["problems"]][-1] == "SERVER_UNREACHABLE"
+
+
+class HostProcess:
+    """The real ``postcap-bridge host`` on pipes, speaking the browser's framing."""
+
+    def __init__(self, env: dict[str, str]) -> None:
+        self.process = subprocess.Popen(
+            [BRIDGE, "host", f"chrome-extension://{EXTENSION_ID}/"], env=env,
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+    def send(self, raw: bytes) -> None:
+        assert self.process.stdin is not None
+        self.process.stdin.write(raw)
+        self.process.stdin.flush()
+
+    def read(self) -> dict[str, Any]:
+        assert self.process.stdout is not None
+        (length,) = struct.unpack("=I", self.process.stdout.read(4))
+        return json.loads(self.process.stdout.read(length))
+
+    def read_until(self, predicate: Any, limit: int = 20) -> dict[str, Any]:
+        for _ in range(limit):
+            message = self.read()
+            if predicate(message):
+                return message
+        raise AssertionError("the expected message did not come")
+
+    def close(self) -> int:
+        assert self.process.stdin is not None
+        self.process.stdin.close()
+        try:
+            return self.process.wait(20)
+        finally:
+            if self.process.poll() is None:
+                self.process.kill()
+                self.process.wait(10)
+            for stream in (self.process.stdout, self.process.stderr):
+                if stream is not None:
+                    stream.close()
+
+
+def test_host_relays_between_framed_stdio_and_the_server(tmp_path: Path) -> None:
+    with PostcapProcess(tmp_path / "data") as server:
+        host = HostProcess(env_for(tmp_path, POSTCAP_HOME=server.data_dir))
+        try:
+            key = crypto.derive_key(crypto.DEFAULT_KEY)
+            config = host.read()  # pushed by the bridge on start
+            assert crypto.open_sealed(key, config, crypto.TO_EXTENSION)["type"] == "config"
+            host.send(struct.pack("=I", 5) + b"\xff\xfe\xfd{}")
+            assert host.read()["code"] == "bad_utf8"
+            host.send(encode_frame({"type": "hello"}))
+            assert host.read()["code"] == "unexpected_message"
+            host.send(encode_frame(crypto.seal(key, {"type": "hello", "extension_version": "t"},
+                                               crypto.TO_SERVER)))
+            reply = host.read_until(lambda m: m.get("type") == "sealed")
+            assert crypto.open_sealed(key, reply, crypto.TO_EXTENSION)["session_active"] is False
+            deadline = time.monotonic() + 20
+            while not server.rpc("interceptor.status")["connected"] and time.monotonic() < deadline:
+                time.sleep(0.1)
+            status = server.rpc("interceptor.status")
+            assert status["connected"] and status["secure"] and status["bridges"] == 1
+            assert host.process.poll() is None
+        finally:
+            assert host.close() == 0
+        assert server.rpc("interceptor.status")["connected"] is False
+
+
+def test_host_reports_an_unreachable_server_and_keeps_running(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    data.mkdir()
+    host = HostProcess(env_for(tmp_path, POSTCAP_HOME=str(data)))
+    try:
+        assert host.read()["code"] == "server_not_running"
+        key = crypto.derive_key(crypto.DEFAULT_KEY)
+        host.send(encode_frame(crypto.seal(key, {"type": "ping"}, crypto.TO_SERVER)))
+        assert host.read()["code"] == "server_not_running"
+        assert host.process.poll() is None
+    finally:
+        assert host.close() == 0
