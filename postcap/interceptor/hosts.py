@@ -40,7 +40,7 @@ BROWSERS: dict[str, Browser] = {
     "chromium": Browser("Chromium", ".config/chromium", "Chromium", r"Software\Chromium",
                         ("chromium", "chromium-browser"), "Chromium.app"),
     "brave": Browser("Brave", ".config/BraveSoftware/Brave-Browser",
-                     "BraveSoftware/Brave-Browser", r"Software\BraveSoftware\Brave-Browser",
+                     "BraveSoftware/Brave-Browser", r"Software\Google\Chrome",  # Brave on Windows reads Chrome's key
                      ("brave-browser", "brave"), "Brave Browser.app"),
     "edge": Browser("Microsoft Edge", ".config/microsoft-edge", "Microsoft Edge",
                     r"Software\Microsoft\Edge",
