@@ -149,6 +149,8 @@ def test_custom_key_on_both_ends_with_a_url_filter(rig: Rig) -> None:
     assert sorted(items) == sorted([rig.origin.url("/cookies/set?flavour=oatmeal"), echo_url])
     status = rig.status()
     assert status["custom_key"] and status["secure"]
+    # The extension applied the pushed url_contains itself: nothing else was even sent.
+    assert status["ignored_requests"] == 0 and status["captured_requests"] == 2
 
 
 def test_mismatched_keys_capture_nothing_and_status_says_why(rig: Rig) -> None:
