@@ -16,13 +16,15 @@ Endpoints (HEAD works wherever GET does):
 - ``GET /chunked?n=<count>[&delay=<s>]``: ``line i\\n`` in ``count`` writes, no
   Content-Length (so chunked); ``delay`` spaces the writes out
 - ``GET /image.png``, ``/script.js``, ``/style.css``, ``/page.html`` (which uses the others)
-- ``GET /browse.html``: the page's subresources, then ``fetch`` of ``/cookies/set?flavour=oatmeal``
+- ``GET /browse.html``: the page's subresources, a ``theme=dark`` cookie set by script, then
+  ``fetch`` of ``/cookies/set?flavour=oatmeal``
   and a POST of ``posted from the page`` to ``/echo``; the title becomes ``browse done``
 - ``GET /slow?delay=<s>``: ``slow done\\n`` after the delay
 - ``GET /stall``: declares Content-Length 1000, sends 100 bytes, never finishes
 - ``GET /close-mid-body``: declares Content-Length 1000, sends 100 bytes, closes
 - ``GET /cookies/set?name=value&...``: one ``Set-Cookie`` per pair
 - ``GET /cookies/show``: JSON of the Cookie header received
+- ``GET /cookies/expire?name&...``: ``Set-Cookie: name=; Max-Age=0`` for each name
 - ``GET /headers-big?n=<bytes>``: a response header ``X-Big`` of that many bytes
 - ``POST /upload``: JSON ``{size, sha256}`` of the request body
 """
@@ -110,6 +112,7 @@ BROWSE_PAGE = b"""<!doctype html>
 <h1>postcap browse page</h1>
 <img src="/image.png" alt="pixel">
 <script>
+document.cookie = "theme=dark; path=/";
 fetch("/cookies/set?flavour=oatmeal")
   .then(() => fetch("/echo", {method: "POST", headers: {"Content-Type": "text/plain"},
                               body: "posted from the page"}))
@@ -196,6 +199,7 @@ class OriginResource(Resource):
             b"/close-mid-body": self.close_mid_body,
             b"/cookies/set": self.cookies_set,
             b"/cookies/show": self.cookies_show,
+            b"/cookies/expire": self.cookies_expire,
             b"/headers-big": self.headers_big,
             b"/upload": self.upload,
         }
@@ -350,6 +354,12 @@ class OriginResource(Resource):
                 b"Set-Cookie", f"{name}={value}; Path=/; HttpOnly".encode("utf-8")
             )
         return _json(request, {"set": [[name, value] for name, value in pairs]})
+
+    def cookies_expire(self, request: Request) -> bytes:
+        names = [name for name, _ in _query(request)]
+        for name in names:
+            request.responseHeaders.addRawHeader(b"Set-Cookie", f"{name}=; Path=/; Max-Age=0".encode())
+        return _json(request, {"expired": names})
 
     def cookies_show(self, request: Request) -> bytes:
         raw = request.requestHeaders.getRawHeaders(b"cookie")

@@ -105,6 +105,7 @@ def captured(rig: Rig, session_id: str) -> dict[str, dict[str, Any]]:
 def test_browser_traffic_and_cookies_reach_the_session(rig: Rig) -> None:
     session = rig.server.rpc("session.start", name="browser", source="interceptor",
                              capture_cookies=True)
+    rig.server.rpc("cookiesync.set", enabled=True, domains=["127.0.0.1"])
     rig.start_browser()
     wait_until(lambda: rig.status()["secure"], "the extension's hello over the default key")
     rig.browse()
@@ -121,8 +122,15 @@ def test_browser_traffic_and_cookies_reach_the_session(rig: Rig) -> None:
     cookie_call = rig.server.rpc("request.get", id=items[rig.origin.url("/cookies/set?flavour=oatmeal")]["id"])
     set_cookies = [v for n, v in cookie_call["response"]["headers"] if n.lower() == "set-cookie"]
     assert set_cookies == ["flavour=oatmeal; Path=/; HttpOnly"]
-    status = wait_until(lambda: (lambda s: s if s["cookies_received"] else None)(rig.status()),
-                        "the chrome.cookies change to arrive")
+    status = wait_until(lambda: (lambda s: s if s["cookies_received"] >= 2 else None)(rig.status()),
+                        "the chrome.cookies changes to arrive")
+    captured_cookies = rig.server.rpc("cookie.list", session_id=session["id"])["items"]
+    assert {(c["name"], c["value"], c["source"], c["http_only"]) for c in captured_cookies
+            if c["source"] == "response"} == {("flavour", "oatmeal", "response", True)}
+    # the script-set cookie only chrome.cookies saw, and the HttpOnly one, are in the jar
+    jar = {c["name"]: c for c in rig.server.rpc("cookiejar.list", domain="127.0.0.1")["items"]}
+    assert jar["theme"]["value"] == "dark" and not jar["theme"]["http_only"]
+    assert jar["flavour"]["value"] == "oatmeal" and jar["flavour"]["http_only"]
     assert status["connected"] and status["secure"] and not status["custom_key"]
     assert status["rejected_frames"] == 0
     assert status["captured_requests"] >= 6

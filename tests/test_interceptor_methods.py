@@ -180,3 +180,21 @@ class InterceptorMethodsTests(SynchronousTestCase):
         assert "'event'" in failure.value.message
         failure = self.failureResultOf(ensureDeferred(self.link.submit(frame="x")), InvalidParams)
         assert "'frame'" in failure.value.message
+
+
+def test_browser_cookies_map_to_jar_cookies() -> None:
+    from postcap.interceptor.cookies import cookie_from_browser
+
+    cookie = cookie_from_browser({
+        "name": "sid", "value": "v", "domain": ".Example.test", "hostOnly": False, "path": "/app",
+        "secure": True, "httpOnly": True, "sameSite": "no_restriction", "session": False,
+        "expirationDate": 1_900_000_000.5, "storeId": "0"})
+    assert cookie is not None
+    assert (cookie.domain, cookie.path, cookie.expires, cookie.same_site) == (
+        "example.test", "/app", 1_900_000_000.5, "None")
+    assert cookie.http_only and cookie.secure and not cookie.host_only
+    session = cookie_from_browser({"name": "a", "value": "b", "domain": "x.test", "session": True,
+                                   "sameSite": "unspecified", "hostOnly": True, "path": "/"})
+    assert session is not None and session.expires is None and session.same_site is None
+    assert cookie_from_browser({"name": "a", "domain": "x.test"}) is None
+    assert cookie_from_browser({"name": "a", "value": "b", "domain": "."}) is None

@@ -272,16 +272,19 @@ class InterceptorMethods:
         try:
             method, url = method_and_url(record)
             ticket = self.sessions.begin(method, url, source="interceptor")
-            if ticket is None:
+            if ticket is None and not self.sessions.observes_all:
                 self.state.ignored_requests += 1
                 return
-            transaction = transaction_from_record(record, ticket.session_id, self.body_limit)
+            session_id = None if ticket is None else ticket.session_id
+            transaction = transaction_from_record(record, session_id, self.body_limit)
         except BadRecord as exc:
             self.state.bad_records += 1
             self.state.last_error = f"bad request record from the extension: {exc}"
             return
-        if not ticket.wants_response(transaction.status, transaction.content_type):
+        if ticket is None or not ticket.wants_response(transaction.status, transaction.content_type):
             self.state.ignored_requests += 1
+            # Observers (cookie sync) still see it, as they see uncaptured proxy traffic.
+            self.sessions.complete(None, transaction)
             return
         self.state.captured_requests += 1
         self.sessions.complete(ticket, transaction)

@@ -98,7 +98,7 @@ def method_and_url(record: Any) -> tuple[str, str]:
 
 
 def transaction_from_record(
-    record: dict[str, Any], session_id: str, body_limit: int
+    record: dict[str, Any], session_id: str | None, body_limit: int
 ) -> Transaction:
     """Build the transaction for one finished browser exchange."""
     method, url = method_and_url(record)

@@ -35,7 +35,7 @@ from postcap.proxy.targets import Target, parse_absolute_target, parse_connect_t
 from postcap.proxy.tunnel import BlindTunnel
 from postcap.proxy.connector import UpstreamConnector
 from postcap.proxy.onboarding import ONBOARDING_HOST, serve_onboarding
-from postcap.proxy.upstream import Origin, UpstreamPool
+from postcap.proxy.upstream import Origin, UpstreamPool, send_immediately
 from postcap.tls.minting import InterceptingServerCreator, LeafMinter
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -149,6 +149,7 @@ class ProxyServerProtocol(Protocol):
         peer = self.transport.getPeer()
         self.client_address = Address(getattr(peer, "host", ""), getattr(peer, "port", 0))
         self.pauser = TransportPauser(self.transport)
+        send_immediately(self.transport)
         self.factory.connection_opened(self)
         self._await_request()
 
