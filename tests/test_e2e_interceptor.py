@@ -76,7 +76,7 @@ class Rig:
         """Type the key into the popup and save it; the popup's DevTools session."""
         assert self.browser is not None
         popup = self.browser.open_page(f"chrome-extension://{EXTENSION_ID}/popup.html")
-        assert self.browser.wait_for(popup, "document.getElementById('save') !== null")
+        assert self.browser.wait_for(popup, "document.body && document.body.dataset.ready === 'yes'")
         self.browser.evaluate(popup, f"document.getElementById('key').value = '{key}';"
                                      "document.getElementById('save').click(); true")
         assert self.browser.wait_for(popup, "document.body.dataset.saved === 'yes'")

@@ -36,5 +36,6 @@ $("save").addEventListener("click", async () => {
   document.body.dataset.saved = answer.ok ? "yes" : "no";
 });
 
+document.body.dataset.ready = "yes";  // listeners are in place
 refresh();
 setInterval(refresh, 1000);
