@@ -106,8 +106,9 @@ class Bridge:
 
     def on_message(self, message: dict[str, Any]) -> None:
         if message.get("type") != "sealed":
+            kind = message.get("type")
             self.protocol.send(error_message(
-                "unexpected_message", f"the bridge only relays sealed frames, not {message.get('type')!r}"))
+                "unexpected_message", f"the bridge only relays sealed frames, not {kind!r}"))
             return
         ensureDeferred(self._forward(message))
 
@@ -243,8 +244,10 @@ def diagnose(browsers: list[str], user_data: str | None, data_dir: str | None,
     notes.append(f"server at {location.rpc_url}: extension connected={status['connected']}, "
                  f"secure={status['secure']}, custom key={status['custom_key']}")
     if status["rejected_frames"] and not status["secure"]:
-        problems.append(("KEY_MISMATCH", f"{status['rejected_frames']} frames failed authentication: "
-                         f"{status['last_error']}; give the extension the key set with interceptor.set_key"))
+        problems.append(("KEY_MISMATCH",
+                         f"{status['rejected_frames']} frames failed authentication: "
+                         f"{status['last_error']}; give the extension the key set with "
+                         "interceptor.set_key"))
     return problems, notes
 
 

@@ -31,13 +31,15 @@ def cookie_from_browser(cookie: dict[str, Any]) -> Cookie | None:
     if not domain:
         return None
     expires = cookie.get("expirationDate")
+    if cookie.get("session") or isinstance(expires, bool) or not isinstance(expires, (int, float)):
+        expires = None
     path = cookie.get("path")
     return Cookie(
         name=name,
         value=value,
         domain=domain,
         path=path if isinstance(path, str) and path.startswith("/") else "/",
-        expires=float(expires) if isinstance(expires, (int, float)) and not cookie.get("session") else None,
+        expires=None if expires is None else float(expires),
         http_only=bool(cookie.get("httpOnly")),
         secure=bool(cookie.get("secure")),
         same_site=SAME_SITE.get(str(cookie.get("sameSite"))),

@@ -39,8 +39,9 @@ BROWSERS: dict[str, Browser] = {
                       ("google-chrome", "google-chrome-stable", "chrome"), "Google Chrome.app"),
     "chromium": Browser("Chromium", ".config/chromium", "Chromium", r"Software\Chromium",
                         ("chromium", "chromium-browser"), "Chromium.app"),
+    # Brave on Windows reads Chrome's registry key.
     "brave": Browser("Brave", ".config/BraveSoftware/Brave-Browser",
-                     "BraveSoftware/Brave-Browser", r"Software\Google\Chrome",  # Brave on Windows reads Chrome's key
+                     "BraveSoftware/Brave-Browser", r"Software\Google\Chrome",
                      ("brave-browser", "brave"), "Brave Browser.app"),
     "edge": Browser("Microsoft Edge", ".config/microsoft-edge", "Microsoft Edge",
                     r"Software\Microsoft\Edge",

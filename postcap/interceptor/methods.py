@@ -36,7 +36,8 @@ from postcap.session import SessionManager
 BRIDGE_STALE_S = 10.0
 KEY_FILE = "interceptor.key"
 
-#: Receives every cookie change the extension reports (see :meth:`InterceptorMethods.add_cookie_listener`).
+#: Receives every cookie change the extension reports
+#: (see :meth:`InterceptorMethods.add_cookie_listener`).
 CookieListener = Callable[["BrowserCookieChange"], Any]
 KeyDeriver = Callable[[str], Awaitable[bytes]]
 
