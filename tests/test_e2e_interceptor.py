@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import sys
 import subprocess
 import time
 from pathlib import Path
@@ -16,14 +15,14 @@ import pytest
 
 from postcap.interceptor.extension_id import EXTENSION_ID, HOST_NAME, extension_dir
 from tests.cdp import CHROMIUM_BINARY, PipeChromium
-from tests.harness import Origin, start_origin
+from tests.bridge_process import bridge, env_for
+from tests.harness import Origin
 from tests.postcap_process import PostcapProcess
 
 pytestmark = pytest.mark.skipif(
     not os.access(CHROMIUM_BINARY, os.X_OK), reason=f"Debian chromium ({CHROMIUM_BINARY}) is not installed"
 )
 
-BRIDGE = shutil.which("postcap-bridge", path=os.path.dirname(sys.executable)) or "postcap-bridge"
 WAIT = 30.0
 
 
@@ -47,17 +46,14 @@ class Rig:
         self.home = tmp_path / "home"
         self.home.mkdir()
         self.user_data_dir = self.home / ".config" / "chromium"
-        self.env = {key: value for key, value in os.environ.items()
-                    if not key.startswith("XDG_")}
-        self.env.update(HOME=str(self.home), POSTCAP_HOME=server.data_dir)
+        self.env = env_for(self.home, POSTCAP_HOME=server.data_dir)
         self.extension = tmp_path / "extension"
         shutil.copytree(extension_dir(), self.extension,
                         ignore=shutil.ignore_patterns("__pycache__"))
         self.browser: PipeChromium | None = None
 
     def bridge(self, *args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([BRIDGE, *args], env=self.env, capture_output=True, text=True,
-                              timeout=60)
+        return bridge(self.env, *args)
 
     def start_browser(self) -> PipeChromium:
         self.browser = PipeChromium(self.home, self.user_data_dir, [self.extension], env=self.env)
@@ -84,8 +80,8 @@ class Rig:
 
 
 @pytest.fixture
-def rig(tmp_path: Path) -> Iterator[Rig]:
-    with start_origin() as origin, PostcapProcess(tmp_path / "data") as server:
+def rig(tmp_path: Path, origin: Origin) -> Iterator[Rig]:
+    with PostcapProcess(tmp_path / "data") as server:
         setup = Rig(tmp_path, origin, server)
         installed = setup.bridge("install", "--browser", "chromium")
         assert installed.returncode == 0, installed.stderr

@@ -5,32 +5,18 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import struct
-import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any
 
-import pytest
 
 from postcap.interceptor import crypto
 from postcap.interceptor.extension_id import EXTENSION_ID, HOST_NAME
 from postcap.interceptor.framing import encode_frame
+from tests.bridge_process import HostProcess, bridge, env_for
 from tests.postcap_process import PostcapProcess
 
-BRIDGE = shutil.which("postcap-bridge", path=os.path.dirname(sys.executable)) or "postcap-bridge"
-
-
-def env_for(home: Path, **extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("XDG_") and k != "POSTCAP_HOME"}
-    env.update(HOME=str(home), **extra)
-    return env
-
-
-def bridge(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([BRIDGE, *args], env=env, capture_output=True, text=True, timeout=60)
 
 
 def test_install_writes_an_executable_host_and_a_manifest_uninstall_removes_it(tmp_path: Path) -> None:
@@ -78,45 +64,6 @@ def test_doctor_names_each_problem(tmp_path: Path) -> None:
     (data / "control.token").write_text("t")
     report = bridge(env, "doctor", "--browser", "chrome", "--json")
     assert [p["code"] for p in json.loads(report.stdout)["problems"]][-1] == "SERVER_UNREACHABLE"
-
-
-class HostProcess:
-    """The real ``postcap-bridge host`` on pipes, speaking the browser's framing."""
-
-    def __init__(self, env: dict[str, str]) -> None:
-        self.process = subprocess.Popen(
-            [BRIDGE, "host", f"chrome-extension://{EXTENSION_ID}/"], env=env,
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-
-    def send(self, raw: bytes) -> None:
-        assert self.process.stdin is not None
-        self.process.stdin.write(raw)
-        self.process.stdin.flush()
-
-    def read(self) -> dict[str, Any]:
-        assert self.process.stdout is not None
-        (length,) = struct.unpack("=I", self.process.stdout.read(4))
-        return json.loads(self.process.stdout.read(length))
-
-    def read_until(self, predicate: Any, limit: int = 20) -> dict[str, Any]:
-        for _ in range(limit):
-            message = self.read()
-            if predicate(message):
-                return message
-        raise AssertionError("the expected message did not come")
-
-    def close(self) -> int:
-        assert self.process.stdin is not None
-        self.process.stdin.close()
-        try:
-            return self.process.wait(20)
-        finally:
-            if self.process.poll() is None:
-                self.process.kill()
-                self.process.wait(10)
-            for stream in (self.process.stdout, self.process.stderr):
-                if stream is not None:
-                    stream.close()
 
 
 def test_host_relays_between_framed_stdio_and_the_server(tmp_path: Path) -> None:

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import os
+import shutil
+import tempfile
 from pathlib import Path
 from typing import Any, Coroutine
 
-import pytest
 from twisted.internet.defer import Deferred, ensureDeferred, succeed
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
@@ -48,8 +48,9 @@ class InterceptorMethodsTests(SynchronousTestCase):
         self.store = MemoryHistoryStore()
         self.sessions = SessionManager(self.clock, self.store)
         self.wait(self.sessions.open())
-        self.data_dir = self.mktemp()
-        os.makedirs(self.data_dir)
+        # outside the checkout (trial's mktemp writes under the cwd)
+        self.data_dir = tempfile.mkdtemp(prefix="postcap-test-")
+        self.addCleanup(shutil.rmtree, self.data_dir, True)
         self.link = InterceptorMethods(self.clock, self.sessions, self.data_dir, 1000, derive=derive)
         self.wait(self.link.open())
         self.key = KEYS[crypto.DEFAULT_KEY]

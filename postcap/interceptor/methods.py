@@ -26,7 +26,8 @@ from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger
 
 from postcap.control import params
-from postcap.control.dispatch import InvalidParams, JSONRPCDispatcher
+from postcap.control.dispatch import InvalidParams
+from postcap.control.method_group import MethodGroup
 from postcap.interceptor import crypto
 from postcap.interceptor.extension_id import EXTENSION_ID
 from postcap.interceptor.records import BadRecord, method_and_url, transaction_from_record
@@ -67,7 +68,7 @@ class LinkState:
     extension: dict[str, Any] | None = None
 
 
-class InterceptorMethods:
+class InterceptorMethods(MethodGroup):
     """Holds the link key and state; turns extension messages into transactions."""
 
     _log = Logger()
@@ -115,10 +116,6 @@ class InterceptorMethods:
     def add_cookie_listener(self, listener: CookieListener) -> None:
         """Hand browser cookies to the cookie store (the cookie issue wires its jar here)."""
         self._cookie_listeners.append(listener)
-
-    def install(self, dispatcher: JSONRPCDispatcher) -> None:
-        for name, method in self.methods().items():
-            dispatcher.register(name, method)
 
     def methods(self) -> dict[str, Callable[..., Any]]:
         return {
