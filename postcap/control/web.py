@@ -99,7 +99,7 @@ class ControlRoot(Resource):
     """The root of the control channel: checks the token, then routes."""
 
     #: Paths served without a token.
-    public: frozenset[bytes] = frozenset({b"ca.pem"})
+    public: frozenset[bytes] = frozenset({b"ca.pem", b"healthz"})
 
     def __init__(self, token_provider: Callable[[], str]) -> None:
         super().__init__()
@@ -120,6 +120,7 @@ class ControlRoot(Resource):
 
 
 def control_site(root: ControlRoot) -> Site:
-    site = Site(root)
-    site.displayTracebacks = False
-    return site
+    """The Site of the control channel (Host check, body cap: see :mod:`postcap.control.guard`)."""
+    from postcap.control.guard import ControlSite
+
+    return ControlSite(root)
