@@ -3,6 +3,7 @@ between framed stdin/stdout and a real server."""
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import struct
@@ -13,7 +14,7 @@ from pathlib import Path
 
 from postcap.interceptor import crypto
 from postcap.interceptor.extension_id import EXTENSION_ID, HOST_NAME
-from postcap.interceptor.framing import encode_frame
+from postcap.interceptor.framing import MAX_INBOUND, encode_frame
 from tests.bridge_process import HostProcess, bridge, env_for
 from tests.postcap_process import PostcapProcess
 
@@ -81,11 +82,20 @@ def test_host_relays_between_framed_stdio_and_the_server(tmp_path: Path) -> None
                                                crypto.TO_SERVER)))
             reply = host.read_until(lambda m: m.get("type") == "sealed")
             assert crypto.open_sealed(key, reply, crypto.TO_EXTENSION)["session_active"] is False
+            big = {"type": "request", "record": {"method": "POST", "url": "http://x.test/",
+                   "body": {"base64": base64.b64encode(os.urandom(256 * 1024)).decode()}}}
+            sealed = encode_frame(crypto.seal(key, big, crypto.TO_SERVER))
+            assert len(sealed) < MAX_INBOUND
+            host.send(sealed)  # the largest body the extension sends still fits the control channel
+            host.send(struct.pack("=I", MAX_INBOUND + 1) + b"z" * (MAX_INBOUND + 1))
+            assert host.read()["code"] == "frame_too_large"
             deadline = time.monotonic() + 20
-            while not server.rpc("interceptor.status")["connected"] and time.monotonic() < deadline:
+            while server.rpc("interceptor.status")["authenticated_frames"] < 2:
+                assert time.monotonic() < deadline, "the large frame did not reach the server"
                 time.sleep(0.1)
             status = server.rpc("interceptor.status")
             assert status["connected"] and status["secure"] and status["bridges"] == 1
+            assert status["authenticated_frames"] == 2 and status["ignored_requests"] == 1
             assert host.process.poll() is None
         finally:
             assert host.close() == 0

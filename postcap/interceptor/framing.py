@@ -18,11 +18,14 @@ from twisted.internet.protocol import Protocol
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
+from postcap.control.guard import MAX_REQUEST_BODY
+
 #: Chrome's limit on host → browser messages.
 MAX_OUTBOUND = 1024 * 1024
-#: Our limit on browser → host messages (Chrome allows 64 MiB; the extension
-#: keeps request bodies under 1 MiB, so anything near this is a fault).
-MAX_INBOUND = 8 * 1024 * 1024
+#: Our limit on browser → host messages (Chrome allows 64 MiB): what still fits, with
+#: the JSON-RPC envelope, in a control-channel request body (the extension keeps
+#: request bodies under 256 KiB, which seals to about 460 KiB).
+MAX_INBOUND = MAX_REQUEST_BODY - 64 * 1024
 LENGTH = struct.Struct("=I")
 
 

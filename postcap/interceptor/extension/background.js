@@ -2,7 +2,7 @@
 // and sends them, sealed, through the native-messaging bridge to the postcap server.
 import { HOST_NAME, DEFAULT_KEY, deriveKey, seal, open, toBase64, isValidCustomKey } from "./link.js";
 
-const MAX_BODY = 1024 * 1024;     // request bodies beyond this are truncated
+const MAX_BODY = 256 * 1024;      // request bodies beyond this are truncated (frames stay < 960 KiB)
 const MAX_PENDING = 2000;         // exchanges in flight we keep track of
 const PING_MS = 15000;
 const RECONNECT_MS = [1000, 2000, 5000, 10000, 30000];
