@@ -31,6 +31,8 @@ from postcap.control.guard import HealthResource
 from postcap.control.methods import ControlMethods, ProxyUnavailable
 from postcap.events import EventHub, TransactionEvents
 from postcap.filters import OptionError
+from postcap.interceptor.cookies import BrowserCookieSync
+from postcap.interceptor.methods import InterceptorMethods
 from postcap.replay import Replayer
 from postcap.retention import Retention
 from postcap.sinks.collections import CollectionSink, Collections
@@ -179,6 +181,11 @@ class PostcapService(MultiService):
         self.history_methods.install(self.dispatcher)
         ExportMethods(self.sessions, self.jar, self.cookie_sync, self.collections).install(
             self.dispatcher)
+        self.interceptor = InterceptorMethods(
+            reactor, self.sessions, config.data_dir, config.proxy.max_capture_body
+        )
+        self.interceptor.install(self.dispatcher)
+        self.interceptor.add_cookie_listener(BrowserCookieSync(self.jar, self.cookie_sync))
         self.retention = Retention(
             self.store, self.sessions, config.history_max_age, config.history_max_bytes
         )
@@ -224,6 +231,7 @@ class PostcapService(MultiService):
         recovered = await self.sessions.open()
         await self.jar.load()
         await self.cookie_sync.load()
+        await self.interceptor.open()
         for session_id in recovered:
             self._log.info("session {session_id} was left active by a previous run; now stopped",
                            session_id=session_id)

@@ -16,6 +16,9 @@ Endpoints (HEAD works wherever GET does):
 - ``GET /chunked?n=<count>[&delay=<s>]``: ``line i\\n`` in ``count`` writes, no
   Content-Length (so chunked); ``delay`` spaces the writes out
 - ``GET /image.png``, ``/script.js``, ``/style.css``, ``/page.html`` (which uses the others)
+- ``GET /browse.html``: the page's subresources, a ``theme=dark`` cookie set by script, then
+  ``fetch`` of ``/cookies/set?flavour=oatmeal``
+  and a POST of ``posted from the page`` to ``/echo``; the title becomes ``browse done``
 - ``GET /slow?delay=<s>``: ``slow done\\n`` after the delay
 - ``GET /stall``: declares Content-Length 1000, sends 100 bytes, never finishes
 - ``GET /close-mid-body``: declares Content-Length 1000, sends 100 bytes, closes
@@ -97,6 +100,28 @@ PAGE = b"""<!doctype html>
 </html>
 """
 
+BROWSE_PAGE = b"""<!doctype html>
+<html>
+<head>
+<meta charset="utf-8">
+<title>postcap browse page</title>
+<link rel="stylesheet" href="/style.css">
+<script src="/script.js"></script>
+</head>
+<body>
+<h1>postcap browse page</h1>
+<img src="/image.png" alt="pixel">
+<script>
+document.cookie = "theme=dark; path=/";
+fetch("/cookies/set?flavour=oatmeal")
+  .then(() => fetch("/echo", {method: "POST", headers: {"Content-Type": "text/plain"},
+                              body: "posted from the page"}))
+  .then(() => { document.title = "browse done"; });
+</script>
+</body>
+</html>
+"""
+
 
 @implementer(IPullProducer)
 class PatternProducer:
@@ -168,6 +193,7 @@ class OriginResource(Resource):
             b"/script.js": self.static(b"application/javascript", SCRIPT),
             b"/style.css": self.static(b"text/css", STYLE),
             b"/page.html": self.static(b"text/html; charset=utf-8", PAGE),
+            b"/browse.html": self.static(b"text/html; charset=utf-8", BROWSE_PAGE),
             b"/slow": self.slow,
             b"/stall": self.stall,
             b"/close-mid-body": self.close_mid_body,

@@ -1,0 +1,201 @@
+"""InterceptorMethods over the in-memory store and a Clock: frames in, transactions out."""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any, Coroutine
+
+from twisted.internet.defer import Deferred, ensureDeferred, succeed
+from twisted.internet.task import Clock
+from twisted.trial.unittest import SynchronousTestCase
+
+from postcap.control.dispatch import INVALID_PARAMS, InvalidParams
+from postcap.interceptor import crypto
+from postcap.interceptor.methods import BRIDGE_STALE_S, BrowserCookieChange, InterceptorMethods
+from postcap.session import SessionManager
+from postcap.testing import MemoryHistoryStore
+
+T0 = 1_700_000_000.0
+KEYS: dict[str, bytes] = {}
+
+
+def derive(passphrase: str) -> Deferred[bytes]:
+    if passphrase not in KEYS:
+        KEYS[passphrase] = crypto.derive_key(passphrase)
+    return succeed(KEYS[passphrase])
+
+
+def record(**changes: Any) -> dict[str, Any]:
+    base = {
+        "method": "POST", "url": "http://shop.test:8080/cart?x=1", "type": "xmlhttprequest",
+        "started": T0 * 1000, "sent": T0 * 1000 + 2, "headers_received": T0 * 1000 + 30,
+        "ended": T0 * 1000 + 35, "request_headers": [["Content-Type", "text/plain"]],
+        "body": {"base64": "aGVsbG8=", "size": 5, "truncated": False},
+        "status": 201, "status_line": "HTTP/1.1 201 Created",
+        "response_headers": [["Content-Type", "application/json"], ["Content-Length", "12"],
+                             ["Set-Cookie", "a=b; Path=/"]],
+    }
+    base.update(changes)
+    return base
+
+
+class InterceptorMethodsTests(SynchronousTestCase):
+    def setUp(self) -> None:
+        self.clock = Clock()
+        self.clock.advance(T0)
+        self.store = MemoryHistoryStore()
+        self.sessions = SessionManager(self.clock, self.store)
+        self.wait(self.sessions.open())
+        # outside the checkout (trial's mktemp writes under the cwd)
+        self.data_dir = tempfile.mkdtemp(prefix="postcap-test-")
+        self.addCleanup(shutil.rmtree, self.data_dir, True)
+        self.link = InterceptorMethods(self.clock, self.sessions, self.data_dir, 1000, derive=derive)
+        self.wait(self.link.open())
+        self.key = KEYS[crypto.DEFAULT_KEY]
+
+    def wait(self, coroutine: Coroutine[Any, Any, Any]) -> Any:
+        return self.successResultOf(ensureDeferred(coroutine))
+
+    def submit(self, message: dict[str, Any], key: bytes | None = None) -> Any:
+        frame = crypto.seal(key or self.key, message, crypto.TO_SERVER)
+        return self.wait(self.link.submit(frame=frame, bridge_id="b1"))["reply"]
+
+    def test_a_request_record_becomes_an_interceptor_transaction(self) -> None:
+        session = self.wait(self.sessions.start({"source": "interceptor"}))
+        assert self.submit({"type": "request", "record": record()}) is None
+        total, (item,) = self.successResultOf(self.store.list_transactions(session.id))
+        assert total == 1
+        assert item["url"] == "http://shop.test:8080/cart?x=1" and item["status"] == 201
+        detail = self.successResultOf(self.store.get_transaction(item["id"]))
+        assert detail["request"]["body"]["text"] == "hello"
+        assert ["Set-Cookie", "a=b; Path=/"] in detail["response"]["headers"]
+        assert self.wait(self.link.status())["captured_requests"] == 1
+        assert self.sessions.active is not None and self.sessions.active.request_count == 1
+
+    def test_transaction_fields(self) -> None:
+        from postcap.interceptor.records import transaction_from_record
+
+        txn = transaction_from_record(record(), "s1", body_limit=3)
+        assert txn.url == "http://shop.test:8080/cart?x=1"
+        assert txn.method == "POST" and txn.status == 201
+        assert txn.request.target == b"/cart?x=1"
+        assert txn.server.host == "shop.test" and txn.server.port == 8080
+        assert txn.request.body.size == 5 and txn.request.body.content == b"hel"
+        assert txn.request.body.truncated
+        assert txn.response is not None and txn.response.reason == "Created"
+        assert txn.response.body.size == 12 and not txn.response.body.captured
+        assert txn.duration_ms == 35 and txn.timings.wait_ms == 28
+        assert txn.started_at == T0
+        form = transaction_from_record(record(body={"form": {"a": ["1", "2"], "b": ["é"]}}), "s1", 100)
+        assert form.request.body.content == b"a=1&a=2&b=%C3%A9"
+        failed = transaction_from_record(record(status=None, error="net::ERR_CONNECTION_REFUSED"), "s1", 10)
+        assert failed.response is None and failed.error == "net::ERR_CONNECTION_REFUSED"
+
+    def test_requests_outside_an_interceptor_session_or_its_filters_are_ignored(self) -> None:
+        self.submit({"type": "request", "record": record()})
+        self.wait(self.sessions.start({"source": "proxy"}))
+        self.submit({"type": "request", "record": record()})
+        self.wait(self.sessions.stop())
+        self.wait(self.sessions.start({"source": "interceptor",
+                                      "filters": {"methods": ["GET"], "status_codes": ["2xx"]}}))
+        self.submit({"type": "request", "record": record()})
+        self.submit({"type": "request", "record": record(method="GET", status=404)})
+        self.submit({"type": "request", "record": record(method="GET")})
+        status = self.wait(self.link.status())
+        assert status["ignored_requests"] == 4 and status["captured_requests"] == 1
+
+    def test_hello_gets_the_sealed_filters_back(self) -> None:
+        self.wait(self.sessions.start({"source": "interceptor",
+                                      "filters": {"url_contains": "api", "methods": ["POST"]}}))
+        reply = self.submit({"type": "hello", "extension_version": "1.0.0", "user_agent": "UA"})
+        config = crypto.open_sealed(self.key, reply, crypto.TO_EXTENSION)
+        assert config == {"type": "config", "session_active": True,
+                          "filters": {"url_contains": "api", "url_excludes": None, "methods": ["POST"]}}
+        assert self.wait(self.link.status())["extension"] == {"version": "1.0.0", "user_agent": "UA"}
+
+    def test_config_digest_changes_with_the_session(self) -> None:
+        first = self.wait(self.link.config(bridge_id="b1"))
+        again = self.wait(self.link.config(bridge_id="b1"))
+        assert first["digest"] == again["digest"] and first["frame"] != again["frame"]
+        self.wait(self.sessions.start({"source": "interceptor"}))
+        assert self.wait(self.link.config())["digest"] != first["digest"]
+
+    def test_wrong_key_frames_are_rejected_counted_and_reported(self) -> None:
+        self.wait(self.sessions.start({"source": "interceptor"}))
+        self.wait(self.link.bridge(event="connect", bridge_id="b1"))
+        reply = self.submit({"type": "request", "record": record()}, key=crypto.derive_key("WrongKey1234"))
+        assert reply["type"] == "error" and reply["code"] == "authentication_failed"
+        status = self.wait(self.link.status())
+        assert status["connected"] is True and status["secure"] is False
+        assert status["rejected_frames"] == 1 and status["captured_requests"] == 0
+        assert "failed authentication" in status["last_error"]
+        self.submit({"type": "ping"})
+        status = self.wait(self.link.status())
+        assert status["secure"] is True and status["last_error"] is None
+
+    def test_connected_follows_the_bridges(self) -> None:
+        assert self.wait(self.link.status())["connected"] is False
+        self.wait(self.link.bridge(event="connect", bridge_id="b1"))
+        assert self.wait(self.link.status())["connected"] is True
+        self.clock.advance(BRIDGE_STALE_S + 1)
+        assert self.wait(self.link.status())["connected"] is False
+        self.wait(self.link.config(bridge_id="b1"))
+        assert self.wait(self.link.status())["connected"] is True
+        self.wait(self.link.bridge(event="disconnect", bridge_id="b1"))
+        assert self.wait(self.link.status())["connected"] is False
+
+    def test_set_key_validates_persists_and_switches(self) -> None:
+        for bad in (None, "short", "not alnum!!", 12345678901):
+            failure = self.failureResultOf(ensureDeferred(self.link.set_key(key=bad)), InvalidParams)
+            assert failure.value.code == INVALID_PARAMS and "'key'" in failure.value.message
+        assert self.wait(self.link.set_key(key="CustomKey123")) == {"secure": True, "custom_key": True}
+        path = Path(self.data_dir, "interceptor.key")
+        assert path.read_text().strip() == "CustomKey123"
+        assert path.stat().st_mode & 0o777 == 0o600
+        assert self.submit({"type": "ping"})["code"] == "authentication_failed"
+        assert self.submit({"type": "ping"}, key=KEYS["CustomKey123"])["type"] == "sealed"
+        reloaded = InterceptorMethods(self.clock, self.sessions, self.data_dir, 1000, derive=derive)
+        self.wait(reloaded.open())
+        assert reloaded.custom_key is True
+        assert self.wait(self.link.clear_key()) == {"secure": True, "custom_key": False}
+        assert not path.exists()
+        assert self.submit({"type": "ping"})["type"] == "sealed"
+
+    def test_bad_records_and_cookies_reach_their_counters_and_listeners(self) -> None:
+        changes: list[BrowserCookieChange] = []
+        self.link.add_cookie_listener(changes.append)
+        self.wait(self.sessions.start({"source": "interceptor"}))
+        self.submit({"type": "request", "record": record(url="ftp://x/")})
+        self.submit({"type": "request", "record": record(status="x")})
+        cookie = {"name": "a", "value": "b", "domain": "shop.test", "path": "/", "httpOnly": True}
+        self.submit({"type": "cookie", "removed": False, "cause": "explicit", "cookie": cookie})
+        status = self.wait(self.link.status())
+        assert status["bad_records"] == 2 and status["cookies_received"] == 1
+        assert changes == [BrowserCookieChange(self.sessions.active.id, False, "explicit", cookie)]
+
+    def test_bridge_params_are_validated(self) -> None:
+        failure = self.failureResultOf(ensureDeferred(self.link.bridge(event="boot", bridge_id="b")),
+                                       InvalidParams)
+        assert "'event'" in failure.value.message
+        failure = self.failureResultOf(ensureDeferred(self.link.submit(frame="x")), InvalidParams)
+        assert "'frame'" in failure.value.message
+
+
+def test_browser_cookies_map_to_jar_cookies() -> None:
+    from postcap.interceptor.cookies import cookie_from_browser
+
+    cookie = cookie_from_browser({
+        "name": "sid", "value": "v", "domain": ".Example.test", "hostOnly": False, "path": "/app",
+        "secure": True, "httpOnly": True, "sameSite": "no_restriction", "session": False,
+        "expirationDate": 1_900_000_000.5, "storeId": "0"})
+    assert cookie is not None
+    assert (cookie.domain, cookie.path, cookie.expires, cookie.same_site) == (
+        "example.test", "/app", 1_900_000_000.5, "None")
+    assert cookie.http_only and cookie.secure and not cookie.host_only
+    session = cookie_from_browser({"name": "a", "value": "b", "domain": "x.test", "session": True,
+                                   "sameSite": "unspecified", "hostOnly": True, "path": "/"})
+    assert session is not None and session.expires is None and session.same_site is None
+    assert cookie_from_browser({"name": "a", "domain": "x.test"}) is None
+    assert cookie_from_browser({"name": "a", "value": "b", "domain": "."}) is None
