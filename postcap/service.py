@@ -29,6 +29,7 @@ from postcap.control.methods import ControlMethods, ProxyUnavailable
 from postcap.events import EventHub, TransactionEvents
 from postcap.replay import Replayer
 from postcap.retention import Retention
+from postcap.web import install_web_app
 from postcap.control.web import ControlRoot, RPCResource, StaticBytes, control_site
 from postcap.proxy.server import ProxyFactory, ProxySettings
 from postcap.session import SessionManager
@@ -187,6 +188,7 @@ class PostcapService(MultiService):
         root.putChild(b"rpc", RPCResource(self.dispatcher))
         root.putChild(b"ca.pem", StaticBytes(self.ca.pem, b"application/x-pem-file"))
         root.putChild(b"events", self.events_resource)
+        install_web_app(root)
         site = control_site(root)
         self.control_port = await serverFromString(self.reactor, self.config.control).listen(site)
         await self.proxy.enable()
