@@ -130,7 +130,7 @@ class MethodHelpers:
     """One helper per contract method; each returns whatever :meth:`call` returns
     (a ``Deferred`` for :class:`PostcapClient`, the result for :class:`BlockingClient`)."""
 
-    def call(self, method: str, **params: Any) -> Any:  # pragma: no cover - abstract
+    def call(self, method: str, /, **params: Any) -> Any:  # pragma: no cover - abstract
         raise NotImplementedError
 
     def server_info(self) -> Any:
@@ -336,7 +336,7 @@ class BlockingClient(MethodHelpers):
             raise ServerUnreachable(self.control_url, str(getattr(reason, "strerror", None)
                                                           or reason)) from None
 
-    def call(self, method: str, **params: Any) -> Any:
+    def call(self, method: str, /, **params: Any) -> Any:
         with self._open("/rpc", _request_body(method, params),
                         {"Content-Type": "application/json"}) as response:
             return _result(self.control_url, response.status, response.read())
@@ -426,7 +426,7 @@ class PostcapClient(MethodHelpers):
 
         return deferred.addErrback(unreachable).addCallback(checked)
 
-    def call(self, method: str, **params: Any) -> Any:
+    def call(self, method: str, /, **params: Any) -> Any:
         import treq
 
         async def run() -> Any:

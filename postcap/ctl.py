@@ -519,6 +519,9 @@ def main(argv: Sequence[str] | None = None, stdout: Any = None, stderr: Any = No
     except KeyboardInterrupt:
         print("postcapctl: interrupted", file=stderr)
         return 130
+    except Exception as exc:  # a bug here must still be one line, not a traceback
+        print(f"postcapctl: unexpected {type(exc).__name__}: {exc}", file=stderr)
+        return EXIT_SERVER_ERROR
     if args.json:
         print(json.dumps(result, indent=2), file=stdout)
     else:
