@@ -24,12 +24,16 @@ from postcap.capture import Spooler
 from postcap.control.auth import load_or_create_token
 from postcap.control.dispatch import JSONRPCDispatcher
 from postcap.control.events_resource import EventsResource
+from postcap.control.export_methods import ExportMethods
+from postcap.control.har_resource import SessionExports
 from postcap.control.history_methods import HistoryMethods
 from postcap.control.methods import ControlMethods, ProxyUnavailable
 from postcap.events import EventHub, TransactionEvents
 from postcap.replay import Replayer
 from postcap.retention import Retention
 from postcap.web import install_web_app
+from postcap.sinks.collections import CollectionSink, Collections
+from postcap.sinks.cookies import CookieCapture, CookieJar, CookieSync
 from postcap.control.web import ControlRoot, RPCResource, StaticBytes, control_site
 from postcap.proxy.server import ProxyFactory, ProxySettings
 from postcap.session import SessionManager
@@ -154,14 +158,24 @@ class PostcapService(MultiService):
         )
         self.sessions.add_sink(TransactionEvents(self.events))
         self.events_resource = EventsResource(self.events, reactor)
+        self.jar = CookieJar(self.store)
+        self.cookie_sync = CookieSync(self.jar, self.store)
+        self.sessions.add_observer(self.cookie_sync)
+        self.cookie_capture = CookieCapture(self.store, self._captures_cookies)
+        self.cookie_capture.add_listener(self.events.cookies_captured)
+        self.sessions.add_sink(self.cookie_capture)
+        self.collections = Collections(self.store)
+        self.sessions.add_sink(CollectionSink(self.store, self._collection_of))
         self.replayer = Replayer(
             reactor, self.proxy_factory.connector, self.spooler,
             config.proxy.max_capture_body, timeout=config.proxy.upstream_timeout,
         )
         self.dispatcher = JSONRPCDispatcher()
         ControlMethods(self, self.sessions, self.proxy, self.ca).install(self.dispatcher)
-        self.history_methods = HistoryMethods(self.sessions, self.replayer)
+        self.history_methods = HistoryMethods(self.sessions, self.replayer, cookie_source=self.jar)
         self.history_methods.install(self.dispatcher)
+        ExportMethods(self.sessions, self.jar, self.cookie_sync, self.collections).install(
+            self.dispatcher)
         self.retention = Retention(
             self.store, self.sessions, config.history_max_age, config.history_max_bytes
         )
@@ -169,6 +183,22 @@ class PostcapService(MultiService):
         self._retention_loop.clock = reactor
         self.control_port: IListeningPort | None = None
         self.ready: Deferred[None] = Deferred()
+
+    def _active_options(self, session_id: str) -> dict[str, Any] | None:
+        active = self.sessions.active
+        if active is None or active.id != session_id:
+            return None
+        return active.options
+
+    def _captures_cookies(self, session_id: str) -> bool:
+        options = self._active_options(session_id)
+        return bool(options and options.get("capture_cookies"))
+
+    def _collection_of(self, session_id: str) -> tuple[str, list[str]] | None:
+        options = self._active_options(session_id)
+        if not options or not options.get("collection"):
+            return None
+        return options["collection"], list(options.get("organize_by") or [])
 
     def uptime_s(self) -> float:
         return self.reactor.seconds() - self.started_at
@@ -181,6 +211,8 @@ class PostcapService(MultiService):
     async def _start(self) -> None:
         self.spooler.start()
         recovered = await self.sessions.open()
+        await self.jar.load()
+        await self.cookie_sync.load()
         for session_id in recovered:
             self._log.info("session {session_id} was left active by a previous run; now stopped",
                            session_id=session_id)
@@ -189,6 +221,7 @@ class PostcapService(MultiService):
         root.putChild(b"ca.pem", StaticBytes(self.ca.pem, b"application/x-pem-file"))
         root.putChild(b"events", self.events_resource)
         install_web_app(root)
+        root.putChild(b"sessions", SessionExports(self.store))
         site = control_site(root)
         self.control_port = await serverFromString(self.reactor, self.config.control).listen(site)
         await self.proxy.enable()

@@ -69,13 +69,23 @@ class SessionManager:
         self._listeners: list[SessionListener] = []
         #: Transactions handed to sinks and not yet finished by all of them.
         self.in_flight = 0
-        self.observes_all = False
+        self._observers: list[Any] = []
 
     # -- wiring ------------------------------------------------------------------
 
     def add_sink(self, sink: ICaptureSink) -> None:
         verifyObject(ICaptureSink, sink)
         self.sinks.append(sink)
+
+    def add_observer(self, observer: Any) -> None:
+        """``observer.observe(transaction)`` sees every finished transaction, captured or
+        not (headers only: bodies may be gone after).  While any observer's
+        ``wants_all`` is true the proxy builds transactions no session captures."""
+        self._observers.append(observer)
+
+    @property
+    def observes_all(self) -> bool:
+        return any(observer.wants_all for observer in self._observers)
 
     def add_listener(self, listener: SessionListener) -> None:
         """Call ``listener(event, record)`` on every lifecycle change."""
@@ -217,6 +227,10 @@ class SessionManager:
         return CaptureTicket(active.id, bool(active.options["save_responses"]), capture_filter)
 
     def complete(self, ticket: CaptureTicket | None, transaction: Transaction) -> None:
+        for observer in self._observers:
+            with self._log.failuresHandled("transaction observer failed on {txn_id}",
+                                           txn_id=transaction.id):
+                observer.observe(transaction)
         active = self.active
         if ticket is None or active is None or active.id != ticket.session_id:
             transaction.discard_spools()

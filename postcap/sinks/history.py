@@ -187,8 +187,70 @@ def _migration_2(cursor: Cursor) -> None:
         cursor.execute(statement)
 
 
+_SCHEMA_3 = (
+    """
+    CREATE TABLE cookies (
+        seq INTEGER PRIMARY KEY,
+        id TEXT NOT NULL UNIQUE,
+        session_id TEXT NOT NULL,
+        transaction_id TEXT NOT NULL,
+        source TEXT NOT NULL CHECK (source IN ('request', 'response')),
+        name TEXT NOT NULL,
+        value TEXT NOT NULL,
+        domain TEXT NOT NULL,
+        path TEXT NOT NULL,
+        expires REAL,
+        http_only INTEGER NOT NULL,
+        secure INTEGER NOT NULL,
+        same_site TEXT,
+        host_only INTEGER NOT NULL
+    )
+    """,
+    "CREATE INDEX cookies_by_session ON cookies (session_id, seq)",
+    "CREATE INDEX cookies_by_transaction ON cookies (transaction_id)",
+    """
+    CREATE TABLE cookie_jar (
+        domain TEXT NOT NULL,
+        path TEXT NOT NULL,
+        name TEXT NOT NULL,
+        value TEXT NOT NULL,
+        expires REAL,
+        http_only INTEGER NOT NULL,
+        secure INTEGER NOT NULL,
+        same_site TEXT,
+        host_only INTEGER NOT NULL,
+        added_at REAL NOT NULL,
+        PRIMARY KEY (domain, path, name)
+    )
+    """,
+    "CREATE TABLE settings (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
+    """
+    CREATE TABLE collections (
+        id TEXT PRIMARY KEY,
+        name TEXT NOT NULL,
+        created_at REAL NOT NULL
+    )
+    """,
+    """
+    CREATE TABLE collection_items (
+        seq INTEGER PRIMARY KEY,
+        collection_id TEXT NOT NULL REFERENCES collections (id) ON DELETE CASCADE,
+        folders TEXT NOT NULL,
+        item TEXT NOT NULL
+    )
+    """,
+    "CREATE INDEX collection_items_by_collection ON collection_items (collection_id, seq)",
+)
+
+
+def _migration_3(cursor: Cursor) -> None:
+    """Captured cookies, the cookie jar, settings (cookie sync) and collections."""
+    for statement in _SCHEMA_3:
+        cursor.execute(statement)
+
+
 #: Migration N (1-based) takes the schema from version N-1 to N.  Append only.
-MIGRATIONS: list[Migration] = [_migration_1, _migration_2]
+MIGRATIONS: list[Migration] = [_migration_1, _migration_2, _migration_3]
 
 
 def _user_version(cursor: Cursor) -> int:
@@ -429,6 +491,7 @@ def _update_session(
 
 
 def _delete_session_transactions(cursor: Cursor, session_id: str) -> None:
+    cursor.execute("DELETE FROM cookies WHERE session_id = ?", (session_id,))
     cursor.execute(
         "DELETE FROM bodies WHERE transaction_id IN"
         " (SELECT id FROM transactions WHERE session_id = ?)",
@@ -481,6 +544,7 @@ def _delete_transactions(cursor: Cursor, ids: Sequence[str]) -> int:
                 (count, size, session_id),
             )
         cursor.execute(f"DELETE FROM bodies WHERE transaction_id IN ({marks})", chunk)
+        cursor.execute(f"DELETE FROM cookies WHERE transaction_id IN ({marks})", chunk)
         cursor.execute(f"DELETE FROM transactions WHERE id IN ({marks})", chunk)
         deleted += cursor.rowcount
     _release_free_pages(cursor)
@@ -812,6 +876,11 @@ class SQLiteHistoryStore:
         before ``older_than`` (epoch seconds), then more until the data fits in
         ``max_bytes``.  Fires with the deleted ids."""
         return self._after_writes(_purge, older_than, max_bytes, list(keep))
+
+    def run(self, interaction: Callable[..., Any], *args: Any) -> Deferred[Any]:
+        """Run ``interaction(cursor, *args)`` in the store's thread, after every pending
+        history write (for the cookie, jar and collection tables of the same file)."""
+        return self._after_writes(interaction, *args)
 
     def size_bytes(self) -> Deferred[int]:
         """Bytes the database uses (pages in use times page size)."""

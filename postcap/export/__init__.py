@@ -1,0 +1,1 @@
+"""Exports: Postman collections and HAR files."""

@@ -1,0 +1,198 @@
+"""HAR 1.2 from captured transactions (pages-less: ``log.entries`` only).
+
+One entry per HTTP exchange, in capture order; blind tunnels (``--ignore-hosts``)
+have no HTTP content and are left out.  Exchanges that ended without a response get
+``status: 0`` and the error in ``response._error``.  Bodies: ``postData.text`` for
+requests, ``content.text`` for responses, base64 with ``encoding: "base64"`` when not
+UTF-8; bodies not stored (media, ``save_responses: false``) have no ``text``.
+Timings map postcap's phases (``ssl`` is included in ``connect``, as HAR says).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, AsyncIterator, Awaitable, Callable
+from urllib.parse import parse_qsl, urlsplit
+
+from postcap._version import __version__
+from postcap.cookies import parse_cookie_header, parse_set_cookie
+
+CREATOR = {"name": "postcap", "version": __version__}
+EXPORT_PAGE = 200
+
+
+def _headers(pairs: list[list[str]]) -> list[dict[str, str]]:
+    return [{"name": name, "value": value} for name, value in pairs]
+
+
+def _header(pairs: list[list[str]], name: str) -> str:
+    for key, value in pairs:
+        if key.lower() == name:
+            return value
+    return ""
+
+
+def _ms(value: float) -> float:
+    return round(value, 3) if value >= 0 else -1
+
+
+def _request_cookies(headers: list[list[str]]) -> list[dict[str, Any]]:
+    return [{"name": n, "value": v}
+            for key, value in headers if key.lower() == "cookie"
+            for n, v in parse_cookie_header(value)]
+
+
+def _response_cookies(headers: list[list[str]], url: str, now: float) -> list[dict[str, Any]]:
+    cookies = []
+    for key, value in headers:
+        if key.lower() != "set-cookie":
+            continue
+        cookie = parse_set_cookie(value, url, now)
+        if cookie is None:
+            continue
+        entry: dict[str, Any] = {"name": cookie.name, "value": cookie.value, "path": cookie.path,
+                                 "domain": cookie.domain, "httpOnly": cookie.http_only,
+                                 "secure": cookie.secure}
+        expires = cookie.to_json()["expires"]
+        if expires is not None:
+            entry["expires"] = expires
+        cookies.append(entry)
+    return cookies
+
+
+def entry_from_detail(detail: dict[str, Any]) -> dict[str, Any] | None:
+    """The HAR entry of a transaction detail, or None for a blind tunnel."""
+    if detail.get("kind") == "tunnel":
+        return None
+    request = detail["request"]
+    url = detail["url"]
+    started = _epoch(detail["started_at"])
+    body = request["body"]
+    har_request: dict[str, Any] = {
+        "method": detail["method"],
+        "url": url,
+        "httpVersion": request["http_version"],
+        "cookies": _request_cookies(request["headers"]),
+        "headers": _headers(request["headers"]),
+        "queryString": [{"name": k, "value": v}
+                        for k, v in parse_qsl(urlsplit(url).query, keep_blank_values=True)],
+        "headersSize": -1,
+        "bodySize": body["size"],
+    }
+    if body["size"]:
+        mime = _header(request["headers"], "content-type") or "application/octet-stream"
+        post: dict[str, Any] = {"mimeType": mime, "text": body.get("text") or ""}
+        if body.get("encoding") == "base64":
+            post["_encoding"] = "base64"
+        if mime.split(";")[0].strip().lower() == "application/x-www-form-urlencoded" \
+                and body.get("encoding") == "utf-8":
+            post["params"] = [{"name": k, "value": v}
+                              for k, v in parse_qsl(post["text"], keep_blank_values=True)]
+        har_request["postData"] = post
+    response = detail.get("response")
+    if response is None:
+        har_response: dict[str, Any] = {
+            "status": 0, "statusText": "", "httpVersion": request["http_version"],
+            "cookies": [], "headers": [], "content": {"size": 0, "mimeType": "x-unknown"},
+            "redirectURL": "", "headersSize": -1, "bodySize": -1,
+            "_error": detail.get("error") or "no response",
+        }
+    else:
+        rbody = response["body"]
+        content: dict[str, Any] = {
+            "size": rbody["size"],
+            "mimeType": _header(response["headers"], "content-type") or "x-unknown",
+        }
+        if rbody["captured"] and rbody.get("text") is not None:
+            content["text"] = rbody["text"]
+            if rbody.get("encoding") == "base64":
+                content["encoding"] = "base64"
+            if rbody.get("truncated"):
+                content["comment"] = "truncated by postcap's --max-capture-body"
+        har_response = {
+            "status": response["status"],
+            "statusText": response["reason"],
+            "httpVersion": response["http_version"],
+            "cookies": _response_cookies(response["headers"], url, started),
+            "headers": _headers(response["headers"]),
+            "content": content,
+            "redirectURL": _header(response["headers"], "location"),
+            "headersSize": -1,
+            "bodySize": rbody["size"],
+        }
+        if detail.get("error"):
+            har_response["_error"] = detail["error"]
+    timings = detail["timings"]
+    connect, tls = _ms(timings["connect_ms"]), _ms(timings["tls_ms"])
+    har_timings = {
+        "blocked": -1,
+        "dns": -1,
+        "connect": -1 if connect < 0 else round(connect + max(tls, 0), 3),
+        "ssl": tls,
+        "send": max(0.0, _ms(timings["send_ms"])),
+        "wait": max(0.0, _ms(timings["wait_ms"])),
+        "receive": max(0.0, _ms(timings["receive_ms"])),
+    }
+    entry: dict[str, Any] = {
+        "startedDateTime": detail["started_at"],
+        "time": round(detail["duration_ms"], 3),
+        "request": har_request,
+        "response": har_response,
+        "cache": {},
+        "timings": har_timings,
+        "_postcap": {"id": detail["id"], "session_id": detail["session_id"]},
+    }
+    server = detail.get("server") or {}
+    if _is_ip(server.get("host", "")):
+        entry["serverIPAddress"] = server["host"]
+    return entry
+
+
+def _is_ip(host: str) -> bool:
+    import ipaddress
+
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
+
+
+def _epoch(iso: str) -> float:
+    import datetime
+
+    return datetime.datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp()
+
+
+def har_document(entries: list[dict[str, Any]], comment: str = "") -> dict[str, Any]:
+    log: dict[str, Any] = {"version": "1.2", "creator": CREATOR, "entries": entries}
+    if comment:
+        log["comment"] = comment
+    return {"log": log}
+
+
+async def har_chunks(
+    session_name: str, fetch_page: Callable[[int, int], Awaitable[list[dict[str, Any]]]]
+) -> AsyncIterator[bytes]:
+    """The HAR document as JSON text, a page of entries at a time (never whole in memory)."""
+    head = json.dumps(har_document([], f"postcap session {session_name}"))
+    prefix, _, suffix = head.rpartition('"entries": []')
+    yield (prefix + '"entries": [').encode("utf-8")
+    offset, first = 0, True
+    while True:
+        details = await fetch_page(EXPORT_PAGE, offset)
+        if not details:
+            break
+        offset += len(details)
+        pieces = []
+        for detail in details:
+            entry = entry_from_detail(detail)
+            if entry is not None:
+                pieces.append(("" if first else ",") + json.dumps(entry))
+                first = False
+        if pieces:
+            yield "".join(pieces).encode("utf-8")
+    yield ("]" + suffix).encode("utf-8")
+
+
+__all__ = ["CREATOR", "entry_from_detail", "har_chunks", "har_document"]
