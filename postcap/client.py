@@ -463,30 +463,52 @@ class PostcapClient(MethodHelpers):
 
     def events(self, on_event: Callable[[ServerEvent], None], types: str | None = None,
                last_event_id: str | None = None) -> Any:
-        """Call ``on_event`` for each live event; the Deferred fires when the stream
-        ends (cancel it to disconnect)."""
+        """Call ``on_event`` for each live event.  The Deferred fires when the server
+        ends the stream; cancelling it disconnects (and fails it with ``CancelledError``)."""
         import treq
-        from twisted.internet.defer import Deferred
+        from twisted.internet.defer import CancelledError, Deferred
+        from twisted.internet.protocol import Protocol
 
         path = "/events" + ("?" + urllib.parse.urlencode({"types": types}) if types else "")
         extra = {"Accept": "text/event-stream"}
         if last_event_id:
             extra["Last_Event_ID"] = last_event_id
         parser = SSEParser()
+        stream: list[Any] = []
 
-        async def run() -> None:
+        class EventsProtocol(Protocol):
+            def dataReceived(self, data: bytes) -> None:
+                if not ended.called:
+                    for event in parser.feed(data):
+                        on_event(event)
+
+            def connectionLost(self, reason: Any = None) -> None:
+                if not ended.called:
+                    ended.callback(None)
+
+        def disconnect(_: Deferred[None]) -> None:
+            for protocol in stream:
+                protocol.transport.stopProducing()
+            requesting.cancel()
+
+        ended: Deferred[None] = Deferred(disconnect)
+
+        async def connect() -> None:
             response = await self._request("GET", path, headers=self._headers(**extra),
                                            unbuffered=True)
             if response.code != 200:
                 _raise_http(self.control_url, response.code, await treq.content(response))
+            protocol = EventsProtocol()
+            stream.append(protocol)
+            response.deliverBody(protocol)
 
-            def feed(chunk: bytes) -> None:
-                for event in parser.feed(chunk):
-                    on_event(event)
+        def failed(failure: Any) -> None:
+            if not ended.called and not failure.check(CancelledError):
+                ended.errback(failure)
 
-            await treq.collect(response, feed)
-
-        return Deferred.fromCoroutine(run())
+        requesting = Deferred.fromCoroutine(connect())
+        requesting.addErrback(failed)
+        return ended
 
 
 __all__ = [
