@@ -221,7 +221,7 @@ def test_cookies_and_jar(server: PostcapProcess, origin: Origin, tmp_path: Path,
     require_method(server, "cookie.list")
     require_method(server, "cookiejar.list")
     session = ok_json(server, "--json", "session", "start", "--name", "cookies", "--capture-cookies")
-    server.curl(origin.url("/cookies/set?name=sid&value=abc"), check=False)
+    server.curl(origin.url("/cookies/set?sid=abc"), check=False)
     cookies = ok_json(server, "--json", "cookies", "list", "--session", session["id"])
     assert cookies["total"] >= 1
     assert "sid" in ctl(server, "cookies", "list", "--session", session["id"]).stdout

@@ -4,6 +4,7 @@ overview charts, stop the session.  A screenshot is kept in the test's tmp dir."
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 from pathlib import Path
@@ -37,10 +38,19 @@ def origin() -> Iterator[Origin]:
         yield running
 
 
-@pytest.fixture
-def server(tmp_path: Path) -> Iterator[PostcapProcess]:
-    with PostcapProcess(tmp_path / "data") as running:
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PostcapProcess]:
+    with PostcapProcess(tmp_path_factory.mktemp("web")) as running:
         yield running
+
+
+@pytest.fixture(autouse=True)
+def no_active_session(server: PostcapProcess) -> Iterator[None]:
+    """Each test starts and ends without a running session (the server is shared)."""
+    yield
+    active = server.rpc("server.info")["active_session"]
+    if active:
+        server.rpc("session.stop", id=active["id"])
 
 
 @pytest.fixture(scope="module")
@@ -187,5 +197,32 @@ def test_sessions_list_rename_and_delete(server: PostcapProcess, page: Any) -> N
     page.click(f"{row} button.delete")
     page.click(f"{row} button.delete")  # confirm
     page.wait_for_selector(row, state="detached")
-    assert server.rpc("session.list")["total"] == 0
+    assert first["id"] not in [s["id"] for s in server.rpc("session.list")["items"]]
+    assert page.problems == []
+
+
+def test_cookies_tab_and_downloads(server: PostcapProcess, origin: Origin, page: Any) -> None:
+    session = server.rpc("session.start", name="cookies", capture_cookies=True)
+    server.curl(origin.url("/cookies/set?sid=abc123"))
+    sign_in(page, server)  # the active session opens by itself
+    expect(page.locator("#live-title")).to_have_text("cookies")
+    page.click("#tab-cookies")
+    row = page.locator("#cookies-table tbody tr", has_text="sid")
+    expect(row).to_have_count(1)
+    row.locator("button.add-to-jar").click()
+    expect(page.locator("#jar-table tbody tr", has_text="abc123")).to_have_count(1)
+    assert [c["value"] for c in server.rpc("cookiejar.list")["items"]] == ["abc123"]
+
+    with page.expect_download() as har_download:
+        page.click("#export-har")
+    har = json.loads(Path(har_download.value.path()).read_bytes())
+    assert [e["request"]["url"] for e in har["log"]["entries"]] == [origin.url("/cookies/set?sid=abc123")]
+    with page.expect_download() as collection_download:
+        page.click("#export-collection")
+    collection = json.loads(Path(collection_download.value.path()).read_bytes())
+    assert collection["info"]["name"] == "cookies" and len(collection["item"]) == 1
+    with page.expect_download() as ca_download:
+        page.click("#ca-download")
+    assert Path(ca_download.value.path()).read_text() == Path(server.ca_path).read_text()
+    server.rpc("session.stop", id=session["id"])
     assert page.problems == []
