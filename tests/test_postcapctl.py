@@ -3,6 +3,7 @@ parsed, and one-line errors with the documented exit codes."""
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import shutil
@@ -14,7 +15,7 @@ from typing import Any, Iterator
 import pytest
 
 from tests.harness import Origin, free_port, start_origin
-from tests.postcap_process import PostcapProcess, RPCError
+from tests.postcap_process import PostcapProcess
 
 pytestmark = pytest.mark.skipif(shutil.which("curl") is None, reason="curl is required (apt-get install curl)")
 
@@ -66,15 +67,6 @@ def one_line_error(result: subprocess.CompletedProcess[str], code: int) -> str:
     assert len(lines) == 1, result.stderr
     assert "Traceback" not in result.stderr
     return lines[0]
-
-
-def require_method(server: PostcapProcess, method: str, **probe: Any) -> None:
-    """Skip (naming the method) when this branch's server does not have it yet."""
-    try:
-        server.rpc(method, **probe)
-    except RPCError as error:
-        if error.code == -32601:
-            pytest.skip(f"JSON-RPC method {method} is not implemented on this branch (issue 4)")
 
 
 def test_status_human_and_json_before_or_after_the_command(server: PostcapProcess) -> None:
@@ -175,9 +167,6 @@ def test_export_har(server: PostcapProcess, origin: Origin, tmp_path: Path, stop
     session = ok_json(server, "--json", "session", "start", "--name", "har")
     server.curl(origin.url("/hello"))
     ok_json(server, "--json", "session", "stop")
-    status, _, body = server.http(f"/sessions/{session['id']}.har")
-    if status == 404 and body.lstrip().startswith(b"<"):
-        pytest.skip("GET /sessions/ID.har (session.export, issue 4) is not on this branch yet")
     target = tmp_path / "out.har"
     result = ok_json(server, "export", "har", session["id"], "-o", str(target), "--json")
     assert result["bytes"] == target.stat().st_size > 0
@@ -197,7 +186,6 @@ def test_export_har(server: PostcapProcess, origin: Origin, tmp_path: Path, stop
 
 
 def test_collections(server: PostcapProcess, origin: Origin, tmp_path: Path, stopped: None) -> None:
-    require_method(server, "collection.list")
     session = ok_json(server, "--json", "session", "start", "--name", "coll")
     server.curl(origin.url("/hello"))
     ids = [item["id"] for item in ok_json(server, "--json", "requests", "--session", session["id"])["items"]]
@@ -218,8 +206,6 @@ def test_collections(server: PostcapProcess, origin: Origin, tmp_path: Path, sto
 
 
 def test_cookies_and_jar(server: PostcapProcess, origin: Origin, tmp_path: Path, stopped: None) -> None:
-    require_method(server, "cookie.list")
-    require_method(server, "cookiejar.list")
     session = ok_json(server, "--json", "session", "start", "--name", "cookies", "--capture-cookies")
     server.curl(origin.url("/cookies/set?sid=abc"), check=False)
     cookies = ok_json(server, "--json", "cookies", "list", "--session", session["id"])
@@ -265,3 +251,26 @@ def test_usage_errors_exit_2(server: PostcapProcess) -> None:
 def test_invalid_option_shows_the_server_message(server: PostcapProcess, stopped: None) -> None:
     line = one_line_error(ctl(server, "session", "start", "--url-contains", "(unclosed"), 1)
     assert "-32005" in line and "url_contains" in line
+
+
+def test_global_options_anywhere_and_progress_only_on_a_tty() -> None:
+    from postcap.ctl import Progress, split_global_options
+
+    front, rest = split_global_options(["session", "list", "--json", "--control=http://h:1",
+                                        "--limit", "2", "--token-file", "t"])
+    assert front == ["--json", "--control=http://h:1", "--token-file", "t"]
+    assert rest == ["session", "list", "--limit", "2"]
+
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    terminal, pipe = Terminal(), io.StringIO()
+    for stream in (terminal, pipe):
+        progress = Progress(stream)
+        progress(512, 1024)
+        progress(1024, None)
+        progress.finish()
+    assert "[###############...............] 512 B / 1.0 KiB" in terminal.getvalue()
+    assert "1.0 KiB received" in terminal.getvalue()
+    assert pipe.getvalue() == ""
