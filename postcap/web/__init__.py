@@ -57,13 +57,20 @@ class _Document(Resource):
 
     def render_GET(self, request: Request) -> bytes:
         if request.postpath not in ([], [b""]):
-            request.setResponseCode(404)
-            secure_headers(request, b"text/plain; charset=utf-8")
-            return b"not found\n"
+            return _NotFound().render(request)
         secure_headers(request, self.content_type)
         return self.body
 
     render_HEAD = render_GET
+
+
+class _NotFound(Resource):
+    isLeaf = True
+
+    def render(self, request: Request) -> bytes:
+        request.setResponseCode(404)
+        secure_headers(request, b"text/plain; charset=utf-8")
+        return b"not found\n"
 
 
 class StaticDirectory(Resource):
@@ -73,6 +80,12 @@ class StaticDirectory(Resource):
         super().__init__()
         for name, (content_type, body) in files.items():
             self.putChild(name, _Document(content_type, body))
+
+    def getChild(self, path: bytes, request: Request) -> Resource:
+        return _NotFound()
+
+    def render(self, request: Request) -> bytes:
+        return _NotFound().render(request)
 
 
 def install_web_app(root: Resource) -> None:

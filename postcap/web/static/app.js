@@ -15,6 +15,7 @@ const state = {
   selected: null,
   tab: 'requests',
   events: null,              // AbortController of the /events stream
+  arriving: null,            // live summaries received while request.list is in flight
   lastEventId: null,
   overviewTimer: null,
   rpcId: 0,
@@ -333,11 +334,20 @@ function matchesFilters(summary) {
 
 async function loadRequests() {
   if (!state.current) return;
-  const result = await rpc('request.list', Object.assign({ session_id: state.current.id, limit: 1000 }, filters()));
+  // Rows that arrive live while the list is being fetched are kept, not lost.
+  const arrived = [];
+  state.arriving = arrived;
+  let result;
+  try {
+    result = await rpc('request.list', Object.assign({ session_id: state.current.id, limit: 1000 }, filters()));
+  } finally {
+    if (state.arriving === arrived) state.arriving = null;
+  }
   state.rows = new Map();
   $('#requests-table tbody').replaceChildren();
   for (const summary of result.items) addRow(summary);
-  $('#request-count').textContent = `${result.total} requests`;
+  for (const summary of arrived) if (matchesFilters(summary)) addRow(summary);
+  $('#request-count').textContent = `${Math.max(result.total, state.rows.size)} requests`;
 }
 
 function addRow(summary) {
@@ -361,6 +371,7 @@ function transactionCaptured(summary) {
   session.request_count += 1;
   session.total_bytes += (summary.request_bytes || 0) + (summary.response_bytes || 0);
   tickCorner();
+  if (state.arriving) state.arriving.push(summary);
   if (matchesFilters(summary)) addRow(summary);
   if (state.tab === 'overview') scheduleOverview();
 }
