@@ -29,6 +29,7 @@ from postcap.control.har_resource import SessionExports
 from postcap.control.history_methods import HistoryMethods
 from postcap.control.methods import ControlMethods, ProxyUnavailable
 from postcap.events import EventHub, TransactionEvents
+from postcap.filters import OptionError
 from postcap.replay import Replayer
 from postcap.retention import Retention
 from postcap.web import install_web_app
@@ -171,7 +172,9 @@ class PostcapService(MultiService):
             config.proxy.max_capture_body, timeout=config.proxy.upstream_timeout,
         )
         self.dispatcher = JSONRPCDispatcher()
-        ControlMethods(self, self.sessions, self.proxy, self.ca).install(self.dispatcher)
+        control = ControlMethods(self, self.sessions, self.proxy, self.ca)
+        control.check_options = self._check_collection_option
+        control.install(self.dispatcher)
         self.history_methods = HistoryMethods(self.sessions, self.replayer, cookie_source=self.jar)
         self.history_methods.install(self.dispatcher)
         ExportMethods(self.sessions, self.jar, self.cookie_sync, self.collections).install(
@@ -199,6 +202,11 @@ class PostcapService(MultiService):
         if not options or not options.get("collection"):
             return None
         return options["collection"], list(options.get("organize_by") or [])
+
+    async def _check_collection_option(self, options: dict[str, Any]) -> None:
+        collection = options.get("collection")
+        if isinstance(collection, str) and not await self.collections.exists(collection):
+            raise OptionError("collection", f"no collection with id {collection!r}")
 
     def uptime_s(self) -> float:
         return self.reactor.seconds() - self.started_at

@@ -46,30 +46,51 @@ def seeded_transactions(count: int, session_id: str = SEEDED_SESSION):  # type: 
         )
 
 
-def seed_history(path: str, count: int = 100_000, batch: int = 5_000) -> None:
+def seed_history(path: str, count: int = 100_000) -> None:
     """Create ``path`` at the current schema with one stopped session of ``count``
-    transactions, through :func:`postcap.sinks.history._insert_batch`."""
+    transactions of the documented shape.
+
+    Four template transactions (one per method of :data:`METHODS`) go through the
+    store's own row builder (:func:`postcap.sinks.history._transaction_row`); each
+    seeded row is a template row with its id, time, URL, host and status changed, so
+    100,000 rows take seconds, not minutes.  (Their stored detail JSON keeps the
+    template's URL: these rows are for list and overview queries.)
+    """
+    templates = list(seeded_transactions(4))
+    rows = [history._transaction_row(txn) for txn in templates]
+    columns = list(history._TRANSACTION_COLUMNS)
+    at = {name: columns.index(name) for name in ("id", "started_at", "url", "host", "status")}
     connection = sqlite3.connect(path, isolation_level=None)
     try:
         history._configure_connection(connection)
         cursor = connection.cursor()
         history._migrate(cursor, list(history.MIGRATIONS))
-        connection.execute("COMMIT") if connection.in_transaction else None
+        if connection.in_transaction:
+            connection.execute("COMMIT")
         options = default_options()
         options["name"] = "seeded"
         connection.execute("BEGIN")
         history._upsert_session(cursor, SessionRecord(
             id=SEEDED_SESSION, name="seeded", source="proxy", state="stopped",
             started_at=STARTED, stopped_at=STARTED + count * 0.01, options=options,
+            request_count=count,
         ))
-        pending = []
-        for txn in seeded_transactions(count):
-            pending.append(txn)
-            if len(pending) == batch:
-                history._insert_batch(cursor, pending)
-                pending = []
-        if pending:
-            history._insert_batch(cursor, pending)
+
+        def generated():  # type: ignore[no-untyped-def]
+            for i in range(count):
+                row = list(rows[i % 4])
+                host = f"host{i % 10}.example.test"
+                row[at["id"]] = f"seed-{i:07d}"
+                row[at["started_at"]] = STARTED + i * 0.01
+                row[at["url"]] = f"http://{host}/api/items/{i}?page={i % 50}"
+                row[at["host"]] = host
+                row[at["status"]] = STATUSES[i % 5]
+                yield row
+
+        cursor.executemany(
+            f"INSERT INTO transactions ({', '.join(columns)}) VALUES ({history._marks(len(columns))})",
+            generated(),
+        )
         connection.execute("COMMIT")
     finally:
         connection.close()

@@ -21,6 +21,7 @@ Endpoints (HEAD works wherever GET does):
 - ``GET /close-mid-body``: declares Content-Length 1000, sends 100 bytes, closes
 - ``GET /cookies/set?name=value&...``: one ``Set-Cookie`` per pair
 - ``GET /cookies/show``: JSON of the Cookie header received
+- ``GET /cookies/expire?name&...``: ``Set-Cookie: name=; Max-Age=0`` for each name
 - ``GET /headers-big?n=<bytes>``: a response header ``X-Big`` of that many bytes
 - ``POST /upload``: JSON ``{size, sha256}`` of the request body
 """
@@ -172,6 +173,7 @@ class OriginResource(Resource):
             b"/close-mid-body": self.close_mid_body,
             b"/cookies/set": self.cookies_set,
             b"/cookies/show": self.cookies_show,
+            b"/cookies/expire": self.cookies_expire,
             b"/headers-big": self.headers_big,
             b"/upload": self.upload,
         }
@@ -326,6 +328,12 @@ class OriginResource(Resource):
                 b"Set-Cookie", f"{name}={value}; Path=/; HttpOnly".encode("utf-8")
             )
         return _json(request, {"set": [[name, value] for name, value in pairs]})
+
+    def cookies_expire(self, request: Request) -> bytes:
+        names = [name for name, _ in _query(request)]
+        for name in names:
+            request.responseHeaders.addRawHeader(b"Set-Cookie", f"{name}=; Path=/; Max-Age=0".encode())
+        return _json(request, {"expired": names})
 
     def cookies_show(self, request: Request) -> bytes:
         raw = request.requestHeaders.getRawHeaders(b"cookie")

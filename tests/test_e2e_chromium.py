@@ -3,11 +3,15 @@ script and stylesheet, every one captured."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
 
+from haralyzer import HarParser
+
 from tests import browser
+from tests.schemas import assert_valid
 from tests.certs import make_test_pki
 from tests.harness import start_origin
 from tests.postcap_process import PostcapProcess
@@ -37,3 +41,20 @@ def test_chromium_https_page_is_captured(tmp_path: Path) -> None:
         assert detail["tls"]["sni"] is None  # Chromium sends no SNI for an IP address
         assert detail["tls"]["version"] == "TLSv1.3"
         assert "postcap test page" in detail["response"]["body"]["text"]
+        # The page load as HAR: valid, and a HAR library sees every entry.
+        server.rpc("session.stop")
+        har = server.rpc("session.export", id=session["id"], format="har")
+        assert_valid("har", har)
+        har_path = tmp_path / "page.har"
+        har_path.write_text(json.dumps(har))
+        with open(har_path) as handle:
+            parsed = HarParser(json.load(handle))
+        urls = {entry.url for entry in _har_entries(parsed)}
+        assert urls == set(captured)
+
+
+def _har_entries(parser: "HarParser") -> list:  # type: ignore[type-arg]
+    """Every entry haralyzer reads from a pages-less HAR."""
+    from haralyzer import HarEntry
+
+    return [HarEntry(raw) for raw in parser.har_data["entries"]]

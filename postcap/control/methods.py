@@ -103,6 +103,14 @@ class ControlMethods:
         self.sessions = sessions
         self.proxy = proxy
         self.ca = ca
+        #: Checks options against the server's state (e.g. that a collection exists);
+        #: raises OptionError.
+        self.check_options: Callable[[dict[str, Any]], Awaitable[None]] | None = None
+
+    async def _checked(self, options: dict[str, Any]) -> dict[str, Any]:
+        if self.check_options is not None:
+            await self.check_options(options)
+        return options
 
     def install(self, dispatcher: JSONRPCDispatcher) -> None:
         for name, method in self.methods().items():
@@ -165,7 +173,7 @@ class ControlMethods:
 
     @_translated
     async def session_start(self, **options: Any) -> dict[str, Any]:
-        return self._session(await self.sessions.start(options))
+        return self._session(await self.sessions.start(await self._checked(options)))
 
     @_translated
     async def session_pause(self, id: Any = None) -> dict[str, Any]:
@@ -185,7 +193,9 @@ class ControlMethods:
 
     @_translated
     async def session_update(self, id: Any = None, **changes: Any) -> dict[str, Any]:
-        return self._session(await self.sessions.update(self._session_id(id), changes))
+        return self._session(
+            await self.sessions.update(self._session_id(id), await self._checked(changes))
+        )
 
     @_translated
     async def session_get(self, id: Any) -> dict[str, Any]:
