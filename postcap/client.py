@@ -110,8 +110,12 @@ class TokenUnreadable(PostcapError):
         super().__init__(None, f"cannot read token file {path}: {reason}")
 
 
-def connect(control_url: str | None = None, token: str | None = None,
-            token_file: str | None = None, timeout: float = 60.0) -> "BlockingClient":
+def connect(
+    control_url: str | None = None,
+    token: str | None = None,
+    token_file: str | None = None,
+    timeout: float = 60.0,
+) -> "BlockingClient":
     """A blocking client for the local server; arguments override discovery."""
     location = locate()
     if token is None:
@@ -187,8 +191,9 @@ class MethodHelpers:
     def cookiejar_list(self, domain: str | None = None) -> Any:
         return self.call("cookiejar.list", **_params(domain=domain))
 
-    def cookiejar_add(self, cookie_ids: list[str] | None = None,
-                      cookies: list[dict[str, Any]] | None = None) -> Any:
+    def cookiejar_add(
+        self, cookie_ids: list[str] | None = None, cookies: list[dict[str, Any]] | None = None
+    ) -> Any:
         return self.call("cookiejar.add", **_params(cookie_ids=cookie_ids, cookies=cookies))
 
     def cookiejar_delete(self, domain: str | None = None, name: str | None = None) -> Any:
@@ -206,10 +211,13 @@ class MethodHelpers:
     def collection_get(self, id: str) -> Any:
         return self.call("collection.get", id=id)
 
-    def collection_add(self, id: str, request_ids: list[str],
-                       organize_by: list[str] | None = None) -> Any:
-        return self.call("collection.add", **_params(id=id, request_ids=list(request_ids),
-                                                     organize_by=organize_by))
+    def collection_add(
+        self, id: str, request_ids: list[str], organize_by: list[str] | None = None
+    ) -> Any:
+        return self.call(
+            "collection.add",
+            **_params(id=id, request_ids=list(request_ids), organize_by=organize_by),
+        )
 
     def collection_delete(self, id: str) -> Any:
         return self.call("collection.delete", id=id)
@@ -222,8 +230,9 @@ _ids = itertools.count(1)
 
 
 def _request_body(method: str, params: dict[str, Any]) -> bytes:
-    return json.dumps({"jsonrpc": "2.0", "id": next(_ids), "method": method,
-                       "params": params}).encode("utf-8")
+    return json.dumps(
+        {"jsonrpc": "2.0", "id": next(_ids), "method": method, "params": params}
+    ).encode("utf-8")
 
 
 def _result(url: str, status: int, body: bytes) -> Any:
@@ -239,8 +248,9 @@ def _result(url: str, status: int, body: bytes) -> Any:
         raise PostcapError(status, f"HTTP {status} from {url}: {message or 'unexpected answer'}")
     if "error" in answer:
         error = answer["error"] or {}
-        raise PostcapError(error.get("code"), str(error.get("message", "unknown error")),
-                           error.get("data"))
+        raise PostcapError(
+            error.get("code"), str(error.get("message", "unknown error")), error.get("data")
+        )
     return answer.get("result")
 
 
@@ -318,10 +328,16 @@ class BlockingClient(MethodHelpers):
         self.token = token
         self.timeout = timeout
 
-    def _open(self, path: str, body: bytes | None = None,
-              headers: dict[str, str] | None = None, timeout: float | None = None) -> Any:
-        request = urllib.request.Request(self.control_url + path, data=body,
-                                         method="POST" if body is not None else "GET")
+    def _open(
+        self,
+        path: str,
+        body: bytes | None = None,
+        headers: dict[str, str] | None = None,
+        timeout: float | None = None,
+    ) -> Any:
+        request = urllib.request.Request(
+            self.control_url + path, data=body, method="POST" if body is not None else "GET"
+        )
         request.add_header("Authorization", f"Bearer {self.token}")
         for name, value in (headers or {}).items():
             request.add_header(name, value)
@@ -333,16 +349,22 @@ class BlockingClient(MethodHelpers):
             return error
         except (urllib.error.URLError, OSError) as exc:
             reason = getattr(exc, "reason", exc)
-            raise ServerUnreachable(self.control_url, str(getattr(reason, "strerror", None)
-                                                          or reason)) from None
+            raise ServerUnreachable(
+                self.control_url, str(getattr(reason, "strerror", None) or reason)
+            ) from None
 
     def call(self, method: str, /, **params: Any) -> Any:
-        with self._open("/rpc", _request_body(method, params),
-                        {"Content-Type": "application/json"}) as response:
+        with self._open(
+            "/rpc", _request_body(method, params), {"Content-Type": "application/json"}
+        ) as response:
             return _result(self.control_url, response.status, response.read())
 
-    def stream_har(self, session_id: str, file: IO[bytes],
-                   progress: Callable[[int, int | None], None] | None = None) -> int:
+    def stream_har(
+        self,
+        session_id: str,
+        file: IO[bytes],
+        progress: Callable[[int, int | None], None] | None = None,
+    ) -> int:
         """Write the session's HAR export to ``file`` as it streams; returns bytes written.
         ``progress(done, total_or_None)`` is called after every chunk."""
         with self._open(_har_path(session_id)) as response:
@@ -358,8 +380,12 @@ class BlockingClient(MethodHelpers):
                     progress(written, total)
             return written
 
-    def events(self, types: str | None = None, last_event_id: str | None = None,
-               timeout: float | None = None) -> Iterator[ServerEvent]:
+    def events(
+        self,
+        types: str | None = None,
+        last_event_id: str | None = None,
+        timeout: float | None = None,
+    ) -> Iterator[ServerEvent]:
         """Live events from ``GET /events`` until the server ends the stream."""
         path = "/events" + ("?" + urllib.parse.urlencode({"types": types}) if types else "")
         headers = {"Accept": "text/event-stream"}
@@ -381,8 +407,9 @@ def _raise_http(url: str, status: int, body: bytes) -> None:
         message = "no such resource" if text.startswith("<") else " ".join(text.split())[:200]
     if isinstance(message, dict):
         message = message.get("message")
-    raise PostcapError(-32004 if status == 404 else status,
-                       f"HTTP {status} from {url}: {message or 'error'}")
+    raise PostcapError(
+        -32004 if status == 404 else status, f"HTTP {status} from {url}: {message or 'error'}"
+    )
 
 
 # -- Deferred (treq) ---------------------------------------------------------------------
@@ -392,8 +419,7 @@ class PostcapClient(MethodHelpers):
     """Deferred calls with treq: ``client.call(...)`` and every helper return a
     ``Deferred`` that fires with the result or fails with :class:`PostcapError`."""
 
-    def __init__(self, control_url: str, token: str, reactor: Any = None,
-                 http: Any = None) -> None:
+    def __init__(self, control_url: str, token: str, reactor: Any = None, http: Any = None) -> None:
         import treq
 
         self.control_url = control_url.rstrip("/")
@@ -431,7 +457,9 @@ class PostcapClient(MethodHelpers):
 
         async def run() -> Any:
             response = await self._request(
-                "POST", "/rpc", data=_request_body(method, params),
+                "POST",
+                "/rpc",
+                data=_request_body(method, params),
                 headers=self._headers(Content_Type="application/json"),
             )
             return _result(self.control_url, response.code, await treq.content(response))
@@ -446,8 +474,9 @@ class PostcapClient(MethodHelpers):
         from twisted.internet.defer import Deferred
 
         async def run() -> int:
-            response = await self._request("GET", _har_path(session_id),
-                                           headers=self._headers(), unbuffered=True)
+            response = await self._request(
+                "GET", _har_path(session_id), headers=self._headers(), unbuffered=True
+            )
             if response.code != 200:
                 _raise_http(self.control_url, response.code, await treq.content(response))
             written = [0]
@@ -461,8 +490,12 @@ class PostcapClient(MethodHelpers):
 
         return Deferred.fromCoroutine(run())
 
-    def events(self, on_event: Callable[[ServerEvent], None], types: str | None = None,
-               last_event_id: str | None = None) -> Any:
+    def events(
+        self,
+        on_event: Callable[[ServerEvent], None],
+        types: str | None = None,
+        last_event_id: str | None = None,
+    ) -> Any:
         """Call ``on_event`` for each live event.  The Deferred fires when the server
         ends the stream; cancelling it disconnects (and fails it with ``CancelledError``)."""
         import treq
@@ -494,8 +527,9 @@ class PostcapClient(MethodHelpers):
         ended: Deferred[None] = Deferred(disconnect)
 
         async def connect() -> None:
-            response = await self._request("GET", path, headers=self._headers(**extra),
-                                           unbuffered=True)
+            response = await self._request(
+                "GET", path, headers=self._headers(**extra), unbuffered=True
+            )
             if response.code != 200:
                 _raise_http(self.control_url, response.code, await treq.content(response))
             protocol = EventsProtocol()
@@ -512,7 +546,18 @@ class PostcapClient(MethodHelpers):
 
 
 __all__ = [
-    "AuthenticationFailed", "BlockingClient", "DEFAULT_CONTROL_URL", "MethodHelpers",
-    "PostcapClient", "PostcapError", "SSEParser", "ServerEvent", "ServerLocation",
-    "ServerUnreachable", "connect", "data_dir", "locate", "read_token",
+    "AuthenticationFailed",
+    "BlockingClient",
+    "DEFAULT_CONTROL_URL",
+    "MethodHelpers",
+    "PostcapClient",
+    "PostcapError",
+    "SSEParser",
+    "ServerEvent",
+    "ServerLocation",
+    "ServerUnreachable",
+    "connect",
+    "data_dir",
+    "locate",
+    "read_token",
 ]

@@ -55,8 +55,10 @@ def table(rows: Sequence[Sequence[Any]], headers: Sequence[str]) -> str:
     for row in cells:
         for index, value in enumerate(row):
             widths[index] = min(max(widths[index], len(value)), 80)
+
     def line(values: Sequence[str]) -> str:
         return "  ".join(value[:80].ljust(width) for value, width in zip(values, widths)).rstrip()
+
     return "\n".join([line(headers), *(line(row) for row in cells)])
 
 
@@ -83,8 +85,19 @@ def human_ms(ms: Any) -> str:
 
 def session_rows(sessions: list[dict[str, Any]]) -> str:
     return table(
-        [[s["id"], s["name"], s["source"], s["state"], s["started_at"], human_ms(s["duration_ms"]),
-          s["request_count"], human_bytes(s["total_bytes"])] for s in sessions],
+        [
+            [
+                s["id"],
+                s["name"],
+                s["source"],
+                s["state"],
+                s["started_at"],
+                human_ms(s["duration_ms"]),
+                s["request_count"],
+                human_bytes(s["total_bytes"]),
+            ]
+            for s in sessions
+        ],
         ["ID", "NAME", "SOURCE", "STATE", "STARTED", "DURATION", "REQUESTS", "SIZE"],
     )
 
@@ -94,17 +107,27 @@ def show_session(session: dict[str, Any]) -> str:
 
 
 def show_requests(result: dict[str, Any]) -> str:
-    rows = [[r["id"], r["method"], r["status"] if r["status"] is not None else (r.get("error") or "-"),
-             human_ms(r["duration_ms"]), human_bytes(r["response_bytes"]), r["url"]]
-            for r in result["items"]]
+    rows = [
+        [
+            r["id"],
+            r["method"],
+            r["status"] if r["status"] is not None else (r.get("error") or "-"),
+            human_ms(r["duration_ms"]),
+            human_bytes(r["response_bytes"]),
+            r["url"],
+        ]
+        for r in result["items"]
+    ]
     shown = len(rows)
     footer = f"\n{shown} of {result['total']} requests"
     return table(rows, ["ID", "METHOD", "STATUS", "TIME", "SIZE", "URL"]) + footer
 
 
 def show_detail(detail: dict[str, Any]) -> str:
-    lines = [f"{detail['method']} {detail['url']}",
-             f"id {detail['id']}  session {detail['session_id']}  started {detail['started_at']}"]
+    lines = [
+        f"{detail['method']} {detail['url']}",
+        f"id {detail['id']}  session {detail['session_id']}  started {detail['started_at']}",
+    ]
     response = detail.get("response")
     for title, part in (("request", detail.get("request")), ("response", response)):
         if not part:
@@ -116,24 +139,34 @@ def show_detail(detail: dict[str, Any]) -> str:
         lines += [f"  {name}: {value}" for name, value in part.get("headers", [])]
         body = part.get("body") or {}
         if body.get("size"):
-            lines.append(f"  [body {body['size']} bytes"
-                         + (", truncated" if body.get("truncated") else "")
-                         + ("" if body.get("captured", True) else ", not stored") + "]")
+            lines.append(
+                f"  [body {body['size']} bytes"
+                + (", truncated" if body.get("truncated") else "")
+                + ("" if body.get("captured", True) else ", not stored")
+                + "]"
+            )
             if body.get("encoding") == "utf-8" and body.get("text"):
                 lines.append("  " + body["text"][:2000].replace("\n", "\n  "))
     if detail.get("error"):
         lines += ["", f"error: {detail['error']}"]
     timings = detail.get("timings") or {}
     if timings:
-        lines += ["", "timings: " + ", ".join(f"{k[:-3]} {v} ms" for k, v in timings.items()
-                                              if v is not None)]
+        lines += [
+            "",
+            "timings: "
+            + ", ".join(f"{k[:-3]} {v} ms" for k, v in timings.items() if v is not None),
+        ]
     return "\n".join(lines)
 
 
 def show_overview(overview: dict[str, Any]) -> str:
     blocks = []
-    for key, title in (("by_method", "METHOD"), ("by_domain", "DOMAIN"),
-                       ("by_data_mode", "DATA MODE"), ("by_status", "STATUS")):
+    for key, title in (
+        ("by_method", "METHOD"),
+        ("by_domain", "DOMAIN"),
+        ("by_data_mode", "DATA MODE"),
+        ("by_status", "STATUS"),
+    ):
         counts = overview.get(key) or {}
         rows = sorted(counts.items(), key=lambda item: (-item[1], str(item[0])))
         blocks.append(table(rows, [title, "COUNT"]))
@@ -149,17 +182,30 @@ def show_status(info: dict[str, Any]) -> str:
         f"data dir: {info['data_dir']}",
     ]
     if active:
-        lines.append(f"session: {active['name']} ({active['id']}), {active['state']}, "
-                     f"{active['request_count']} requests, {human_bytes(active['total_bytes'])}")
+        lines.append(
+            f"session: {active['name']} ({active['id']}), {active['state']}, "
+            f"{active['request_count']} requests, {human_bytes(active['total_bytes'])}"
+        )
     else:
         lines.append("session: none active")
     return "\n".join(lines)
 
 
 def show_cookies(result: dict[str, Any]) -> str:
-    return table([[c.get("id"), c.get("domain"), c.get("path"), c.get("name"),
-                   str(c.get("value", ""))[:40], c.get("expires")] for c in result["items"]],
-                 ["ID", "DOMAIN", "PATH", "NAME", "VALUE", "EXPIRES"])
+    return table(
+        [
+            [
+                c.get("id"),
+                c.get("domain"),
+                c.get("path"),
+                c.get("name"),
+                str(c.get("value", ""))[:40],
+                c.get("expires"),
+            ]
+            for c in result["items"]
+        ],
+        ["ID", "DOMAIN", "PATH", "NAME", "VALUE", "EXPIRES"],
+    )
 
 
 # -- progress -----------------------------------------------------------------------------
@@ -177,7 +223,8 @@ class Progress:
             return
         if total:
             filled = int(30 * done / total)
-            text = f"\r[{'#' * filled}{'.' * (30 - filled)}] {human_bytes(done)} / {human_bytes(total)}"
+            bar = "#" * filled + "." * (30 - filled)
+            text = f"\r[{bar}] {human_bytes(done)} / {human_bytes(total)}"
         else:
             text = f"\r{human_bytes(done)} received"
         self.stream.write(text)
@@ -229,10 +276,16 @@ def cmd_session(client: BlockingClient, args: argparse.Namespace) -> Any:
     if action == "start":
         return client.session_start(**_session_options(args)), show_session
     if action in ("pause", "resume", "stop"):
-        return client.call(f"session.{action}", **({"id": args.id} if args.id else {})), show_session
+        return (
+            client.call(f"session.{action}", **({"id": args.id} if args.id else {})),
+            show_session,
+        )
     if action == "list":
         result = client.session_list(limit=args.limit, offset=args.offset)
-        return result, lambda r: session_rows(r["items"]) + f"\n{len(r['items'])} of {r['total']} sessions"
+        return (
+            result,
+            lambda r: session_rows(r["items"]) + f"\n{len(r['items'])} of {r['total']} sessions",
+        )
     if action == "show":
         return client.session_get(args.id), lambda s: json.dumps(s, indent=2)
     if action == "update":
@@ -255,10 +308,18 @@ def cmd_requests(client: BlockingClient, args: argparse.Namespace) -> Any:
         status = status[0] if len(status) == 1 else status
     method = None
     if args.method:
-        method = args.method[0].upper() if len(args.method) == 1 else [m.upper() for m in args.method]
-    result = client.request_list(session_id=args.session, query=args.query, method=method,
-                                 status=status, domain=args.domain, limit=args.limit,
-                                 offset=args.offset)
+        method = (
+            args.method[0].upper() if len(args.method) == 1 else [m.upper() for m in args.method]
+        )
+    result = client.request_list(
+        session_id=args.session,
+        query=args.query,
+        method=method,
+        status=status,
+        domain=args.domain,
+        limit=args.limit,
+        offset=args.offset,
+    )
     return result, show_requests
 
 
@@ -304,7 +365,8 @@ def cmd_collection(client: BlockingClient, args: argparse.Namespace) -> Any:
     if action == "list":
         return client.collection_list(), lambda r: table(
             [[c["id"], c["name"], c.get("request_count")] for c in r["items"]],
-            ["ID", "NAME", "REQUESTS"])
+            ["ID", "NAME", "REQUESTS"],
+        )
     if action == "get":
         collection = client.collection_get(args.id)
         if args.output:
@@ -350,8 +412,10 @@ def cmd_ca(client: BlockingClient, args: argparse.Namespace) -> Any:
         result = {"path": os.path.abspath(args.output), "sha256": ca["sha256"]}
     else:
         info = client.server_info()
-        result = {"path": os.path.join(info["data_dir"], "ca", "postcap-ca.pem"),
-                  "sha256": ca["sha256"]}
+        result = {
+            "path": os.path.join(info["data_dir"], "ca", "postcap-ca.pem"),
+            "sha256": ca["sha256"],
+        }
     return result, lambda r: r["path"]
 
 
@@ -361,16 +425,24 @@ def cmd_ca(client: BlockingClient, args: argparse.Namespace) -> Any:
 def _add_session_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--name")
     parser.add_argument("--source", choices=["proxy", "interceptor"])
-    parser.add_argument("--save-responses", dest="save_responses", action="store_true", default=None)
+    parser.add_argument(
+        "--save-responses", dest="save_responses", action="store_true", default=None
+    )
     parser.add_argument("--no-save-responses", dest="save_responses", action="store_false")
-    parser.add_argument("--capture-cookies", dest="capture_cookies", action="store_true", default=None)
+    parser.add_argument(
+        "--capture-cookies", dest="capture_cookies", action="store_true", default=None
+    )
     parser.add_argument("--no-capture-cookies", dest="capture_cookies", action="store_false")
     parser.add_argument("--collection", help="collection id that also receives captures")
     parser.add_argument("--organize-by", help="comma-separated: domain,endpoint")
     parser.add_argument("--url-contains")
     parser.add_argument("--url-excludes")
-    parser.add_argument("--filter-method", action="append", help="capture only this method (repeatable)")
-    parser.add_argument("--filter-status", action="append", help="capture only this status or class like 2xx")
+    parser.add_argument(
+        "--filter-method", action="append", help="capture only this method (repeatable)"
+    )
+    parser.add_argument(
+        "--filter-status", action="append", help="capture only this status or class like 2xx"
+    )
     parser.add_argument("--exclude-resources", help="comma-separated subset of image,js,css")
 
 
@@ -389,21 +461,34 @@ def _add_jar_commands(parser: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> Parser:
-    parser = Parser(prog="postcapctl", description="Control a running postcap server.",
-                    epilog="exit codes: 0 ok, 1 server error, 2 usage, 3 unreachable or refused token")
+    parser = Parser(
+        prog="postcapctl",
+        description="Control a running postcap server.",
+        epilog="exit codes: 0 ok, 1 server error, 2 usage, 3 unreachable or refused token",
+    )
     parser.add_argument("--json", action="store_true", help="print results as JSON")
-    parser.add_argument("--control", metavar="URL", help="control URL (default: from DATA_DIR/server.json, else http://127.0.0.1:5556)")
-    parser.add_argument("--token-file", metavar="FILE", help="token file (default: DATA_DIR/control.token)")
+    parser.add_argument(
+        "--control",
+        metavar="URL",
+        help="control URL (default: from DATA_DIR/server.json, else http://127.0.0.1:5556)",
+    )
+    parser.add_argument(
+        "--token-file", metavar="FILE", help="token file (default: DATA_DIR/control.token)"
+    )
     commands = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
 
-    commands.add_parser("status", help="server, proxy and active session").set_defaults(handler=cmd_status)
+    commands.add_parser("status", help="server, proxy and active session").set_defaults(
+        handler=cmd_status
+    )
 
     session = commands.add_parser("session", help="capture sessions")
     session.set_defaults(handler=cmd_session)
     actions = session.add_subparsers(dest="action", required=True, parser_class=Parser)
     _add_session_options(actions.add_parser("start", help="start capturing"))
     for name in ("pause", "resume", "stop"):
-        actions.add_parser(name, help=f"{name} a session (default: the active one)").add_argument("id", nargs="?")
+        actions.add_parser(name, help=f"{name} a session (default: the active one)").add_argument(
+            "id", nargs="?"
+        )
     listing = actions.add_parser("list", help="sessions, newest first")
     listing.add_argument("--limit", type=int)
     listing.add_argument("--offset", type=int)
@@ -412,7 +497,9 @@ def build_parser() -> Parser:
     update.add_argument("id")
     _add_session_options(update)
     actions.add_parser("delete", help="delete a stopped session").add_argument("id")
-    actions.add_parser("overview", help="counts by method, domain, data mode, status").add_argument("id", nargs="?")
+    actions.add_parser("overview", help="counts by method, domain, data mode, status").add_argument(
+        "id", nargs="?"
+    )
 
     requests = commands.add_parser("requests", help="captured requests as a table")
     requests.set_defaults(handler=cmd_requests)
@@ -442,7 +529,9 @@ def build_parser() -> Parser:
 
     collection = commands.add_parser("collection", help="Postman collections")
     collection.set_defaults(handler=cmd_collection)
-    collection_actions = collection.add_subparsers(dest="action", required=True, parser_class=Parser)
+    collection_actions = collection.add_subparsers(
+        dest="action", required=True, parser_class=Parser
+    )
     collection_actions.add_parser("create").add_argument("name")
     collection_actions.add_parser("list")
     get = collection_actions.add_parser("get")
@@ -501,8 +590,9 @@ def main(argv: Sequence[str] | None = None, stdout: Any = None, stderr: Any = No
         front, rest = split_global_options(list(sys.argv[1:] if argv is None else argv))
         args = build_parser().parse_args(front + rest)
         location = locate()
-        client = BlockingClient(args.control or location.control_url,
-                                read_token(args.token_file or location.token_file))
+        client = BlockingClient(
+            args.control or location.control_url, read_token(args.token_file or location.token_file)
+        )
         result, render = args.handler(client, args)
     except UsageError as exc:
         print(str(exc), file=stderr)

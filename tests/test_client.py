@@ -37,9 +37,13 @@ REPO = Path(__file__).resolve().parent.parent
 def test_locate_reads_server_json_and_falls_back_to_the_default(tmp_path: Path) -> None:
     assert locate(str(tmp_path)).control_url == DEFAULT_CONTROL_URL
     assert locate(str(tmp_path)).token_file == str(tmp_path / "control.token")
-    (tmp_path / "server.json").write_text(json.dumps({"control": {"host": "127.0.0.1", "port": 7001}}))
+    (tmp_path / "server.json").write_text(
+        json.dumps({"control": {"host": "127.0.0.1", "port": 7001}})
+    )
     assert locate(str(tmp_path)).control_url == "http://127.0.0.1:7001"
-    (tmp_path / "server.json").write_text(json.dumps({"control": {"host": "0.0.0.0", "port": 7002}}))
+    (tmp_path / "server.json").write_text(
+        json.dumps({"control": {"host": "0.0.0.0", "port": 7002}})
+    )
     assert locate(str(tmp_path)).control_url == "http://127.0.0.1:7002"
     (tmp_path / "server.json").write_text(json.dumps({"control": {"host": "::1", "port": 7003}}))
     assert locate(str(tmp_path)).control_url == "http://[::1]:7003"
@@ -55,7 +59,9 @@ def test_locate_uses_postcap_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     assert locate().token_file == str(tmp_path / "home" / ".postcap" / "control.token")
 
 
-def test_missing_token_file_is_a_clear_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_missing_token_file_is_a_clear_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("POSTCAP_HOME", str(tmp_path))
     with pytest.raises(TokenUnreadable, match="cannot read token file .*control.token"):
         connect()
@@ -63,13 +69,17 @@ def test_missing_token_file_is_a_clear_error(tmp_path: Path, monkeypatch: pytest
 
 def test_sse_parser_handles_split_frames_comments_and_multiline_data() -> None:
     parser = SSEParser()
-    stream = (b"retry: 3000\n\n: heartbeat\n\nid: r:1\nevent: transaction\ndata: {\"a\": 1}\n\n"
-              b"id: r:2\r\nevent: note\r\ndata: line one\r\ndata: line two\r\n\r\n")
+    stream = (
+        b'retry: 3000\n\n: heartbeat\n\nid: r:1\nevent: transaction\ndata: {"a": 1}\n\n'
+        b"id: r:2\r\nevent: note\r\ndata: line one\r\ndata: line two\r\n\r\n"
+    )
     events = []
     for index in range(0, len(stream), 7):  # arbitrary chunk boundaries
-        events += parser.feed(stream[index:index + 7])
+        events += parser.feed(stream[index : index + 7])
     assert [(e.id, e.event, e.data) for e in events] == [
-        ("r:1", "transaction", {"a": 1}), ("r:2", "note", "line one\nline two")]
+        ("r:1", "transaction", {"a": 1}),
+        ("r:2", "note", "line one\nline two"),
+    ]
     assert parser.last_id == "r:2"
 
 
@@ -88,7 +98,9 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PostcapProcess]
         yield running
 
 
-def test_blocking_client(server: PostcapProcess, origin: Origin, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_blocking_client(
+    server: PostcapProcess, origin: Origin, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("POSTCAP_HOME", server.data_dir)
     client = connect()
     assert client.control_url == server.control_url
@@ -138,7 +150,7 @@ def test_blocking_client_transport_errors(server: PostcapProcess) -> None:
         BlockingClient(url, "x", timeout=5).server_info()
 
 
-DEFERRED_SCRIPT = textwrap.dedent('''
+DEFERRED_SCRIPT = textwrap.dedent("""
     import io, json, sys
     from twisted.internet import defer, task
     from postcap.client import (AuthenticationFailed, PostcapClient, PostcapError,
@@ -181,7 +193,7 @@ DEFERRED_SCRIPT = textwrap.dedent('''
         print(json.dumps(out))
 
     task.react(lambda reactor, *args: defer.ensureDeferred(main(reactor, *args)), sys.argv[1:])
-''')
+""")
 
 
 def test_deferred_client(server: PostcapProcess, tmp_path: Path) -> None:
@@ -190,7 +202,10 @@ def test_deferred_client(server: PostcapProcess, tmp_path: Path) -> None:
     bad_url = f"http://127.0.0.1:{free_port()}"
     result = subprocess.run(
         [sys.executable, str(script), server.control_url, server.token, bad_url],
-        capture_output=True, text=True, timeout=60, cwd=str(REPO),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=str(REPO),
         env=dict(os.environ, PYTHONPATH=str(REPO)),
     )
     assert result.returncode == 0, result.stderr

@@ -17,7 +17,9 @@ import pytest
 from tests.harness import Origin, free_port, start_origin
 from tests.postcap_process import PostcapProcess
 
-pytestmark = pytest.mark.skipif(shutil.which("curl") is None, reason="curl is required (apt-get install curl)")
+pytestmark = pytest.mark.skipif(
+    shutil.which("curl") is None, reason="curl is required (apt-get install curl)"
+)
 
 POSTCAPCTL = shutil.which("postcapctl", path=os.path.dirname(sys.executable))
 COMMAND = [POSTCAPCTL] if POSTCAPCTL else [sys.executable, "-m", "postcap.ctl"]
@@ -44,13 +46,15 @@ def stopped(server: PostcapProcess) -> Iterator[None]:
         server.rpc("session.stop", id=active["id"])
 
 
-def ctl(server: PostcapProcess | None, *args: str, home: str | None = None,
-        cwd: str | None = None) -> subprocess.CompletedProcess[str]:
+def ctl(
+    server: PostcapProcess | None, *args: str, home: str | None = None, cwd: str | None = None
+) -> subprocess.CompletedProcess[str]:
     """Run postcapctl; with POSTCAP_HOME pointing at the server's data dir so that
     discovery (server.json, control.token) is what is exercised."""
     env = dict(os.environ, POSTCAP_HOME=home or (server.data_dir if server else "/nonexistent"))
-    return subprocess.run([*COMMAND, *args], capture_output=True, text=True, env=env,
-                          timeout=60, cwd=cwd)
+    return subprocess.run(
+        [*COMMAND, *args], capture_output=True, text=True, env=env, timeout=60, cwd=cwd
+    )
 
 
 def ok_json(server: PostcapProcess, *args: str) -> Any:
@@ -79,18 +83,36 @@ def test_status_human_and_json_before_or_after_the_command(server: PostcapProces
     assert before["data_dir"] == server.data_dir
 
 
-def test_explicit_control_and_token_file_override_discovery(server: PostcapProcess, tmp_path: Path) -> None:
+def test_explicit_control_and_token_file_override_discovery(
+    server: PostcapProcess, tmp_path: Path
+) -> None:
     token_file = tmp_path / "token"
     token_file.write_text(server.token + "\n")
-    result = ctl(None, "status", "--control", server.control_url, f"--token-file={token_file}",
-                 "--json", home=str(tmp_path))
+    result = ctl(
+        None,
+        "status",
+        "--control",
+        server.control_url,
+        f"--token-file={token_file}",
+        "--json",
+        home=str(tmp_path),
+    )
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)["proxy"]["port"] == server.port
 
 
 def test_session_lifecycle(server: PostcapProcess, origin: Origin, stopped: None) -> None:
-    started = ok_json(server, "session", "start", "--name", "cli", "--capture-cookies",
-                      "--filter-method", "get", "--json")
+    started = ok_json(
+        server,
+        "session",
+        "start",
+        "--name",
+        "cli",
+        "--capture-cookies",
+        "--filter-method",
+        "get",
+        "--json",
+    )
     assert started["name"] == "cli" and started["state"] == "running"
     assert started["options"]["capture_cookies"] is True
     assert started["options"]["filters"]["methods"] == ["GET"]
@@ -121,8 +143,9 @@ def test_session_lifecycle(server: PostcapProcess, origin: Origin, stopped: None
     assert session_id in missing and "-32004" in missing
 
 
-def test_requests_table_filters_show_replay_delete(server: PostcapProcess, origin: Origin,
-                                                  stopped: None) -> None:
+def test_requests_table_filters_show_replay_delete(
+    server: PostcapProcess, origin: Origin, stopped: None
+) -> None:
     session = ok_json(server, "--json", "session", "start", "--name", "requests")
     server.curl(origin.url("/hello"), origin.url("/status/404"))
     server.curl("-X", "POST", "--data", "a=1", origin.url("/echo"))
@@ -135,8 +158,21 @@ def test_requests_table_filters_show_replay_delete(server: PostcapProcess, origi
     assert [item["url"] for item in posts["items"]] == [origin.url("/echo")]
     errors = ok_json(server, "--json", "requests", "--session", session["id"], "--status", "4xx")
     assert [item["status"] for item in errors["items"]] == [404]
-    queried = ok_json(server, "--json", "requests", "--session", session["id"], "--query", "HELLO",
-                      "--domain", "127.0.0.1", "--limit", "5", "--offset", "0")
+    queried = ok_json(
+        server,
+        "--json",
+        "requests",
+        "--session",
+        session["id"],
+        "--query",
+        "HELLO",
+        "--domain",
+        "127.0.0.1",
+        "--limit",
+        "5",
+        "--offset",
+        "0",
+    )
     assert queried["total"] == 1
     hello_id = queried["items"][0]["id"]
 
@@ -174,8 +210,12 @@ def test_export_har(server: PostcapProcess, origin: Origin, tmp_path: Path, stop
     assert [entry["request"]["url"] for entry in har["log"]["entries"]] == [origin.url("/hello")]
     validator = Path("/work/shared/reference/validate.py")
     if validator.exists():
-        checked = subprocess.run([sys.executable, str(validator), "har", str(target)],
-                                 capture_output=True, text=True, timeout=60)
+        checked = subprocess.run(
+            [sys.executable, str(validator), "har", str(target)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
         assert checked.returncode == 0, checked.stdout + checked.stderr
     # Not a TTY: no progress bar on stderr.
     plain = ctl(server, "export", "har", session["id"], "-o", str(tmp_path / "again.har"))
@@ -188,11 +228,18 @@ def test_export_har(server: PostcapProcess, origin: Origin, tmp_path: Path, stop
 def test_collections(server: PostcapProcess, origin: Origin, tmp_path: Path, stopped: None) -> None:
     session = ok_json(server, "--json", "session", "start", "--name", "coll")
     server.curl(origin.url("/hello"))
-    ids = [item["id"] for item in ok_json(server, "--json", "requests", "--session", session["id"])["items"]]
+    ids = [
+        item["id"]
+        for item in ok_json(server, "--json", "requests", "--session", session["id"])["items"]
+    ]
     created = ok_json(server, "--json", "collection", "create", "My API")
     assert created["name"] == "My API"
-    assert ok_json(server, "--json", "collection", "add", created["id"], *ids,
-                   "--organize-by", "domain") == 1
+    assert (
+        ok_json(
+            server, "--json", "collection", "add", created["id"], *ids, "--organize-by", "domain"
+        )
+        == 1
+    )
     listed = ok_json(server, "--json", "collection", "list")
     assert {"id": created["id"], "name": "My API", "request_count": 1} in listed["items"]
     assert created["id"] in ctl(server, "collection", "list").stdout
@@ -205,8 +252,12 @@ def test_collections(server: PostcapProcess, origin: Origin, tmp_path: Path, sto
     assert "-32004" in one_line_error(ctl(server, "collection", "get", created["id"]), 1)
 
 
-def test_cookies_and_jar(server: PostcapProcess, origin: Origin, tmp_path: Path, stopped: None) -> None:
-    session = ok_json(server, "--json", "session", "start", "--name", "cookies", "--capture-cookies")
+def test_cookies_and_jar(
+    server: PostcapProcess, origin: Origin, tmp_path: Path, stopped: None
+) -> None:
+    session = ok_json(
+        server, "--json", "session", "start", "--name", "cookies", "--capture-cookies"
+    )
     server.curl(origin.url("/cookies/set?sid=abc"), check=False)
     cookies = ok_json(server, "--json", "cookies", "list", "--session", session["id"])
     assert cookies["total"] >= 1
@@ -256,8 +307,9 @@ def test_invalid_option_shows_the_server_message(server: PostcapProcess, stopped
 def test_global_options_anywhere_and_progress_only_on_a_tty() -> None:
     from postcap.ctl import Progress, split_global_options
 
-    front, rest = split_global_options(["session", "list", "--json", "--control=http://h:1",
-                                        "--limit", "2", "--token-file", "t"])
+    front, rest = split_global_options(
+        ["session", "list", "--json", "--control=http://h:1", "--limit", "2", "--token-file", "t"]
+    )
     assert front == ["--json", "--control=http://h:1", "--token-file", "t"]
     assert rest == ["session", "list", "--limit", "2"]
 

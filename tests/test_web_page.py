@@ -17,17 +17,27 @@ from tests.harness import Origin, start_origin
 from tests.postcap_process import PostcapProcess
 
 os.environ.setdefault("PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD", "1")
-sync_api = pytest.importorskip("playwright.sync_api", reason="pip install playwright (the test extra)")
+sync_api = pytest.importorskip(
+    "playwright.sync_api", reason="pip install playwright (the test extra)"
+)
 expect = sync_api.expect
 
 pytestmark = [
-    pytest.mark.skipif(CHROMIUM is None, reason="Debian chromium is not installed (apt-get install chromium)"),
-    pytest.mark.skipif(shutil.which("curl") is None, reason="curl is required (apt-get install curl)"),
+    pytest.mark.skipif(
+        CHROMIUM is None, reason="Debian chromium is not installed (apt-get install chromium)"
+    ),
+    pytest.mark.skipif(
+        shutil.which("curl") is None, reason="curl is required (apt-get install curl)"
+    ),
 ]
 
 LAUNCH_ARGS = [
-    "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-    "--disable-component-update", "--disable-sync", "--no-first-run",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
 ]
 UI_TIMEOUT_MS = 20_000
 
@@ -72,7 +82,10 @@ def page(browser: Any) -> Iterator[Any]:
     opened = context.new_page()
     problems: list[str] = []
     opened.on("pageerror", lambda error: problems.append(str(error)))
-    opened.on("console", lambda message: problems.append(message.text) if message.type == "error" else None)
+    opened.on(
+        "console",
+        lambda message: problems.append(message.text) if message.type == "error" else None,
+    )
     opened.problems = problems
     try:
         yield opened
@@ -118,8 +131,9 @@ def test_wrong_token_is_refused_by_the_form(server: PostcapProcess, page: Any) -
     assert "token" not in page.url
 
 
-def test_live_session_in_the_browser(server: PostcapProcess, origin: Origin, page: Any,
-                                     tmp_path: Path) -> None:
+def test_live_session_in_the_browser(
+    server: PostcapProcess, origin: Origin, page: Any, tmp_path: Path
+) -> None:
     sign_in(page, server)
     assert server.token not in page.url
     assert stored_token(page) == server.token
@@ -133,8 +147,15 @@ def test_live_session_in_the_browser(server: PostcapProcess, origin: Origin, pag
 
     server.curl(origin.url("/hello"))
     server.curl(origin.url("/status/404"), check=False)
-    server.curl("-X", "POST", "-H", "Content-Type: application/json",
-                "--data", '{"user":"ada","roles":["admin"]}', origin.url("/echo"))
+    server.curl(
+        "-X",
+        "POST",
+        "-H",
+        "Content-Type: application/json",
+        "--data",
+        '{"user":"ada","roles":["admin"]}',
+        origin.url("/echo"),
+    )
     rows = "#requests-table tbody tr"
     expect(page.locator(rows)).to_have_count(3)
     table = page.inner_text("#requests-table")
@@ -158,9 +179,12 @@ def test_live_session_in_the_browser(server: PostcapProcess, origin: Origin, pag
 
     page.click("#tab-overview")
     page.wait_for_selector("svg[data-chart=by_method] g[data-key=GET]")
-    counts = page.evaluate("""() => Object.fromEntries([...document.querySelectorAll('svg[data-chart]')]
-        .map(chart => [chart.dataset.chart, Object.fromEntries([...chart.querySelectorAll('g[data-key]')]
-        .map(g => [g.dataset.key, Number(g.dataset.count)]))]))""")
+    counts = page.evaluate(
+        """() => Object.fromEntries([...document.querySelectorAll('svg[data-chart]')]
+        .map(chart => [chart.dataset.chart,
+                       Object.fromEntries([...chart.querySelectorAll('g[data-key]')]
+                         .map(g => [g.dataset.key, Number(g.dataset.count)]))]))"""
+    )
     assert counts["by_method"] == {"GET": 2, "POST": 1}
     assert counts["by_domain"] == {"127.0.0.1": 3}
     assert counts["by_status"] == {"200": 2, "404": 1}
@@ -216,7 +240,9 @@ def test_cookies_tab_and_downloads(server: PostcapProcess, origin: Origin, page:
     with page.expect_download() as har_download:
         page.click("#export-har")
     har = json.loads(Path(har_download.value.path()).read_bytes())
-    assert [e["request"]["url"] for e in har["log"]["entries"]] == [origin.url("/cookies/set?sid=abc123")]
+    assert [e["request"]["url"] for e in har["log"]["entries"]] == [
+        origin.url("/cookies/set?sid=abc123")
+    ]
     with page.expect_download() as collection_download:
         page.click("#export-collection")
     collection = json.loads(Path(collection_download.value.path()).read_bytes())

@@ -42,7 +42,9 @@ def render(path: list[bytes], token: str | None = None) -> tuple[Resource, Dummy
 def test_page_and_static_files_need_no_token() -> None:
     _, request, body = render([b""])
     assert b'id="signin-form"' in body
-    assert request.responseHeaders.getRawHeaders(b"content-security-policy") == [CONTENT_SECURITY_POLICY]
+    assert request.responseHeaders.getRawHeaders(b"content-security-policy") == [
+        CONTENT_SECURITY_POLICY
+    ]
     assert request.responseHeaders.getRawHeaders(b"x-content-type-options") == [b"nosniff"]
     for name, kind in ((b"app.js", b"text/javascript"), (b"app.css", b"text/css")):
         _, request, body = render([b"static", name])
