@@ -65,3 +65,21 @@ def test_unknown_static_names_and_sub_paths_are_404() -> None:
     assert request.responseCode == 404
     _, request, _ = render([b"", b"extra"])
     assert request.responseCode == 404
+
+
+def test_package_data_ships_every_static_file() -> None:
+    """A non-editable ``pip install .`` must carry the page: setup.cfg's package_data
+    glob covers every file of postcap/web/static (there are no subdirectories)."""
+    import configparser
+    import fnmatch
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parent.parent
+    config = configparser.ConfigParser()
+    config.read(repo / "setup.cfg")
+    patterns = config["options.package_data"]["postcap.web"].split()
+    static = repo / "postcap" / "web" / "static"
+    files = sorted(path.relative_to(static.parent).as_posix() for path in static.iterdir())
+    assert {"static/index.html", "static/app.js", "static/app.css"} <= set(files)
+    assert all(path.is_file() for path in static.iterdir())
+    assert all(any(fnmatch.fnmatch(name, p) for p in patterns) for name in files)
