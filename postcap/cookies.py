@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import datetime
 import email.utils
-import ipaddress
 import re
 from dataclasses import dataclass, replace
 from typing import Any, Iterable
 from urllib.parse import urlsplit
+
+from postcap.model import is_ip_literal
 
 SAME_SITE_VALUES = {"strict": "Strict", "lax": "Lax", "none": "None"}
 NETSCAPE_HEADER = "# Netscape HTTP Cookie File\n# Written by postcap; curl -b and wget read it.\n\n"
@@ -117,7 +118,7 @@ def domain_matches(host: str, domain: str) -> bool:
     host, domain = host.lower(), domain.lower().lstrip(".")
     if host == domain:
         return True
-    if _is_ip(host):
+    if is_ip_literal(host):
         return False
     return host.endswith("." + domain)
 
@@ -136,14 +137,6 @@ def default_path(request_path: str) -> str:
     if not request_path.startswith("/") or request_path.count("/") <= 1:
         return "/"
     return request_path[: request_path.rfind("/")]
-
-
-def _is_ip(host: str) -> bool:
-    try:
-        ipaddress.ip_address(host.strip("[]"))
-    except ValueError:
-        return False
-    return True
 
 
 def parse_cookie_header(value: str) -> list[tuple[str, str]]:

@@ -13,6 +13,7 @@ error that ended it).
 from __future__ import annotations
 
 import base64
+import ipaddress
 import os
 import secrets
 import time
@@ -41,6 +42,15 @@ def iso8601(ts: float | None) -> str | None:
         return None
     moment = datetime.fromtimestamp(ts, tz=timezone.utc)
     return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+
+
+def is_ip_literal(host: str) -> bool:
+    """True for an IPv4 or IPv6 address (brackets allowed), False for a host name."""
+    try:
+        ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        return False
+    return True
 
 
 def header_value(headers: Iterable[tuple[bytes, bytes]], name: bytes) -> bytes | None:

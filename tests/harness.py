@@ -12,6 +12,7 @@ or ``with start_origin() as origin: ...``.
 from __future__ import annotations
 
 import os
+import shutil
 import selectors
 import signal
 import socket
@@ -21,9 +22,18 @@ import time
 from pathlib import Path
 from types import TracebackType
 
+import pytest
+
 ORIGIN_SCRIPT = Path(__file__).with_name("origin.py")
 READY_TIMEOUT = 10.0
 STOP_TIMEOUT = 10.0
+
+
+#: Marks tests that drive real curl (skipped, with the reason, where curl is missing).
+requires_curl = pytest.mark.skipif(
+    shutil.which("curl") is None,
+    reason="curl is required for end-to-end tests (apt-get install curl)",
+)
 
 
 def free_port() -> int:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 
 from twisted.internet import reactor
 from twisted.trial.unittest import TestCase
@@ -11,9 +13,14 @@ from postcap.capture import SPOOL_PREFIX, BodyCapture, Spooler
 
 
 class SpoolerTests(TestCase):
+    def scratch(self) -> str:
+        """A fresh directory outside the checkout (trial's mktemp writes under the cwd)."""
+        directory = tempfile.mkdtemp(prefix="postcap-test-")
+        self.addCleanup(shutil.rmtree, directory, True)
+        return directory
+
     def test_start_removes_spool_files_left_by_a_crash(self) -> None:
-        directory = self.mktemp()
-        os.makedirs(directory)
+        directory = self.scratch()
         leftover = os.path.join(directory, SPOOL_PREFIX + "crashed")
         unrelated = os.path.join(directory, "notes.txt")
         for path in (leftover, unrelated):
@@ -25,7 +32,7 @@ class SpoolerTests(TestCase):
         self.assertEqual(os.listdir(directory), ["notes.txt"])
 
     async def test_large_copy_is_spilled_to_a_file_and_truncated(self) -> None:
-        spooler = Spooler(reactor, self.mktemp())
+        spooler = Spooler(reactor, os.path.join(self.scratch(), "spool"))
         spooler.start()
         self.addCleanup(spooler.stop)
         capture = BodyCapture(limit=1000, spooler=spooler)

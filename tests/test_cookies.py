@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import http.cookiejar
 import os
+import shutil
 import tempfile
 from typing import Any
 
@@ -90,8 +91,9 @@ class NetscapeTests(SynchronousTestCase):
 
 class StoreBackedTests(TestCase):
     async def open_store(self) -> SQLiteHistoryStore:
-        store = SQLiteHistoryStore(os.path.join(self.mktemp() + "-dir", "h.sqlite3"))
-        os.makedirs(os.path.dirname(store.path))
+        directory = tempfile.mkdtemp(prefix="postcap-test-")
+        self.addCleanup(shutil.rmtree, directory, True)
+        store = SQLiteHistoryStore(os.path.join(directory, "h.sqlite3"))
         await store.open()
         self.addCleanup(store.close)
         return store

@@ -6,24 +6,16 @@ from __future__ import annotations
 import json
 import subprocess
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Iterator
 
 import pytest
 
-from tests.harness import Origin, start_origin
+from tests.harness import Origin, requires_curl
 from tests.postcap_process import PostcapProcess, RPCError
 from tests.schemas import assert_valid
 
-pytestmark = pytest.mark.skipif(
-    subprocess.run(["which", "curl"], capture_output=True).returncode != 0,
-    reason="curl is required for end-to-end tests (apt-get install curl)",
-)
+pytestmark = requires_curl
 
-
-@pytest.fixture(scope="module")
-def origin() -> Iterator[Origin]:
-    with start_origin() as running:
-        yield running
 
 
 @pytest.fixture(scope="module")

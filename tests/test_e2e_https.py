@@ -5,32 +5,18 @@ from __future__ import annotations
 
 import os
 import stat
-import subprocess
 from typing import Any, Iterator
 
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 
-from tests.certs import OriginPKI, make_test_pki
-from tests.harness import Origin, start_origin
+from tests.certs import OriginPKI
+from tests.harness import Origin, requires_curl, start_origin
 from tests.postcap_process import PostcapProcess, RPCError
 
-pytestmark = pytest.mark.skipif(
-    subprocess.run(["which", "curl"], capture_output=True).returncode != 0,
-    reason="curl is required for end-to-end tests (apt-get install curl)",
-)
+pytestmark = requires_curl
 
-
-@pytest.fixture(scope="module")
-def pki(tmp_path_factory: pytest.TempPathFactory) -> OriginPKI:
-    return make_test_pki(str(tmp_path_factory.mktemp("pki")))
-
-
-@pytest.fixture(scope="module")
-def tls_origin(pki: OriginPKI) -> Iterator[Origin]:
-    with start_origin(tls=(pki.good.cert, pki.good.key)) as running:
-        yield running
 
 
 @pytest.fixture(scope="module")

@@ -12,19 +12,11 @@ from typing import Any, Iterator
 
 import pytest
 
-from tests.harness import Origin, free_port, start_origin
+from tests.harness import Origin, free_port, requires_curl
 from tests.postcap_process import PostcapProcess, RPCError, rss_kib
 
-pytestmark = pytest.mark.skipif(
-    subprocess.run(["which", "curl"], capture_output=True).returncode != 0,
-    reason="curl is required for end-to-end tests (apt-get install curl)",
-)
+pytestmark = requires_curl
 
-
-@pytest.fixture(scope="module")
-def origin() -> Iterator[Origin]:
-    with start_origin() as running:
-        yield running
 
 
 @pytest.fixture(scope="module")

@@ -7,37 +7,16 @@ that the first one really went through it.
 
 from __future__ import annotations
 
-import subprocess
 import time
 from typing import Iterator
 
 import pytest
 
-from tests.certs import OriginPKI, make_test_pki
-from tests.harness import Origin, start_origin
+from tests.certs import OriginPKI
+from tests.harness import Origin, requires_curl
 from tests.postcap_process import PostcapProcess
 
-pytestmark = pytest.mark.skipif(
-    subprocess.run(["which", "curl"], capture_output=True).returncode != 0,
-    reason="curl is required for end-to-end tests (apt-get install curl)",
-)
-
-
-@pytest.fixture(scope="module")
-def pki(tmp_path_factory: pytest.TempPathFactory) -> OriginPKI:
-    return make_test_pki(str(tmp_path_factory.mktemp("pki")))
-
-
-@pytest.fixture(scope="module")
-def origin() -> Iterator[Origin]:
-    with start_origin() as running:
-        yield running
-
-
-@pytest.fixture(scope="module")
-def tls_origin(pki: OriginPKI) -> Iterator[Origin]:
-    with start_origin(tls=(pki.good.cert, pki.good.key)) as running:
-        yield running
+pytestmark = requires_curl
 
 
 @pytest.fixture(scope="module")

@@ -5,11 +5,9 @@ from __future__ import annotations
 
 import json
 import socket
-import subprocess
 import time
-from typing import Any, Iterator
+from typing import Any
 
-import pytest
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 from twisted.trial.unittest import SynchronousTestCase
@@ -18,7 +16,7 @@ from twisted.web.test.requesthelper import DummyRequest
 from postcap.control.events_resource import HEARTBEAT, EventsResource
 from postcap.events import EventHub, TransactionEvents
 from postcap.testing import make_transaction
-from tests.harness import Origin, start_origin
+from tests.harness import Origin, requires_curl
 from tests.postcap_process import PostcapProcess
 
 
@@ -163,16 +161,7 @@ class EventsResourceTests(SynchronousTestCase):
 
 # -- a real SSE client against a real server ---------------------------------------------
 
-pytestmark_e2e = pytest.mark.skipif(
-    subprocess.run(["which", "curl"], capture_output=True).returncode != 0,
-    reason="curl is required for end-to-end tests (apt-get install curl)",
-)
 
-
-@pytest.fixture(scope="module")
-def origin() -> Iterator[Origin]:
-    with start_origin() as running:
-        yield running
 
 
 class SSEClient:
@@ -213,7 +202,7 @@ class SSEClient:
         self.sock.close()
 
 
-@pytestmark_e2e
+@requires_curl
 def test_sse_client_follows_live_and_resumes_without_loss_or_duplicates(
     tmp_path: Any, origin: Origin
 ) -> None:

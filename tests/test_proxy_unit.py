@@ -41,7 +41,7 @@ from postcap.filters import CaptureFilter
 from postcap.model import Address, Body, Timings, Transaction
 from postcap.proxy.exchange import TransportPauser
 from postcap.proxy.server import ProxyFactory, ProxyServerProtocol, ProxySettings, error_response
-from postcap.proxy.upstream import Origin, UpstreamPool, UpstreamProtocol
+from postcap.proxy.upstream import Origin, UpstreamPool
 
 SESSION = "session-1"
 CLIENT = IPv4Address("TCP", "127.0.0.1", 40000)

@@ -6,7 +6,8 @@ from __future__ import annotations
 from typing import Any, Callable
 
 from postcap.control import params
-from postcap.control.dispatch import InvalidParams, JSONRPCDispatcher, NotFound
+from postcap.control.dispatch import InvalidParams, NotFound
+from postcap.control.method_group import MethodGroup, session_id_param
 from postcap.cookies import SAME_SITE_VALUES, Cookie, netscape_file, parse_expires
 from postcap.export.har import entry_from_detail, har_document
 from postcap.export.postman import ORGANIZE_CHOICES
@@ -80,7 +81,7 @@ def _cookie_from_captured(captured: dict[str, Any]) -> Cookie:
     )
 
 
-class ExportMethods:
+class ExportMethods(MethodGroup):
     def __init__(self, sessions: SessionManager, jar: CookieJar, sync: CookieSync,
                  collections: Collections) -> None:
         self.sessions = sessions
@@ -92,9 +93,6 @@ class ExportMethods:
     def store(self) -> Any:
         return self.sessions.store
 
-    def install(self, dispatcher: JSONRPCDispatcher) -> None:
-        for name, method in self.methods().items():
-            dispatcher.register(name, method)
 
     def methods(self) -> dict[str, Callable[..., Any]]:
         return {
@@ -114,20 +112,11 @@ class ExportMethods:
             "session.export": self.session_export,
         }
 
-    async def _session_id(self, name: str, value: Any) -> str:
-        session_id = params.string(name, value, optional=True)
-        if session_id is None:
-            if self.sessions.active is None:
-                raise InvalidParams(name, "required when no session is active")
-            session_id = self.sessions.active.id
-        if await self.store.get_session(session_id) is None:
-            raise NotFound("session", session_id)
-        return session_id
 
     # -- cookies -------------------------------------------------------------------------
 
     async def cookie_list(self, session_id: Any = None, limit: Any = 100, offset: Any = 0) -> dict[str, Any]:
-        session_id = await self._session_id("session_id", session_id)
+        session_id = await session_id_param(self.sessions, "session_id", session_id)
         total, items = await self.store.run(
             select_captured, session_id,
             params.integer("limit", limit, minimum=1, maximum=MAX_PAGE),
@@ -217,7 +206,7 @@ class ExportMethods:
     # -- HAR -------------------------------------------------------------------------------
 
     async def session_export(self, id: Any = None, format: Any = "har") -> dict[str, Any]:
-        session_id = await self._session_id("id", id)
+        session_id = await session_id_param(self.sessions, "id", id)
         params.one_of("format", format, ["har"])
         record = await self.store.get_session(session_id)
         entries = []

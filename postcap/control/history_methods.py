@@ -6,7 +6,8 @@ from datetime import datetime, timezone
 from typing import Any, Callable
 
 from postcap.control import params
-from postcap.control.dispatch import InvalidParams, JSONRPCDispatcher, NotFound
+from postcap.control.dispatch import InvalidParams, NotFound
+from postcap.control.method_group import MethodGroup, session_id_param
 from postcap.replay import CookieSource, ReplayError, Replayer, build_replay
 from postcap.session import REPLAYS_SESSION_ID, SessionManager
 from postcap.sinks.query import SEARCH_PLACES, status_range
@@ -63,7 +64,7 @@ def _statuses(value: Any) -> list[int | str] | None:
     return list(items)
 
 
-class HistoryMethods:
+class HistoryMethods(MethodGroup):
     """``request.*`` and ``session.overview``."""
 
     def __init__(
@@ -81,9 +82,6 @@ class HistoryMethods:
     def store(self) -> Any:
         return self.sessions.store
 
-    def install(self, dispatcher: JSONRPCDispatcher) -> None:
-        for name, method in self.methods().items():
-            dispatcher.register(name, method)
 
     def methods(self) -> dict[str, Callable[..., Any]]:
         return {
@@ -94,15 +92,6 @@ class HistoryMethods:
             "session.overview": self.session_overview,
         }
 
-    async def _session_id(self, name: str, value: Any, required_reason: str) -> str:
-        session_id = params.string(name, value, optional=True)
-        if session_id is None:
-            if self.sessions.active is None:
-                raise InvalidParams(name, required_reason)
-            session_id = self.sessions.active.id
-        if await self.store.get_session(session_id) is None:
-            raise NotFound("session", session_id)
-        return session_id
 
     async def request_list(
         self,
@@ -121,9 +110,7 @@ class HistoryMethods:
         search_in = extra.pop("in", None)
         if extra:
             raise InvalidParams.unknown(sorted(extra)[0])
-        session_id = await self._session_id(
-            "session_id", session_id, "required when no session is active"
-        )
+        session_id = await session_id_param(self.sessions, "session_id", session_id)
         query = params.string("query", query, optional=True, allow_empty=True, max_length=2000)
         places = params.string_list("in", search_in, optional=True, default=[])
         unknown = set(places) - set(SEARCH_PLACES)
@@ -166,7 +153,7 @@ class HistoryMethods:
         return int(deleted)
 
     async def session_overview(self, id: Any = None) -> dict[str, Any]:
-        session_id = await self._session_id("id", id, "required when no session is active")
+        session_id = await session_id_param(self.sessions, "id", id)
         return await self.store.overview(session_id)
 
     async def request_replay(

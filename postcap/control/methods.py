@@ -13,11 +13,10 @@ from typing import Any, Awaitable, Callable, Protocol as TypingProtocol, TypeVar
 
 from postcap._version import __version__
 from postcap.control import params
+from postcap.control.method_group import MethodGroup
 from postcap.control.dispatch import (
     INVALID_OPTION,
-    InvalidParams,
     InvalidState,
-    JSONRPCDispatcher,
     NotFound,
     PortUnavailable,
     RPCError,
@@ -89,7 +88,7 @@ def _translated(method: _M) -> _M:
     return call  # type: ignore[return-value]
 
 
-class ControlMethods:
+class ControlMethods(MethodGroup):
     """The methods of the control channel, bound to the running server."""
 
     def __init__(
@@ -111,10 +110,6 @@ class ControlMethods:
         if self.check_options is not None:
             await self.check_options(options)
         return options
-
-    def install(self, dispatcher: JSONRPCDispatcher) -> None:
-        for name, method in self.methods().items():
-            dispatcher.register(name, method)
 
     def methods(self) -> dict[str, Callable[..., Any]]:
         return {

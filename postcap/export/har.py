@@ -16,6 +16,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 from postcap._version import __version__
 from postcap.cookies import parse_cookie_header, parse_set_cookie
+from postcap.model import is_ip_literal
 
 CREATOR = {"name": "postcap", "version": __version__}
 EXPORT_PAGE = 200
@@ -143,19 +144,9 @@ def entry_from_detail(detail: dict[str, Any]) -> dict[str, Any] | None:
         "_postcap": {"id": detail["id"], "session_id": detail["session_id"]},
     }
     server = detail.get("server") or {}
-    if _is_ip(server.get("host", "")):
+    if is_ip_literal(server.get("host", "")):
         entry["serverIPAddress"] = server["host"]
     return entry
-
-
-def _is_ip(host: str) -> bool:
-    import ipaddress
-
-    try:
-        ipaddress.ip_address(host)
-    except ValueError:
-        return False
-    return True
 
 
 def _epoch(iso: str) -> float:

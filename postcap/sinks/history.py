@@ -34,6 +34,7 @@ from postcap.interfaces import IHistoryStore
 from postcap.datamode import data_mode
 from postcap.model import Body, SessionRecord, Transaction, iso8601
 from postcap.sinks.query import (
+    SUMMARY_COLUMNS as _SUMMARY_COLUMNS,
     TransactionFilter,
     select_overview,
     select_summary_rows,
@@ -77,20 +78,6 @@ _TRANSACTION_COLUMNS = (
     "error",
     "detail",
     "data_mode",
-)
-_SUMMARY_COLUMNS = (
-    "id",
-    "session_id",
-    "started_at",
-    "method",
-    "url",
-    "host",
-    "status",
-    "duration_ms",
-    "request_bytes",
-    "response_bytes",
-    "content_type",
-    "error",
 )
 
 

@@ -136,7 +136,8 @@ def _marks(count: int) -> str:
     return ",".join("?" * count)
 
 
-_SUMMARY_COLUMNS = (
+#: The columns of the contract's Summary, in its order.
+SUMMARY_COLUMNS = (
     "id",
     "session_id",
     "started_at",
@@ -161,7 +162,7 @@ def select_summary_rows(
     total = int(cursor.fetchone()[0])
     order = "DESC" if descending else "ASC"
     cursor.execute(
-        f"SELECT {', '.join(_SUMMARY_COLUMNS)} FROM transactions{clause}"
+        f"SELECT {', '.join(SUMMARY_COLUMNS)} FROM transactions{clause}"
         f" ORDER BY seq {order} LIMIT ? OFFSET ?",
         (*params, limit, offset),
     )

@@ -8,7 +8,6 @@ answers 502 with them.
 
 from __future__ import annotations
 
-import ipaddress
 from typing import Any
 
 from OpenSSL import SSL
@@ -19,6 +18,8 @@ from twisted.python.failure import Failure
 from service_identity import CertificateError, VerificationError
 from service_identity.cryptography import verify_certificate_hostname, verify_certificate_ip_address
 from zope.interface import implementer
+
+from postcap.model import is_ip_literal
 
 _log = Logger()
 
@@ -51,7 +52,7 @@ class VerifyingClientCreator:
     def __init__(self, hostname: str) -> None:
         self.hostname = hostname
         self.last_error: str | None = None
-        self._is_ip = _is_ip(hostname)
+        self._is_ip = is_ip_literal(hostname)
         options = ssl.CertificateOptions(
             trustRoot=ssl.platformTrust(),
             acceptableProtocols=[b"http/1.1"],
@@ -86,7 +87,7 @@ class VerifyingClientCreator:
                         verify_certificate_ip_address(leaf, self.hostname)
                     else:
                         verify_certificate_hostname(leaf, self.hostname)
-                except (VerificationError, CertificateError) as exc:
+                except (VerificationError, CertificateError):
                     self._failed(connection, f"the certificate is not valid for {self.hostname!r} (host name mismatch)")
                     return False
             return True
@@ -122,18 +123,10 @@ class InsecureClientCreator:
     def clientConnectionForTLS(self, tlsProtocol: Any) -> SSL.Connection:
         connection = SSL.Connection(self._context, None)
         connection.set_app_data(tlsProtocol)
-        if not _is_ip(self.hostname):
+        if not is_ip_literal(self.hostname):
             connection.set_tlsext_host_name(self.hostname.encode("idna"))
         connection.set_connect_state()
         return connection
-
-
-def _is_ip(host: str) -> bool:
-    try:
-        ipaddress.ip_address(host)
-    except ValueError:
-        return False
-    return True
 
 
 def describe_tls_failure(failure: Failure, recorded: str | None) -> str:
