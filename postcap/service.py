@@ -27,6 +27,7 @@ from postcap.control.events_resource import EventsResource
 from postcap.control.export_methods import ExportMethods
 from postcap.control.har_resource import SessionExports
 from postcap.control.history_methods import HistoryMethods
+from postcap.control.guard import HealthResource
 from postcap.control.methods import ControlMethods, ProxyUnavailable
 from postcap.events import EventHub, TransactionEvents
 from postcap.filters import OptionError
@@ -211,6 +212,9 @@ class PostcapService(MultiService):
     def uptime_s(self) -> float:
         return self.reactor.seconds() - self.started_at
 
+    def counters(self) -> dict[str, Any]:
+        return self.proxy_factory.counters()
+
     def startService(self) -> None:
         super().startService()
         self.reactor.callWhenRunning(self._handle_sigterm)
@@ -230,6 +234,7 @@ class PostcapService(MultiService):
         root.putChild(b"events", self.events_resource)
         install_web_app(root)
         root.putChild(b"sessions", SessionExports(self.store))
+        root.putChild(b"healthz", HealthResource(lambda: self.proxy_factory.draining))
         site = control_site(root)
         self.control_port = await serverFromString(self.reactor, self.config.control).listen(site)
         await self.proxy.enable()
@@ -292,6 +297,7 @@ class PostcapService(MultiService):
 
     async def _stop(self) -> None:
         self._log.info("postcap stopping: draining connections")
+        self.proxy_factory.draining = True
         if self._retention_loop.running:
             self._retention_loop.stop()
         self.events_resource.close_all()

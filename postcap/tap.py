@@ -34,6 +34,13 @@ def _port(value: str) -> int:
     return number
 
 
+def _positive_int(value: str) -> int:
+    number = int(value)
+    if number < 1:
+        raise ValueError("must be >= 1")
+    return number
+
+
 def _non_negative_int(value: str) -> int:
     number = int(value)
     if number < 0:
@@ -93,6 +100,9 @@ class Options(usage.Options):
          _positive_float],
         ["idle-timeout", None, 120.0, "Seconds an idle keep-alive client connection stays open.",
          _positive_float],
+        ["max-client-connections", None, 256,
+         "Open proxy connections one client address may hold; more are refused (503).",
+         _positive_int],
         ["drain-timeout", None, 10.0, "Seconds in-flight exchanges get to finish on shutdown.",
          _positive_float],
         ["history-max-age", None, None,
@@ -198,6 +208,7 @@ def makeService(options: Options) -> Any:
         upstream_proxy=options.get("upstream-proxy-origin"),
         insecure_upstream=bool(options["insecure-upstream"]),
         ignore_hosts=[re.compile(pattern) for pattern in options["ignore-hosts"]],
+        max_client_connections=options["max-client-connections"],
     )
     if options["allow"]:
         settings.allow = list(options["allow"])

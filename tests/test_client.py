@@ -25,7 +25,7 @@ from postcap.client import (
     connect,
     locate,
 )
-from tests.harness import Origin, free_port, start_origin
+from tests.harness import Origin, free_port
 from tests.postcap_process import PostcapProcess
 
 REPO = Path(__file__).resolve().parent.parent
@@ -84,12 +84,6 @@ def test_sse_parser_handles_split_frames_comments_and_multiline_data() -> None:
 
 
 # -- against the real server --------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def origin() -> Iterator[Origin]:
-    with start_origin() as running:
-        yield running
 
 
 @pytest.fixture(scope="module")

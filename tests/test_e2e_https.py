@@ -107,6 +107,7 @@ def test_untrusted_upstream_is_502_and_insecure_passes(
                 result = strict.curl("-i", "--cacert", strict.ca_path, https(origins[name], "/hello"), check=False)
                 assert b"\r\n\r\nHTTP/1.1 502 Bad Gateway" in result.stdout, name
                 assert b"could not be verified" in result.stdout, name
+                assert b"X-Postcap-Error: tls\r\n" in result.stdout, name
                 assert words.encode() in result.stdout, (name, result.stdout)
             errors = [item["error"] for item in strict.requests()]
             assert len(errors) == 4 and all("could not be verified" in e for e in errors)

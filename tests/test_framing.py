@@ -890,6 +890,15 @@ class RejectionTests(FramingTestCase):
             )
             self.assertRejected(data, 400)
 
+    def test_framing_fields_in_trailers(self) -> None:
+        for trailer in (b"Content-Length: 5", b"transfer-encoding: chunked", b"Host: evil.test"):
+            data = request_bytes(
+                [b"Transfer-Encoding: chunked"],
+                b"1\r\na\r\n0\r\n" + trailer + b"\r\n\r\n",
+                start=b"POST / HTTP/1.1",
+            )
+            self.assertRejected(data, 400)
+
     def test_trailer_section_limit(self) -> None:
         head = request_bytes([b"Transfer-Encoding: chunked"], b"0\r\n", start=b"POST / HTTP/1.1")
         trailers = b"".join(b"T-%04d: %s\r\n" % (i, b"v" * 1000) for i in range(70))

@@ -14,7 +14,7 @@ from typing import Any, Iterator
 
 import pytest
 
-from tests.harness import Origin, free_port, start_origin
+from tests.harness import Origin, free_port
 from tests.postcap_process import PostcapProcess
 
 pytestmark = pytest.mark.skipif(
@@ -23,12 +23,6 @@ pytestmark = pytest.mark.skipif(
 
 POSTCAPCTL = shutil.which("postcapctl", path=os.path.dirname(sys.executable))
 COMMAND = [POSTCAPCTL] if POSTCAPCTL else [sys.executable, "-m", "postcap.ctl"]
-
-
-@pytest.fixture(scope="module")
-def origin() -> Iterator[Origin]:
-    with start_origin() as running:
-        yield running
 
 
 @pytest.fixture(scope="module")

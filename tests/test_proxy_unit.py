@@ -915,7 +915,7 @@ class ClientErrorTests(ProxyTestCase):
     def test_malformed_request(self) -> None:
         answer = self._rejected(b"GET http://example.test/ HTTP/1.1\r\nBad Header\r\n\r\n", b"400")
         self.assertTrue(answer.endswith(b"\r\n\r\npostcap: malformed header field\n"))
-        self.assertEqual(self.factory.errors["http-400"], 1)
+        self.assertEqual(self.factory.errors["bad-request"], 1)
         self.assertEqual(len(self.recorder.transactions), 1)  # only the one from assert_serves
 
     def test_ambiguous_framing(self) -> None:
@@ -924,21 +924,21 @@ class ClientErrorTests(ProxyTestCase):
         )
 
     def test_request_line_too_long(self) -> None:
-        self._rejected(b"GET http://example.test/" + b"a" * (16 * 1024 + 10), b"414")
+        self._rejected(b"GET http://example.test/" + b"a" * (16 * 1024 + 10), b"414", b"uri-too-long")
 
     def test_complete_request_line_too_long(self) -> None:
-        self._rejected(request(target=b"http://example.test/" + b"a" * (16 * 1024)), b"414")
+        self._rejected(request(target=b"http://example.test/" + b"a" * (16 * 1024)), b"414", b"uri-too-long")
 
     def test_header_section_too_large(self) -> None:
         headers = tuple(b"X-Fill-%d: %s" % (i, b"v" * 1000) for i in range(70))
-        self._rejected(request(headers=headers), b"431")
+        self._rejected(request(headers=headers), b"431", b"headers-too-large")
 
     def test_header_section_too_large_incomplete(self) -> None:
-        self._rejected(request()[:-2] + b"X-Fill: " + b"v" * (90 * 1024), b"431")
+        self._rejected(request()[:-2] + b"X-Fill: " + b"v" * (90 * 1024), b"431", b"headers-too-large")
 
     def test_too_many_header_fields(self) -> None:
         headers = tuple(b"X-F%d: v" % i for i in range(501))
-        answer = self._rejected(request(headers=headers), b"431")
+        answer = self._rejected(request(headers=headers), b"431", b"headers-too-large")
         self.assertIn(b"too many header fields", answer)
 
     def test_500_header_fields_accepted(self) -> None:
@@ -947,7 +947,7 @@ class ClientErrorTests(ProxyTestCase):
         self.assertEqual(len(self.network.attempts), 1)
 
     def test_http2_version(self) -> None:
-        self._rejected(request(version=b"HTTP/2.0"), b"505")
+        self._rejected(request(version=b"HTTP/2.0"), b"505", b"http-version")
 
     def test_origin_form_rejected(self) -> None:
         answer = self._rejected(b"GET / HTTP/1.1\r\nHost: example.test\r\n\r\n", b"400")
@@ -971,7 +971,7 @@ class ClientErrorTests(ProxyTestCase):
         self.clock.advance(0.2)
         self.assert_error(client.received(), b"408", b"header-timeout")
         self.assertTrue(client.closing)
-        self.assertEqual(self.factory.errors["http-408"], 1)
+        self.assertEqual(self.factory.errors["header-timeout"], 1)
         self.assertEqual(self.recorder.transactions, [])
         client.lose()
         self.assert_serves()

@@ -13,7 +13,7 @@ from typing import Any, Iterator
 import pytest
 
 from tests.browser import CHROMIUM
-from tests.harness import Origin, start_origin
+from tests.harness import Origin
 from tests.postcap_process import PostcapProcess
 
 os.environ.setdefault("PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD", "1")
@@ -40,12 +40,6 @@ LAUNCH_ARGS = [
     "--no-first-run",
 ]
 UI_TIMEOUT_MS = 20_000
-
-
-@pytest.fixture(scope="module")
-def origin() -> Iterator[Origin]:
-    with start_origin() as running:
-        yield running
 
 
 @pytest.fixture(scope="module")

@@ -61,6 +61,8 @@ class ServerFacts(TypingProtocol):
 
     def uptime_s(self) -> float: ...
 
+    def counters(self) -> dict[str, Any]: ...
+
 
 _M = TypeVar("_M", bound=Callable[..., Awaitable[Any]])
 
@@ -139,6 +141,7 @@ class ControlMethods(MethodGroup):
             "data_dir": self.server.data_dir,
             "proxy": {"port": self.proxy.port, "enabled": self.proxy.enabled},
             "active_session": None if active is None else active.to_json(self.sessions.now()),
+            "counters": self.server.counters(),
         }
 
     async def ca_get(self) -> dict[str, Any]:

@@ -98,9 +98,10 @@ class UnauthorizedResource(Resource):
 class ControlRoot(Resource):
     """The root of the control channel: checks the token, then routes."""
 
-    #: Paths served without a token: the CA, and the web page (``/``, its sign-in
-    #: form) with its static files; everything the page fetches needs the token.
-    public: frozenset[bytes] = frozenset({b"ca.pem", b"", b"static"})
+    #: Paths served without a token: the CA, the health check, and the web page
+    #: (``/``, its sign-in form) with its static files; everything the page fetches
+    #: needs the token.
+    public: frozenset[bytes] = frozenset({b"ca.pem", b"healthz", b"", b"static"})
 
     def __init__(self, token_provider: Callable[[], str]) -> None:
         super().__init__()
@@ -121,6 +122,7 @@ class ControlRoot(Resource):
 
 
 def control_site(root: ControlRoot) -> Site:
-    site = Site(root)
-    site.displayTracebacks = False
-    return site
+    """The Site of the control channel (Host check, body cap: see :mod:`postcap.control.guard`)."""
+    from postcap.control.guard import ControlSite
+
+    return ControlSite(root)

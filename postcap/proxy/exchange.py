@@ -359,20 +359,23 @@ class Exchange:
         else cut the client connection so it cannot mistake a short body for a whole one."""
         self._release_upstream(False)
         if self.response_head is None:
-            self.client.send_error(error.status, error.kind, error.message, keep_alive=self.request_done and self.client_keep_alive)
+            self.client.send_error(
+                error.status, error.kind, error.message,
+                keep_alive=self.request_done and self.client_keep_alive, url=self.target.url,
+            )
         else:
             self.client_keep_alive = False
             self.client.transport.loseConnection()
-        self._log.info(
-            "{status} for {method} {url}: {message}",
-            status=error.status,
-            method=self.head.method.decode("latin-1"),
-            url=self.target.url,
-            message=error.message,
-            kind=error.kind,
-            txn_id=self.id,
-        )
-        self.client.factory.count_error(error.kind)
+            self.client.factory.count_error(error.kind)
+            self._log.info(
+                "{status} {kind} for {method} {url}, response cut short: {message}",
+                status=error.status,
+                method=self.head.method.decode("latin-1"),
+                url=self.target.url,
+                message=error.message,
+                kind=error.kind,
+                txn_id=self.id,
+            )
         self._finish(error.message)
 
     def fail_with_client_error(self, reason: str) -> None:
@@ -380,8 +383,11 @@ class Exchange:
         self._release_upstream(False)
         self.client_keep_alive = False
         if self.response_head is None:
-            self.client.send_error(400, "bad-request", reason, keep_alive=False)
+            self.client.send_error(400, "bad-request", reason, keep_alive=False, url=self.target.url)
         else:
+            self.client.factory.count_error("bad-request")
+            self._log.info("400 bad-request from client {client} for {url}: {reason}",
+                           client=self.client.client_address.host, url=self.target.url, reason=reason)
             self.client.close()
         self._finish(f"malformed request: {reason}")
 
@@ -417,6 +423,7 @@ class Exchange:
         self._timer = None
         end = self.reactor.seconds()
         factory = self.client.factory
+        factory.transactions += 1
         if self.ticket is not None or factory.recorder.observes_all:
             self._record(end, error)
         self.client.exchange_finished(self)

@@ -89,6 +89,14 @@ HOP_BY_HOP = frozenset(
 )
 
 
+#: Fields that frame or route a message: never accepted in a trailer section
+#: (RFC 9110 §6.5.1), where a recipient merging trailers into headers would be fooled.
+FORBIDDEN_TRAILERS = frozenset(
+    {b"content-length", b"transfer-encoding", b"host", b"content-type", b"content-encoding",
+     b"content-range", b"trailer", b"connection", b"te", b"upgrade", b"expect"}
+)
+
+
 def header_values(headers: RawHeaders, name: bytes) -> list[bytes]:
     """Every value of ``name`` (lower-case), comma lists split and stripped."""
     values: list[bytes] = []
@@ -447,7 +455,10 @@ class MessageParser:
         self._trailer_bytes += len(line) + 2
         if self._trailer_bytes > self.max_header_bytes:
             raise ProtocolError(431, "trailer section too large")
-        self._trailers.extend(self._parse_headers([line]))
+        fields = self._parse_headers([line])
+        if any(name.lower() in FORBIDDEN_TRAILERS for name, _ in fields):
+            raise ProtocolError(400, "framing or routing field in chunked trailers")
+        self._trailers.extend(fields)
         return False
 
 

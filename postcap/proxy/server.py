@@ -30,6 +30,7 @@ from postcap.proxy.framing import (
     MessageParser,
     ProtocolError,
     RequestHead,
+    header_values,
 )
 from postcap.proxy.targets import Target, parse_absolute_target, parse_connect_target
 from postcap.proxy.tunnel import BlindTunnel
@@ -59,8 +60,18 @@ REASONS = {
     431: b"Request Header Fields Too Large",
     501: b"Not Implemented",
     502: b"Bad Gateway",
+    503: b"Service Unavailable",
     504: b"Gateway Timeout",
     505: b"HTTP Version Not Supported",
+    508: b"Loop Detected",
+}
+
+#: The ``X-Postcap-Error`` kind of each status a malformed request gets.
+PROTOCOL_ERROR_KINDS = {
+    400: "bad-request",
+    414: "uri-too-long",
+    431: "headers-too-large",
+    505: "http-version",
 }
 
 
@@ -81,6 +92,10 @@ class ProxySettings:
     insecure_upstream: bool = False
     #: CONNECT hosts matching any of these are tunnelled blind (``--ignore-hosts``).
     ignore_hosts: Sequence[re.Pattern[str]] = ()
+    #: Open connections one client address may hold (``--max-client-connections``).
+    max_client_connections: int = 256
+    #: A request whose Via already lists postcap this many times is looping (508).
+    max_via_hops: int = 4
 
     def ignores(self, host: str) -> bool:
         return any(pattern.search(host) for pattern in self.ignore_hosts)
@@ -170,6 +185,7 @@ class ProxyServerProtocol(Protocol):
     # -- request parsing ------------------------------------------------------------
 
     def dataReceived(self, data: bytes) -> None:
+        self.factory.bytes_from_clients += len(data)
         if self.tunnel is not None:
             self.tunnel.from_client(data)
             return
@@ -204,20 +220,18 @@ class ProxyServerProtocol(Protocol):
                 self.exchange.request_end(event.trailers)
 
     def _protocol_error(self, exc: ProtocolError) -> None:
-        self.factory.count_error(f"http-{exc.status}")
-        self._log.info(
-            "{status} to client {client}: {reason}",
-            status=exc.status,
-            client=self.client_address.host,
-            reason=exc.reason,
-        )
+        kind = PROTOCOL_ERROR_KINDS.get(exc.status, "bad-request")
         if self.exchange is not None and not self.exchange.finished:
             # The request body was malformed after the head was forwarded.
             self.exchange.fail_with_client_error(exc.reason)
             return
-        self.send_error(exc.status, "bad-request", exc.reason, keep_alive=False)
+        self.send_error(exc.status, kind, exc.reason, keep_alive=False)
 
     def _start(self, head: RequestHead) -> None:
+        loop = self._loop_reason(head)
+        if loop is not None:
+            self.send_error(508, "loop", loop, keep_alive=False)
+            return
         if head.method == b"CONNECT":
             if self.intercepted is not None:
                 self.send_error(400, "bad-request", "CONNECT inside an intercepted tunnel", keep_alive=False)
@@ -228,6 +242,10 @@ class ProxyServerProtocol(Protocol):
             target = self._target(head)
         except ProtocolError as exc:
             self.send_error(exc.status, "bad-request", exc.reason, keep_alive=False)
+            return
+        if self._targets_self(target.origin):
+            self.send_error(508, "loop", f"request to postcap's own address {target.origin.authority()}",
+                            keep_alive=False)
             return
         if target.origin.host == ONBOARDING_HOST:
             serve_onboarding(self, head, target)
@@ -257,6 +275,10 @@ class ProxyServerProtocol(Protocol):
         except ProtocolError as exc:
             self.send_error(exc.status, "bad-request", exc.reason, keep_alive=False)
             return
+        if self._targets_self(origin):
+            self.send_error(508, "loop", f"CONNECT to postcap's own address {origin.authority()}",
+                            keep_alive=False)
+            return
         minter = self.factory.minter
         if minter is None or self.factory.settings.ignores(origin.host):
             self.tunnel = BlindTunnel(self, head, origin)
@@ -276,10 +298,44 @@ class ProxyServerProtocol(Protocol):
         if early:
             self.transport.protocol.dataReceived(early)
 
+    # -- loops ----------------------------------------------------------------------
+
+    def _loop_reason(self, head: RequestHead) -> str | None:
+        """Why this request is one postcap sent itself, or None."""
+        own = self.transport.getHost()
+        if self.factory.pool.is_own_connection(
+            (self.client_address.host, self.client_address.port),
+            (getattr(own, "host", ""), getattr(own, "port", 0)),
+        ):
+            return "request came back to postcap from its own upstream connection"
+        hops = sum(
+            1 for entry in header_values(head.headers, b"via")
+            if entry.split()[-1:] == self.factory.settings.via.split()[-1:]
+        )
+        if hops >= self.factory.settings.max_via_hops:
+            return f"request already passed through postcap {hops} times (Via)"
+        return None
+
+    def _targets_self(self, origin: Origin) -> bool:
+        """Whether ``origin`` is the address this client reached postcap on."""
+        own = self.transport.getHost()
+        if self.intercepted is not None or origin.port != getattr(own, "port", None):
+            return False
+        return origin.host in (getattr(own, "host", None), "0.0.0.0", "::")
+
     # -- answering ------------------------------------------------------------------
 
-    def send_error(self, status: int, kind: str, message: str, keep_alive: bool) -> None:
-        """Answer with a proxy-made error; close unless the framing allows going on."""
+    def send_error(
+        self, status: int, kind: str, message: str, keep_alive: bool, url: str | None = None
+    ) -> None:
+        """Answer with a proxy-made error (counted by kind and logged); close unless
+        the framing allows going on."""
+        self.factory.count_error(kind)
+        self._log.info(
+            "{status} {kind} to client {client}{for_url}: {message}",
+            status=status, kind=kind, client=self.client_address.host, message=message,
+            for_url="" if url is None else f" for {url}",
+        )
         self.transport.write(error_response(status, kind, message, keep_alive))
         if not keep_alive:
             self.close()
@@ -324,21 +380,20 @@ class ProxyServerProtocol(Protocol):
     def _wait_expired(self) -> None:
         self._wait_timer = None
         if self._waiting_for_header:
-            self.factory.count_error("http-408")
-            self._log.info("408 to client {client}: headers not received in time",
-                           client=self.client_address.host)
             self.send_error(408, "header-timeout", "request headers not received in time", keep_alive=False)
         else:
             self.close()
 
 
 class RefusedClientProtocol(Protocol):
-    """Answers a client outside ``--allow`` with 403 and hangs up."""
+    """Answers a refused client (outside ``--allow``, or over its connection cap) and hangs up."""
+
+    def __init__(self, status: int = 403, kind: str = "client-refused",
+                 message: str = "your address is not allowed to use this proxy") -> None:
+        self.answer = error_response(status, kind, message, False)
 
     def connectionMade(self) -> None:
-        self.transport.write(
-            error_response(403, "client-refused", "your address is not allowed to use this proxy", False)
-        )
+        self.transport.write(self.answer)
         self.transport.loseConnection()
 
 
@@ -380,28 +435,62 @@ class ProxyFactory(ServerFactory):
         #: Mints certificates for intercepted hosts; None tunnels every CONNECT blind.
         self.minter = minter
         self.connections: set[ProxyServerProtocol] = set()
+        self._per_client: Counter[str] = Counter()
         self.errors: Counter[str] = Counter()
         self.refused = 0
+        self.transactions = 0
+        self.bytes_from_clients = 0
         self.draining = False
         self._drained: list[Deferred[None]] = []
 
     def buildProtocol(self, addr: IAddress) -> Protocol | None:
         host = getattr(addr, "host", "")
+        protocol: Protocol
         if not self.settings.allows(host):
             self.refused += 1
             self._log.warn("refused proxy client {client}: not in --allow", client=host)
-            protocol: Protocol = RefusedClientProtocol()
-            protocol.factory = self
-            return protocol
-        return super().buildProtocol(addr)
+            protocol = RefusedClientProtocol()
+        elif self._per_client[host] >= self.settings.max_client_connections:
+            self.refused += 1
+            self.count_error("too-many-connections")
+            self._log.warn(
+                "refused proxy client {client}: {count} connections already open "
+                "(--max-client-connections {limit})",
+                client=host, count=self._per_client[host], limit=self.settings.max_client_connections,
+            )
+            protocol = RefusedClientProtocol(
+                503, "too-many-connections",
+                f"too many connections from your address (limit {self.settings.max_client_connections})",
+            )
+        else:
+            return super().buildProtocol(addr)
+        protocol.factory = self
+        return protocol
 
     def count_error(self, kind: str) -> None:
         self.errors[kind] += 1
 
+    def counters(self) -> dict[str, object]:
+        """Running totals for ``server.info``: connections, exchanges, errors by kind, bytes."""
+        return {
+            "open_connections": len(self.connections),
+            "transactions": self.transactions,
+            "errors": dict(sorted(self.errors.items())),
+            "refused_clients": self.refused,
+            "bytes_from_clients": self.bytes_from_clients,
+            "bytes_from_upstreams": self.pool.bytes_received,
+        }
+
     def connection_opened(self, protocol: ProxyServerProtocol) -> None:
         self.connections.add(protocol)
+        self._per_client[protocol.client_address.host] += 1
 
     def connection_closed(self, protocol: ProxyServerProtocol) -> None:
+        if protocol in self.connections:
+            host = protocol.client_address.host
+            self._per_client[host] -= 1
+            if self._per_client[host] <= 0:
+                del self._per_client[host]
         self.connections.discard(protocol)
         if not self.connections:
             drained, self._drained = self._drained, []

@@ -20,11 +20,18 @@ if TYPE_CHECKING:
 class _TunnelUpstream(Protocol):
     def __init__(self, tunnel: "BlindTunnel") -> None:
         self.tunnel = tunnel
+        self.pool = tunnel.client.factory.pool
+        self.local_key: object = None
+
+    def connectionMade(self) -> None:
+        self.local_key = self.pool.own_connection_made(self.transport)
 
     def dataReceived(self, data: bytes) -> None:
+        self.pool.bytes_received += len(data)
         self.tunnel.from_upstream(data)
 
     def connectionLost(self, reason: Failure) -> None:
+        self.pool.own_connection_lost(self.local_key)
         self.tunnel.upstream_lost()
 
 
@@ -77,7 +84,6 @@ class BlindTunnel:
         if self.finished:
             return
         error = describe_connect_failure(self.origin, failure)
-        self.client.factory.count_error(error.kind)
         self.client.send_error(error.status, error.kind, error.message, keep_alive=False)
         self._finish(error.message, status=None)
 
@@ -109,6 +115,7 @@ class BlindTunnel:
             return
         self.finished = True
         factory = self.client.factory
+        factory.transactions += 1
         ticket = factory.recorder.begin("CONNECT", self.url)
         if ticket is None and not factory.recorder.observes_all:
             return

@@ -8,6 +8,7 @@ listener (an exchange) attached to it.  The pool keeps idle connections per
 
 from __future__ import annotations
 
+import ipaddress
 from dataclasses import dataclass
 from typing import Callable, Protocol as TypingProtocol
 
@@ -93,6 +94,8 @@ class UpstreamProtocol(Protocol):
         self.idle_timer: IDelayedCall | None = None
         self.connected_at: float | None = None
         self.handshake_at: float | None = None
+        #: This connection's local address, registered with the pool for loop detection.
+        self.local_key: ConnectionKey | None = None
         #: Why certificate verification failed, in words (set by the TLS verify callback).
         self.tls_verify_error: str | None = None
 
@@ -100,6 +103,7 @@ class UpstreamProtocol(Protocol):
         self.connected = True
         self.connected_at = self.pool.now()
         send_immediately(self.transport)
+        self.local_key = self.pool.own_connection_made(self.transport)
 
     def handshakeCompleted(self) -> None:
         """IHandshakeListener: the upstream TLS handshake finished."""
@@ -114,6 +118,7 @@ class UpstreamProtocol(Protocol):
         self.listener = None
 
     def dataReceived(self, data: bytes) -> None:
+        self.pool.bytes_received += len(data)
         listener = self.listener
         if listener is None:
             # Bytes while idle: the server broke framing; never reuse this connection.
@@ -135,6 +140,7 @@ class UpstreamProtocol(Protocol):
     def connectionLost(self, reason: Failure = ierror.ConnectionDone()) -> None:  # type: ignore[assignment]
         self.connected = False
         self.pool.forget(self)
+        self.pool.own_connection_lost(self.local_key)
         listener, self.listener = self.listener, None
         if listener is None:
             return
@@ -152,6 +158,36 @@ class UpstreamProtocol(Protocol):
             listener.upstream_failed(
                 UpstreamError(502, "closed", "upstream closed the connection before the response ended")
             )
+
+
+def _normalised(host: str, port: int) -> tuple[str, int]:
+    try:
+        address = ipaddress.ip_address(host.split("%", 1)[0])
+    except ValueError:
+        return host, port
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    return str(address), port
+
+
+ConnectionKey = tuple[tuple[str, int], tuple[str, int]]
+
+
+def _address_key(transport: object) -> ConnectionKey | None:
+    """(local, remote) addresses of a connection: a TCP connection is only identified by
+    both (the same local port may serve connections to different peers)."""
+    try:
+        local = transport.getHost()  # type: ignore[attr-defined]
+        remote = transport.getPeer()  # type: ignore[attr-defined]
+    except Exception:
+        return None
+    ends = []
+    for address in (local, remote):
+        host, port = getattr(address, "host", None), getattr(address, "port", None)
+        if not isinstance(host, str) or not isinstance(port, int):
+            return None
+        ends.append(_normalised(host, port))
+    return ends[0], ends[1]
 
 
 EndpointFactory = Callable[[Origin], IStreamClientEndpoint]
@@ -196,12 +232,33 @@ class UpstreamPool:
         self._tunnel_endpoint_factory = tunnel_endpoint_factory or self._endpoint_factory
         self._idle: dict[Origin, list[UpstreamProtocol]] = {}
         self._closing = False
+        #: Local (host, port) of every open upstream connection, to recognise loops.
+        self._own_addresses: set[ConnectionKey] = set()
+        #: Bytes received from upstreams (counter for ``server.info``).
+        self.bytes_received = 0
 
     def _tcp_endpoint(self, origin: Origin) -> IStreamClientEndpoint:
         return HostnameEndpoint(self._reactor, origin.host, origin.port, timeout=self.connect_timeout)
 
     def now(self) -> float:
         return self._reactor.seconds()
+
+    def own_connection_made(self, transport: object) -> ConnectionKey | None:
+        """Remember the local address of an upstream connection postcap opened; returns
+        the key to give :meth:`own_connection_lost` (the address is gone by then)."""
+        key = _address_key(transport)
+        if key is not None:
+            self._own_addresses.add(key)
+        return key
+
+    def own_connection_lost(self, key: ConnectionKey | None) -> None:
+        if key is not None:
+            self._own_addresses.discard(key)
+
+    def is_own_connection(self, client: tuple[str, int], local: tuple[str, int]) -> bool:
+        """Whether the client connection ``client`` → ``local`` is the far end of one of
+        postcap's own upstream connections (a request that looped back to the proxy)."""
+        return (_normalised(*client), _normalised(*local)) in self._own_addresses
 
     def endpoint_for(self, origin: Origin) -> IStreamClientEndpoint:
         """A raw endpoint to ``origin`` outside the pool (for tunnels)."""
