@@ -35,6 +35,7 @@ from postcap.interceptor.cookies import BrowserCookieSync
 from postcap.interceptor.methods import InterceptorMethods
 from postcap.replay import Replayer
 from postcap.retention import Retention
+from postcap.web import install_web_app
 from postcap.sinks.collections import CollectionSink, Collections
 from postcap.sinks.cookies import CookieCapture, CookieJar, CookieSync
 from postcap.control.web import ControlRoot, RPCResource, StaticBytes, control_site
@@ -239,6 +240,7 @@ class PostcapService(MultiService):
         root.putChild(b"rpc", RPCResource(self.dispatcher))
         root.putChild(b"ca.pem", StaticBytes(self.ca.pem, b"application/x-pem-file"))
         root.putChild(b"events", self.events_resource)
+        install_web_app(root)
         root.putChild(b"sessions", SessionExports(self.store))
         root.putChild(b"healthz", HealthResource(lambda: self.proxy_factory.draining))
         site = control_site(root)

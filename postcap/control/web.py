@@ -98,8 +98,10 @@ class UnauthorizedResource(Resource):
 class ControlRoot(Resource):
     """The root of the control channel: checks the token, then routes."""
 
-    #: Paths served without a token.
-    public: frozenset[bytes] = frozenset({b"ca.pem", b"healthz"})
+    #: Paths served without a token: the CA, the health check, and the web page
+    #: (``/``, its sign-in form) with its static files; everything the page fetches
+    #: needs the token.
+    public: frozenset[bytes] = frozenset({b"ca.pem", b"healthz", b"", b"static"})
 
     def __init__(self, token_provider: Callable[[], str]) -> None:
         super().__init__()

@@ -1,0 +1,563 @@
+"""A small Python client for postcap's control channel.
+
+Two faces over one set of method helpers (:class:`MethodHelpers`):
+
+- :class:`PostcapClient`: Twisted, every call returns a ``Deferred`` (treq).
+- :class:`BlockingClient`: plain scripts, every call blocks (urllib); :func:`connect`
+  finds the local server the way the server finds its files.
+
+    from postcap.client import connect
+    client = connect()
+    session = client.session_start(name="login flow")
+    for item in client.request_list(session_id=session["id"])["items"]:
+        print(item["method"], item["url"], item["status"])
+
+Errors are :class:`PostcapError` (``code``, ``message``, ``data`` from the server);
+:class:`ServerUnreachable` and :class:`AuthenticationFailed` are its transport kinds.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import urllib.error
+import urllib.parse
+import urllib.request
+from dataclasses import dataclass
+from typing import IO, Any, Callable, Iterator
+
+DEFAULT_CONTROL_URL = "http://127.0.0.1:5556"
+CHUNK = 64 * 1024
+
+
+class PostcapError(Exception):
+    """The server answered with an error (JSON-RPC ``error`` or an HTTP error)."""
+
+    def __init__(self, code: Any, message: str, data: Any = None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.data = data
+
+    def __str__(self) -> str:
+        return f"{self.message} (code {self.code})" if self.code is not None else self.message
+
+
+class ServerUnreachable(PostcapError):
+    """No postcap answers at the control URL."""
+
+    def __init__(self, url: str, reason: str) -> None:
+        super().__init__(None, f"cannot reach postcap at {url}: {reason}")
+        self.url = url
+
+
+class AuthenticationFailed(PostcapError):
+    """The control channel refused the token (HTTP 401)."""
+
+    def __init__(self, url: str) -> None:
+        super().__init__(401, f"postcap at {url} refused the token (HTTP 401); check --token-file")
+
+
+# -- finding the server ------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ServerLocation:
+    control_url: str
+    token_file: str
+
+
+def data_dir(environ: dict[str, str] | None = None) -> str:
+    """``$POSTCAP_HOME`` or ``~/.postcap``, as the server's ``--data-dir`` default."""
+    environ = os.environ if environ is None else environ
+    return environ.get("POSTCAP_HOME") or os.path.join(os.path.expanduser("~"), ".postcap")
+
+
+def locate(home: str | None = None) -> ServerLocation:
+    """The local server's control URL (from ``DATA_DIR/server.json`` when the server
+    wrote one, else the default) and its token file."""
+    home = home or data_dir()
+    url = DEFAULT_CONTROL_URL
+    try:
+        with open(os.path.join(home, "server.json"), encoding="utf-8") as handle:
+            control = json.load(handle).get("control") or {}
+        host, port = control.get("host"), control.get("port")
+        if port:
+            if not host or host in ("0.0.0.0", "::"):
+                host = "127.0.0.1"
+            url = f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+    except (OSError, ValueError, AttributeError):
+        pass
+    return ServerLocation(url, os.path.join(home, "control.token"))
+
+
+def read_token(path: str) -> str:
+    try:
+        with open(path, encoding="ascii") as handle:
+            token = handle.read().strip()
+    except OSError as exc:
+        raise TokenUnreadable(path, exc.strerror or str(exc)) from exc
+    if not token:
+        raise TokenUnreadable(path, "file is empty")
+    return token
+
+
+class TokenUnreadable(PostcapError):
+    """The token file could not be read."""
+
+    def __init__(self, path: str, reason: str) -> None:
+        super().__init__(None, f"cannot read token file {path}: {reason}")
+
+
+def connect(
+    control_url: str | None = None,
+    token: str | None = None,
+    token_file: str | None = None,
+    timeout: float = 60.0,
+) -> "BlockingClient":
+    """A blocking client for the local server; arguments override discovery."""
+    location = locate()
+    if token is None:
+        token = read_token(token_file or location.token_file)
+    return BlockingClient(control_url or location.control_url, token, timeout=timeout)
+
+
+# -- one set of method helpers -----------------------------------------------------------
+
+
+def _params(**given: Any) -> dict[str, Any]:
+    return {name: value for name, value in given.items() if value is not None}
+
+
+class MethodHelpers:
+    """One helper per contract method; each returns whatever :meth:`call` returns
+    (a ``Deferred`` for :class:`PostcapClient`, the result for :class:`BlockingClient`)."""
+
+    def call(self, method: str, /, **params: Any) -> Any:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def server_info(self) -> Any:
+        return self.call("server.info")
+
+    def proxy_status(self) -> Any:
+        return self.call("proxy.status")
+
+    def session_start(self, **options: Any) -> Any:
+        return self.call("session.start", **options)
+
+    def session_pause(self, id: str | None = None) -> Any:
+        return self.call("session.pause", **_params(id=id))
+
+    def session_resume(self, id: str | None = None) -> Any:
+        return self.call("session.resume", **_params(id=id))
+
+    def session_stop(self, id: str | None = None) -> Any:
+        return self.call("session.stop", **_params(id=id))
+
+    def session_update(self, id: str, **options: Any) -> Any:
+        return self.call("session.update", id=id, **options)
+
+    def session_get(self, id: str) -> Any:
+        return self.call("session.get", id=id)
+
+    def session_delete(self, id: str) -> Any:
+        return self.call("session.delete", id=id)
+
+    def session_list(self, limit: int | None = None, offset: int | None = None) -> Any:
+        return self.call("session.list", **_params(limit=limit, offset=offset))
+
+    def session_overview(self, id: str | None = None) -> Any:
+        return self.call("session.overview", **_params(id=id))
+
+    def session_export(self, id: str) -> Any:
+        return self.call("session.export", id=id, format="har")
+
+    def request_list(self, **filters: Any) -> Any:
+        return self.call("request.list", **_params(**filters))
+
+    def request_get(self, id: str) -> Any:
+        return self.call("request.get", id=id)
+
+    def request_delete(self, ids: list[str]) -> Any:
+        return self.call("request.delete", ids=list(ids))
+
+    def request_replay(self, id: str, use_cookie_jar: bool = False) -> Any:
+        return self.call("request.replay", id=id, use_cookie_jar=use_cookie_jar)
+
+    def cookie_list(self, session_id: str | None = None) -> Any:
+        return self.call("cookie.list", **_params(session_id=session_id))
+
+    def cookiejar_list(self, domain: str | None = None) -> Any:
+        return self.call("cookiejar.list", **_params(domain=domain))
+
+    def cookiejar_add(
+        self, cookie_ids: list[str] | None = None, cookies: list[dict[str, Any]] | None = None
+    ) -> Any:
+        return self.call("cookiejar.add", **_params(cookie_ids=cookie_ids, cookies=cookies))
+
+    def cookiejar_delete(self, domain: str | None = None, name: str | None = None) -> Any:
+        return self.call("cookiejar.delete", **_params(domain=domain, name=name))
+
+    def cookiejar_export(self, format: str = "netscape") -> Any:
+        return self.call("cookiejar.export", format=format)
+
+    def collection_create(self, name: str) -> Any:
+        return self.call("collection.create", name=name)
+
+    def collection_list(self) -> Any:
+        return self.call("collection.list")
+
+    def collection_get(self, id: str) -> Any:
+        return self.call("collection.get", id=id)
+
+    def collection_add(
+        self, id: str, request_ids: list[str], organize_by: list[str] | None = None
+    ) -> Any:
+        return self.call(
+            "collection.add",
+            **_params(id=id, request_ids=list(request_ids), organize_by=organize_by),
+        )
+
+    def collection_delete(self, id: str) -> Any:
+        return self.call("collection.delete", id=id)
+
+    def ca_get(self) -> Any:
+        return self.call("ca.get")
+
+
+_ids = itertools.count(1)
+
+
+def _request_body(method: str, params: dict[str, Any]) -> bytes:
+    return json.dumps(
+        {"jsonrpc": "2.0", "id": next(_ids), "method": method, "params": params}
+    ).encode("utf-8")
+
+
+def _result(url: str, status: int, body: bytes) -> Any:
+    """The result of a JSON-RPC answer, or the :class:`PostcapError` it carries."""
+    if status == 401:
+        raise AuthenticationFailed(url)
+    try:
+        answer = json.loads(body)
+    except ValueError:
+        raise PostcapError(status, f"HTTP {status} from {url}: not a JSON-RPC answer") from None
+    if status != 200 or not isinstance(answer, dict):
+        message = answer.get("error") if isinstance(answer, dict) else None
+        raise PostcapError(status, f"HTTP {status} from {url}: {message or 'unexpected answer'}")
+    if "error" in answer:
+        error = answer["error"] or {}
+        raise PostcapError(
+            error.get("code"), str(error.get("message", "unknown error")), error.get("data")
+        )
+    return answer.get("result")
+
+
+def _har_path(session_id: str) -> str:
+    return "/sessions/" + urllib.parse.quote(session_id, safe="") + ".har"
+
+
+@dataclass(frozen=True, slots=True)
+class ServerEvent:
+    """One Server-Sent Event: ``id``, ``event`` kind and ``data`` decoded from JSON."""
+
+    id: str | None
+    event: str
+    data: Any
+
+
+class SSEParser:
+    """Incremental ``text/event-stream`` parser: feed bytes, get :class:`ServerEvent`."""
+
+    def __init__(self) -> None:
+        self._buffer = b""
+        self._id: str | None = None
+        self._event = "message"
+        self._data: list[str] = []
+        self.last_id: str | None = None
+
+    def feed(self, chunk: bytes) -> list[ServerEvent]:
+        self._buffer += chunk
+        events: list[ServerEvent] = []
+        while True:
+            line, found, rest = self._buffer.partition(b"\n")
+            if not found:
+                return events
+            self._buffer = rest
+            event = self._line(line.rstrip(b"\r").decode("utf-8", "replace"))
+            if event is not None:
+                events.append(event)
+
+    def _line(self, line: str) -> ServerEvent | None:
+        if not line:
+            if not self._data:
+                self._event = "message"
+                return None
+            text = "\n".join(self._data)
+            try:
+                data: Any = json.loads(text)
+            except ValueError:
+                data = text
+            event = ServerEvent(self._id, self._event, data)
+            if self._id is not None:
+                self.last_id = self._id
+            self._event, self._data = "message", []
+            return event
+        if line.startswith(":"):
+            return None
+        field, _, value = line.partition(":")
+        value = value[1:] if value.startswith(" ") else value
+        if field == "data":
+            self._data.append(value)
+        elif field == "event":
+            self._event = value
+        elif field == "id":
+            self._id = value
+        return None
+
+
+# -- blocking ----------------------------------------------------------------------------
+
+
+class BlockingClient(MethodHelpers):
+    """Blocking calls with urllib, for plain scripts and ``postcapctl``."""
+
+    def __init__(self, control_url: str, token: str, timeout: float = 60.0) -> None:
+        self.control_url = control_url.rstrip("/")
+        self.token = token
+        self.timeout = timeout
+
+    def _open(
+        self,
+        path: str,
+        body: bytes | None = None,
+        headers: dict[str, str] | None = None,
+        timeout: float | None = None,
+    ) -> Any:
+        request = urllib.request.Request(
+            self.control_url + path, data=body, method="POST" if body is not None else "GET"
+        )
+        request.add_header("Authorization", f"Bearer {self.token}")
+        for name, value in (headers or {}).items():
+            request.add_header(name, value)
+        try:
+            return urllib.request.urlopen(request, timeout=timeout or self.timeout)
+        except urllib.error.HTTPError as error:
+            if error.code == 401:
+                raise AuthenticationFailed(self.control_url) from None
+            return error
+        except (urllib.error.URLError, OSError) as exc:
+            reason = getattr(exc, "reason", exc)
+            raise ServerUnreachable(
+                self.control_url, str(getattr(reason, "strerror", None) or reason)
+            ) from None
+
+    def call(self, method: str, /, **params: Any) -> Any:
+        with self._open(
+            "/rpc", _request_body(method, params), {"Content-Type": "application/json"}
+        ) as response:
+            return _result(self.control_url, response.status, response.read())
+
+    def stream_har(
+        self,
+        session_id: str,
+        file: IO[bytes],
+        progress: Callable[[int, int | None], None] | None = None,
+    ) -> int:
+        """Write the session's HAR export to ``file`` as it streams; returns bytes written.
+        ``progress(done, total_or_None)`` is called after every chunk."""
+        with self._open(_har_path(session_id)) as response:
+            if response.status != 200:
+                _raise_http(self.control_url, response.status, response.read())
+            length = response.headers.get("Content-Length")
+            total = int(length) if length and length.isdigit() else None
+            written = 0
+            while chunk := response.read(CHUNK):
+                file.write(chunk)
+                written += len(chunk)
+                if progress is not None:
+                    progress(written, total)
+            return written
+
+    def events(
+        self,
+        types: str | None = None,
+        last_event_id: str | None = None,
+        timeout: float | None = None,
+    ) -> Iterator[ServerEvent]:
+        """Live events from ``GET /events`` until the server ends the stream."""
+        path = "/events" + ("?" + urllib.parse.urlencode({"types": types}) if types else "")
+        headers = {"Accept": "text/event-stream"}
+        if last_event_id:
+            headers["Last-Event-ID"] = last_event_id
+        parser = SSEParser()
+        with self._open(path, headers=headers, timeout=timeout) as response:
+            if response.status != 200:
+                _raise_http(self.control_url, response.status, response.read())
+            while chunk := response.read1(CHUNK):
+                yield from parser.feed(chunk)
+
+
+def _raise_http(url: str, status: int, body: bytes) -> None:
+    try:
+        message = json.loads(body).get("error")
+    except (ValueError, AttributeError):
+        text = body.decode("utf-8", "replace").strip()
+        message = "no such resource" if text.startswith("<") else " ".join(text.split())[:200]
+    if isinstance(message, dict):
+        message = message.get("message")
+    raise PostcapError(
+        -32004 if status == 404 else status, f"HTTP {status} from {url}: {message or 'error'}"
+    )
+
+
+# -- Deferred (treq) ---------------------------------------------------------------------
+
+
+class PostcapClient(MethodHelpers):
+    """Deferred calls with treq: ``client.call(...)`` and every helper return a
+    ``Deferred`` that fires with the result or fails with :class:`PostcapError`."""
+
+    def __init__(self, control_url: str, token: str, reactor: Any = None, http: Any = None) -> None:
+        import treq
+
+        self.control_url = control_url.rstrip("/")
+        self.token = token
+        self._treq = http or treq
+        self._reactor = reactor
+
+    def _headers(self, **extra: str) -> dict[bytes, list[bytes]]:
+        headers = {b"Authorization": [f"Bearer {self.token}".encode("ascii")]}
+        for name, value in extra.items():
+            headers[name.replace("_", "-").encode()] = [value.encode("utf-8")]
+        return headers
+
+    def _request(self, method: str, path: str, **kwargs: Any) -> Any:
+        from twisted.internet.defer import Deferred
+        from twisted.internet.error import ConnectError, DNSLookupError
+        from twisted.web.client import ResponseNeverReceived
+
+        url = self.control_url + path
+        deferred: Deferred[Any] = self._treq.request(method, url, **kwargs)
+
+        def unreachable(failure: Any) -> Any:
+            failure.trap(ConnectError, DNSLookupError, ResponseNeverReceived)
+            raise ServerUnreachable(self.control_url, failure.getErrorMessage())
+
+        def checked(response: Any) -> Any:
+            if response.code == 401:
+                raise AuthenticationFailed(self.control_url)
+            return response
+
+        return deferred.addErrback(unreachable).addCallback(checked)
+
+    def call(self, method: str, /, **params: Any) -> Any:
+        import treq
+
+        async def run() -> Any:
+            response = await self._request(
+                "POST",
+                "/rpc",
+                data=_request_body(method, params),
+                headers=self._headers(Content_Type="application/json"),
+            )
+            return _result(self.control_url, response.code, await treq.content(response))
+
+        from twisted.internet.defer import Deferred
+
+        return Deferred.fromCoroutine(run())
+
+    def stream_har(self, session_id: str, file: IO[bytes]) -> Any:
+        """Stream the session's HAR export into ``file``; fires with bytes written."""
+        import treq
+        from twisted.internet.defer import Deferred
+
+        async def run() -> int:
+            response = await self._request(
+                "GET", _har_path(session_id), headers=self._headers(), unbuffered=True
+            )
+            if response.code != 200:
+                _raise_http(self.control_url, response.code, await treq.content(response))
+            written = [0]
+
+            def write(chunk: bytes) -> None:
+                file.write(chunk)
+                written[0] += len(chunk)
+
+            await treq.collect(response, write)
+            return written[0]
+
+        return Deferred.fromCoroutine(run())
+
+    def events(
+        self,
+        on_event: Callable[[ServerEvent], None],
+        types: str | None = None,
+        last_event_id: str | None = None,
+    ) -> Any:
+        """Call ``on_event`` for each live event.  The Deferred fires when the server
+        ends the stream; cancelling it disconnects (and fails it with ``CancelledError``)."""
+        import treq
+        from twisted.internet.defer import CancelledError, Deferred
+        from twisted.internet.protocol import Protocol
+
+        path = "/events" + ("?" + urllib.parse.urlencode({"types": types}) if types else "")
+        extra = {"Accept": "text/event-stream"}
+        if last_event_id:
+            extra["Last_Event_ID"] = last_event_id
+        parser = SSEParser()
+        stream: list[Any] = []
+
+        class EventsProtocol(Protocol):
+            def dataReceived(self, data: bytes) -> None:
+                if not ended.called:
+                    for event in parser.feed(data):
+                        on_event(event)
+
+            def connectionLost(self, reason: Any = None) -> None:
+                if not ended.called:
+                    ended.callback(None)
+
+        def disconnect(_: Deferred[None]) -> None:
+            for protocol in stream:
+                protocol.transport.stopProducing()
+            requesting.cancel()
+
+        ended: Deferred[None] = Deferred(disconnect)
+
+        async def connect() -> None:
+            response = await self._request(
+                "GET", path, headers=self._headers(**extra), unbuffered=True
+            )
+            if response.code != 200:
+                _raise_http(self.control_url, response.code, await treq.content(response))
+            protocol = EventsProtocol()
+            stream.append(protocol)
+            response.deliverBody(protocol)
+
+        def failed(failure: Any) -> None:
+            if not ended.called and not failure.check(CancelledError):
+                ended.errback(failure)
+
+        requesting = Deferred.fromCoroutine(connect())
+        requesting.addErrback(failed)
+        return ended
+
+
+__all__ = [
+    "AuthenticationFailed",
+    "BlockingClient",
+    "DEFAULT_CONTROL_URL",
+    "MethodHelpers",
+    "PostcapClient",
+    "PostcapError",
+    "SSEParser",
+    "ServerEvent",
+    "ServerLocation",
+    "ServerUnreachable",
+    "connect",
+    "data_dir",
+    "locate",
+    "read_token",
+]

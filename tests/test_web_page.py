@@ -1,0 +1,248 @@
+"""The web page on the control port, driven in headless Debian Chromium by Playwright:
+sign in, start a session, watch curl's requests arrive live, open one, read the
+overview charts, stop the session.  A screenshot is kept in the test's tmp dir."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+from typing import Any, Iterator
+
+import pytest
+
+from tests.browser import CHROMIUM
+from tests.harness import Origin
+from tests.postcap_process import PostcapProcess
+
+os.environ.setdefault("PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD", "1")
+sync_api = pytest.importorskip(
+    "playwright.sync_api", reason="pip install playwright (the test extra)"
+)
+expect = sync_api.expect
+
+pytestmark = [
+    pytest.mark.skipif(
+        CHROMIUM is None, reason="Debian chromium is not installed (apt-get install chromium)"
+    ),
+    pytest.mark.skipif(
+        shutil.which("curl") is None, reason="curl is required (apt-get install curl)"
+    ),
+]
+
+LAUNCH_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+UI_TIMEOUT_MS = 20_000
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PostcapProcess]:
+    with PostcapProcess(tmp_path_factory.mktemp("web")) as running:
+        yield running
+
+
+@pytest.fixture(autouse=True)
+def no_active_session(server: PostcapProcess) -> Iterator[None]:
+    """Each test starts and ends without a running session (the server is shared)."""
+    yield
+    active = server.rpc("server.info")["active_session"]
+    if active:
+        server.rpc("session.stop", id=active["id"])
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    with sync_api.sync_playwright() as playwright:
+        launched = playwright.chromium.launch(
+            executable_path=CHROMIUM, headless=True, args=LAUNCH_ARGS, timeout=60_000
+        )
+        try:
+            yield launched
+        finally:
+            launched.close()
+
+
+@pytest.fixture
+def page(browser: Any) -> Iterator[Any]:
+    context = browser.new_context(viewport={"width": 1400, "height": 1000})
+    context.set_default_timeout(UI_TIMEOUT_MS)
+    opened = context.new_page()
+    problems: list[str] = []
+    opened.on("pageerror", lambda error: problems.append(str(error)))
+    opened.on(
+        "console",
+        lambda message: problems.append(message.text) if message.type == "error" else None,
+    )
+    opened.problems = problems
+    try:
+        yield opened
+    finally:
+        context.close()
+
+
+def sign_in(page: Any, server: PostcapProcess) -> None:
+    page.goto(server.control_url + "/")
+    page.fill("#token-input", server.token)
+    page.click("#signin-button")
+    page.wait_for_selector("#view-sessions:not([hidden]), #view-live:not([hidden])")
+
+
+def stored_token(page: Any) -> Any:
+    return page.evaluate("() => sessionStorage.getItem('postcap.token')")
+
+
+def test_page_is_public_with_security_headers_and_api_stays_guarded(server: PostcapProcess) -> None:
+    status, headers, body = server.http("/", token=None)
+    assert status == 200
+    assert b'<form id="signin-form"' in body
+    assert b"<script>" not in body  # no inline script
+    policy = headers["Content-Security-Policy"]
+    assert "script-src 'self'" in policy and "unsafe-inline" not in policy
+    assert headers["X-Content-Type-Options"] == "nosniff"
+    for asset, kind in (("/static/app.js", "text/javascript"), ("/static/app.css", "text/css")):
+        status, headers, body = server.http(asset, token=None)
+        assert status == 200 and headers["Content-Type"].startswith(kind) and body
+    assert server.http("/static/nope.js", token=None)[0] == 404
+    assert server.http("/rpc", b"{}", token=None)[0] == 401
+    assert server.http("/events", token=None)[0] == 401
+    assert server.http("/rpc", b"{}", token="wrong")[0] == 401
+
+
+def test_wrong_token_is_refused_by_the_form(server: PostcapProcess, page: Any) -> None:
+    page.goto(server.control_url + "/")
+    page.fill("#token-input", "not-the-token")
+    page.click("#signin-button")
+    error = page.wait_for_selector("#signin-error:not([hidden])")
+    assert "refused" in error.inner_text()
+    assert stored_token(page) is None
+    assert "token" not in page.url
+
+
+def test_live_session_in_the_browser(
+    server: PostcapProcess, origin: Origin, page: Any, tmp_path: Path
+) -> None:
+    sign_in(page, server)
+    assert server.token not in page.url
+    assert stored_token(page) == server.token
+
+    page.fill("#start-name", "browser session")
+    page.click("#start-button")
+    page.wait_for_selector("#view-live:not([hidden])")
+    assert page.inner_text("#live-title") == "browser session"
+    assert page.inner_text("#live-state") == "running"
+    expect(page.locator("body")).to_have_attribute("data-events", "connected")
+
+    server.curl(origin.url("/hello"))
+    server.curl(origin.url("/status/404"), check=False)
+    server.curl(
+        "-X",
+        "POST",
+        "-H",
+        "Content-Type: application/json",
+        "--data",
+        '{"user":"ada","roles":["admin"]}',
+        origin.url("/echo"),
+    )
+    rows = "#requests-table tbody tr"
+    expect(page.locator(rows)).to_have_count(3)
+    table = page.inner_text("#requests-table")
+    assert "/hello" in table and "/status/404" in table and "/echo" in table
+    assert "3 req" in page.inner_text("#corner-size")
+
+    page.click(f"{rows}:has-text('/echo')")
+    detail = page.wait_for_selector("#detail:not([hidden])")
+    text = detail.inner_text()
+    assert "POST " + origin.url("/echo") in text
+    assert '"user": "ada"' in text  # the JSON request body pretty-printed
+    assert page.locator("#detail svg.waterfall rect").count() == 5
+
+    page.fill("#search", "status")
+    expect(page.locator(rows)).to_have_count(1)
+    page.fill("#search", "")
+    page.select_option("#filter-method", "POST")
+    expect(page.locator(rows)).to_have_count(1)
+    page.select_option("#filter-method", "")
+    expect(page.locator(rows)).to_have_count(3)
+
+    page.click("#tab-overview")
+    page.wait_for_selector("svg[data-chart=by_method] g[data-key=GET]")
+    counts = page.evaluate(
+        """() => Object.fromEntries([...document.querySelectorAll('svg[data-chart]')]
+        .map(chart => [chart.dataset.chart,
+                       Object.fromEntries([...chart.querySelectorAll('g[data-key]')]
+                         .map(g => [g.dataset.key, Number(g.dataset.count)]))]))"""
+    )
+    assert counts["by_method"] == {"GET": 2, "POST": 1}
+    assert counts["by_domain"] == {"127.0.0.1": 3}
+    assert counts["by_status"] == {"200": 2, "404": 1}
+    assert counts["by_data_mode"] == {"none": 2, "raw-json": 1}
+
+    page.click("#pause-button")
+    expect(page.locator("#live-state")).to_have_text("paused")
+    page.click("#resume-button")
+    expect(page.locator("#live-state")).to_have_text("running")
+    page.click("#stop-button")
+    expect(page.locator("#live-state")).to_have_text("stopped")
+    session = server.rpc("session.list")["items"][0]
+    assert session["state"] == "stopped" and session["request_count"] == 3
+
+    page.click("#tab-requests")
+    screenshot = tmp_path / "live-session.png"
+    page.screenshot(path=str(screenshot), full_page=True)
+    assert screenshot.stat().st_size > 10_000
+    assert page.problems == []
+
+
+def test_sessions_list_rename_and_delete(server: PostcapProcess, page: Any) -> None:
+    first = server.rpc("session.start", name="first")
+    server.rpc("session.stop", id=first["id"])
+    sign_in(page, server)
+    row = f"#sessions-table tr[data-id='{first['id']}']"
+    page.wait_for_selector(row)
+    assert "stopped" in page.inner_text(row)
+    page.click(f"{row} button.rename")
+    page.fill(f"{row} input.rename-input", "renamed")
+    page.click(f"{row} button[type=submit]")
+    expect(page.locator(f"{row} td.name")).to_have_text("renamed")
+    assert server.rpc("session.get", id=first["id"])["name"] == "renamed"
+    page.click(f"{row} button.delete")
+    page.click(f"{row} button.delete")  # confirm
+    page.wait_for_selector(row, state="detached")
+    assert first["id"] not in [s["id"] for s in server.rpc("session.list")["items"]]
+    assert page.problems == []
+
+
+def test_cookies_tab_and_downloads(server: PostcapProcess, origin: Origin, page: Any) -> None:
+    session = server.rpc("session.start", name="cookies", capture_cookies=True)
+    server.curl(origin.url("/cookies/set?sid=abc123"))
+    sign_in(page, server)  # the active session opens by itself
+    expect(page.locator("#live-title")).to_have_text("cookies")
+    page.click("#tab-cookies")
+    row = page.locator("#cookies-table tbody tr", has_text="sid")
+    expect(row).to_have_count(1)
+    row.locator("button.add-to-jar").click()
+    expect(page.locator("#jar-table tbody tr", has_text="abc123")).to_have_count(1)
+    assert [c["value"] for c in server.rpc("cookiejar.list")["items"]] == ["abc123"]
+
+    with page.expect_download() as har_download:
+        page.click("#export-har")
+    har = json.loads(Path(har_download.value.path()).read_bytes())
+    assert [e["request"]["url"] for e in har["log"]["entries"]] == [
+        origin.url("/cookies/set?sid=abc123")
+    ]
+    with page.expect_download() as collection_download:
+        page.click("#export-collection")
+    collection = json.loads(Path(collection_download.value.path()).read_bytes())
+    assert collection["info"]["name"] == "cookies" and len(collection["item"]) == 1
+    with page.expect_download() as ca_download:
+        page.click("#ca-download")
+    assert Path(ca_download.value.path()).read_text() == Path(server.ca_path).read_text()
+    server.rpc("session.stop", id=session["id"])
+    assert page.problems == []
