@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import secrets
 from collections import deque
-from dataclasses import dataclass
 from typing import Any, Callable, Iterable
 
 from twisted.internet.defer import Deferred, succeed
@@ -26,14 +25,25 @@ from postcap.model import SessionRecord, Transaction
 EVENT_KINDS = ("session", "transaction", "cookie")
 
 
-@dataclass(frozen=True, slots=True)
 class Event:
-    """One published event: ``id`` as sent (``RUN:N``), ``kind``, ``data`` as JSON text."""
+    """One published event: ``id`` as sent (``RUN:N``), ``kind``, and its payload,
+    encoded as JSON (``data``) only when a client first needs it."""
 
-    number: int
-    id: str
-    kind: str
-    data: str
+    __slots__ = ("number", "id", "kind", "_payload", "_data")
+
+    def __init__(self, number: int, id: str, kind: str, payload: Any) -> None:
+        self.number = number
+        self.id = id
+        self.kind = kind
+        self._payload = payload
+        self._data: str | None = None
+
+    @property
+    def data(self) -> str:
+        if self._data is None:
+            self._data = json.dumps(self._payload, separators=(",", ":"))
+            self._payload = None
+        return self._data
 
     def encode(self) -> bytes:
         """The Server-Sent Events frame."""
@@ -59,8 +69,7 @@ class EventHub:
         return self._buffer[-1].id if self._buffer else None
 
     def publish(self, kind: str, payload: Any) -> Event:
-        event = Event(self._next, f"{self.run_id}:{self._next}", kind,
-                      json.dumps(payload, separators=(",", ":")))
+        event = Event(self._next, f"{self.run_id}:{self._next}", kind, payload)
         self._next += 1
         self._buffer.append(event)
         for subscriber in list(self._subscribers):

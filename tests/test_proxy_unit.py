@@ -503,6 +503,20 @@ class KeepAliveTests(ProxyTestCase):
         self.assertEqual(self.pool.idle_count, 0)
         self.assertTrue(upstream.transport.disconnecting)
 
+    def test_concurrent_clients_keep_their_upstream_connections(self) -> None:
+        # Twenty clients at once: each upstream connection goes idle when its response
+        # ends and serves the next request; none is closed and opened again.
+        clients = [self.client() for _ in range(20)]
+        for client in clients:
+            client.send(request())
+        self.assertEqual(len(self.network.attempts), 20)
+        for upstream in self.network.connections:
+            upstream.respond(OK_HELLO)
+        self.assertEqual(self.pool.idle_count, 20)
+        for client in clients:
+            client.send(request())
+        self.assertEqual(len(self.network.attempts), 20)
+
     def test_upstream_closed_while_idle_is_not_reused(self) -> None:
         client = self.client()
         client.send(request())

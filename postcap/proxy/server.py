@@ -12,7 +12,7 @@ import ipaddress
 import re
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Sequence
+from typing import Any, Sequence
 
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.interfaces import IAddress, IDelayedCall
@@ -143,6 +143,8 @@ class ProxyServerProtocol(Protocol):
     _log = Logger()
     #: Pipelined bytes held while an exchange runs before the client is paused.
     max_pipelined_bytes = 64 * 1024
+    #: The local address of the connection, once asked (see _own_address).
+    _local: Any = None
 
     factory: "ProxyFactory"
 
@@ -164,6 +166,7 @@ class ProxyServerProtocol(Protocol):
         peer = self.transport.getPeer()
         self.client_address = Address(getattr(peer, "host", ""), getattr(peer, "port", 0))
         self.pauser = TransportPauser(self.transport)
+        self._local = None
         send_immediately(self.transport)
         self.factory.connection_opened(self)
         self._await_request()
@@ -302,7 +305,7 @@ class ProxyServerProtocol(Protocol):
 
     def _loop_reason(self, head: RequestHead) -> str | None:
         """Why this request is one postcap sent itself, or None."""
-        own = self.transport.getHost()
+        own = self._own_address()
         if self.factory.pool.is_own_connection(
             (self.client_address.host, self.client_address.port),
             (getattr(own, "host", ""), getattr(own, "port", 0)),
@@ -316,9 +319,15 @@ class ProxyServerProtocol(Protocol):
             return f"request already passed through postcap {hops} times (Via)"
         return None
 
+    def _own_address(self) -> Any:
+        """Where this client reached postcap (asked of the socket once per connection)."""
+        if self._local is None:
+            self._local = self.transport.getHost()
+        return self._local
+
     def _targets_self(self, origin: Origin) -> bool:
         """Whether ``origin`` is the address this client reached postcap on."""
-        own = self.transport.getHost()
+        own = self._own_address()
         if self.intercepted is not None or origin.port != getattr(own, "port", None):
             return False
         return origin.host in (getattr(own, "host", None), "0.0.0.0", "::")

@@ -8,6 +8,8 @@ listener (an exchange) attached to it.  The pool keeps idle connections per
 
 from __future__ import annotations
 
+import functools
+
 import ipaddress
 from dataclasses import dataclass
 from typing import Callable, Protocol as TypingProtocol
@@ -160,6 +162,7 @@ class UpstreamProtocol(Protocol):
             )
 
 
+@functools.lru_cache(maxsize=4096)
 def _normalised(host: str, port: int) -> tuple[str, int]:
     try:
         address = ipaddress.ip_address(host.split("%", 1)[0])
@@ -216,7 +219,10 @@ class UpstreamPool:
     """Keep-alive connections per origin, with bounds on idle count and time."""
 
     _log = Logger()
-    max_idle_per_origin = 8
+    #: As many as a busy client keeps open: a lower bound than the clients' own
+    #: concurrency makes every release past it close a connection that the next
+    #: request then opens again (a TCP and maybe a TLS handshake per request).
+    max_idle_per_origin = 256
     idle_timeout = 30.0
 
     def __init__(
