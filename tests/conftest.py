@@ -3,12 +3,21 @@ the test PKI, one per test module."""
 
 from __future__ import annotations
 
+import os
+import tempfile
 from typing import Iterator
 
 import pytest
+from hypothesis import settings
+from hypothesis.configuration import set_hypothesis_home_dir
 
 from tests.certs import OriginPKI, make_test_pki
 from tests.harness import Origin, start_origin
+
+# Hypothesis keeps its files (example database, caches) out of the checkout.
+set_hypothesis_home_dir(os.path.join(tempfile.gettempdir(), "postcap-hypothesis"))
+settings.register_profile("postcap", database=None)
+settings.load_profile("postcap")
 
 
 @pytest.fixture(scope="module")

@@ -432,12 +432,11 @@ class ProxyFactory(ServerFactory):
             upstream_proxy=settings.upstream_proxy,
         )
         if pool is None:
-            connector = self.connector
             pool = UpstreamPool(
                 reactor,
                 settings.connect_timeout,
-                endpoint_factory=connector.endpoint,
-                tunnel_endpoint_factory=connector.tunnel_endpoint,
+                endpoint_factory=self.connector.endpoint,
+                tunnel_endpoint_factory=self.connector.tunnel_endpoint,
             )
         self.pool = pool
         self.spooler = spooler

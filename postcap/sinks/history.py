@@ -290,7 +290,7 @@ def _configure_connection(connection: Any) -> None:
 _BLOB_PIECE = 1024 * 1024
 
 
-def _text(value: str) -> str:
+def storable_text(value: str) -> str:
     """``value`` made storable as SQLite UTF-8 text (lone surrogates replaced)."""
     try:
         value.encode("utf-8")
@@ -316,15 +316,15 @@ def _transaction_row(txn: Transaction) -> tuple[Any, ...]:
         txn.session_id,
         txn.started_at,
         txn.kind,
-        _text(txn.method),
-        _text(txn.url),
-        _text(txn.host),
+        storable_text(txn.method),
+        storable_text(txn.url),
+        storable_text(txn.host),
         txn.status,
         txn.duration_ms,
         txn.request_bytes,
         txn.response_bytes,
-        _text(txn.content_type),
-        None if txn.error is None else _text(txn.error),
+        storable_text(txn.content_type),
+        None if txn.error is None else storable_text(txn.error),
         _stored_detail(txn),
         txn.data_mode,
     )
@@ -697,7 +697,11 @@ def _select_details(
         " ORDER BY seq LIMIT ? OFFSET ?",
         (session_id, limit, offset),
     )
-    rows = cursor.fetchall()
+    return _details_of(cursor, cursor.fetchall())
+
+
+def _details_of(cursor: Cursor, rows: Sequence[Sequence[Any]]) -> list[dict[str, Any]]:
+    """Details, bodies included, of ``(id, detail)`` rows."""
     bodies = _select_bodies(cursor, [row[0] for row in rows])
     return [_detail_from_row(detail, bodies.get(tid, {})) for tid, detail in rows]
 
@@ -713,8 +717,7 @@ def _select_details_after(
         (session_id, after, limit),
     )
     rows = cursor.fetchall()
-    bodies = _select_bodies(cursor, [row[1] for row in rows])
-    details = [_detail_from_row(detail, bodies.get(tid, {})) for _, tid, detail in rows]
+    details = _details_of(cursor, [(tid, detail) for _, tid, detail in rows])
     return (rows[-1][0] if rows else after), details
 
 

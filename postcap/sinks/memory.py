@@ -20,7 +20,7 @@ from zope.interface import implementer
 
 from postcap.interfaces import ICaptureSink, IHistoryStore
 from postcap.model import SessionRecord, Transaction
-from postcap.sinks.history import HistoryStoreClosed, TransactionFilter
+from postcap.sinks.history import HistoryStoreClosed, TransactionFilter, storable_text
 
 __all__ = ["MemoryHistoryStore", "MemorySink"]
 
@@ -63,15 +63,6 @@ class MemorySink:
 def _ascii_lower(text: str) -> str:
     """Lower-case ASCII letters only, as SQLite's NOCASE and LIKE do."""
     return text.translate(_ASCII_LOWER)
-
-
-def _text(value: str) -> str:
-    """``value`` as SQLite would store it: lone surrogates replaced."""
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        return value.encode("utf-8", "replace").decode("utf-8")
-    return value
 
 
 def _json_copy(value: Any) -> Any:
@@ -283,7 +274,7 @@ class MemoryHistoryStore:
         summary = txn.summary()
         for key in ("method", "url", "host", "content_type", "error"):
             if summary[key] is not None:
-                summary[key] = _text(summary[key])
+                summary[key] = storable_text(summary[key])
         detail = txn.detail(data.get("request", b""), data.get("response", b""))
         return _Stored(
             session_id=txn.session_id,

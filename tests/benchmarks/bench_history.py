@@ -63,13 +63,12 @@ async def run(reactor: Any, count: int, out: str | None) -> None:
         rss_before = peak_rss_mib()
 
         async def scan() -> int:
-            seen, offset, page = 0, 0, 500
+            seen, after = 0, 0
             while True:
-                details = await store.list_details(SEEDED_SESSION, page, offset)
+                after, details = await store.details_after(SEEDED_SESSION, after, 500)
                 if not details:
                     return seen
                 seen += len(details)
-                offset += page
 
         seen = await timed("full_detail_scan_ms", results, scan, repeat=1)
         results["full_detail_scan_rows"] = seen
