@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import os
 import tempfile
-from dataclasses import dataclass
 from typing import IO, Protocol as TypingProtocol
 
 from twisted.internet.defer import Deferred, succeed
@@ -105,20 +104,22 @@ class BodyCapture:
             self._spooler.close(self._spool).addCallback(lambda _: os.unlink(path))
             self._spool = self._spool_path = None
 
+    def body_now(self) -> Body | None:
+        """The captured :class:`Body` when it is all in memory (no spool file), else None."""
+        if not self.enabled:
+            return Body(self.size, False)
+        if self._spool is not None:
+            return None
+        chunks = self._chunks
+        content = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+        return Body(self.size, True, self.size > self.limit, content)
+
     def finish(self) -> Deferred[Body]:
         """The captured :class:`Body`, once any spool file is complete."""
-        if not self.enabled:
-            return succeed(Body(size=self.size, captured=False))
-        if self._spool is None:
-            return succeed(
-                Body(
-                    size=self.size,
-                    captured=True,
-                    truncated=self.truncated,
-                    content=b"".join(self._chunks),
-                )
-            )
-        assert self._spooler is not None
+        body = self.body_now()
+        if body is not None:
+            return succeed(body)
+        assert self._spooler is not None and self._spool is not None
         path, size, truncated = self._spool_path, self.size, self.truncated
         spool, self._spool = self._spool, None
         return self._spooler.close(spool).addCallback(
@@ -130,16 +131,21 @@ class ResponseFilter(TypingProtocol):
     def wants_response(self, status: int | None, content_type: str) -> bool: ...
 
 
-@dataclass(frozen=True, slots=True)
 class CaptureTicket:
     """What the active session asked of one exchange when its request began."""
 
-    session_id: str
-    save_responses: bool
-    filter: ResponseFilter
+    __slots__ = ("session_id", "save_responses", "filter", "filters_responses")
+
+    def __init__(self, session_id: str, save_responses: bool, filter: ResponseFilter,
+                 filters_responses: bool = True) -> None:
+        self.session_id = session_id
+        self.save_responses = save_responses
+        self.filter = filter
+        #: False when :meth:`wants_response` always says yes (no response filter set).
+        self.filters_responses = filters_responses
 
     def wants_response(self, status: int | None, content_type: str) -> bool:
-        return self.filter.wants_response(status, content_type)
+        return not self.filters_responses or self.filter.wants_response(status, content_type)
 
 
 class Recorder(TypingProtocol):

@@ -15,6 +15,7 @@ from __future__ import annotations
 import base64
 import ipaddress
 import os
+import random
 import secrets
 import time
 from dataclasses import dataclass, field
@@ -31,17 +32,36 @@ Headers = tuple[tuple[bytes, bytes], ...]
 MEDIA_TYPE_PREFIXES = ("image/", "audio/", "video/")
 
 
+#: Identifiers name records, they guard nothing: a seeded PRNG, not a syscall per id.
+_id_random = random.Random(secrets.randbits(64))
+
+
 def new_id() -> str:
     """A time-ordered, URL-safe identifier: 12 hex digits of milliseconds, 8 random."""
-    return f"{time.time_ns() // 1_000_000:012x}{secrets.token_hex(4)}"
+    return f"{time.time_ns() // 1_000_000:012x}{_id_random.getrandbits(32):08x}"
+
+
+_second_prefix: tuple[int, str] = (-1, "")
 
 
 def iso8601(ts: float | None) -> str | None:
     """Format a POSIX timestamp as ISO 8601 UTC with milliseconds (``…Z``)."""
+    global _second_prefix
     if ts is None:
         return None
-    moment = datetime.fromtimestamp(ts, tz=timezone.utc)
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+    if ts < 0:
+        moment = datetime.fromtimestamp(ts, tz=timezone.utc)
+        return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+    # As datetime.fromtimestamp: microseconds rounded half to even, then milliseconds floored.
+    second = int(ts)
+    micro = round((ts - second) * 1e6)
+    if micro >= 1_000_000:
+        second, micro = second + 1, micro - 1_000_000
+    cached_second, prefix = _second_prefix
+    if cached_second != second:
+        prefix = time.strftime("%Y-%m-%dT%H:%M:%S.", time.gmtime(second))
+        _second_prefix = (second, prefix)
+    return f"{prefix}{micro // 1000:03d}Z"
 
 
 def is_ip_literal(host: str) -> bool:

@@ -195,18 +195,12 @@ class PostcapService(MultiService):
         self.control_port: IListeningPort | None = None
         self.ready: Deferred[None] = Deferred()
 
-    def _active_options(self, session_id: str) -> dict[str, Any] | None:
-        active = self.sessions.active
-        if active is None or active.id != session_id:
-            return None
-        return active.options
-
     def _captures_cookies(self, session_id: str) -> bool:
-        options = self._active_options(session_id)
+        options = self.sessions.active_options(session_id)
         return bool(options and options.get("capture_cookies"))
 
     def _collection_of(self, session_id: str) -> tuple[str, list[str]] | None:
-        options = self._active_options(session_id)
+        options = self.sessions.active_options(session_id)
         if not options or not options.get("collection"):
             return None
         return options["collection"], list(options.get("organize_by") or [])

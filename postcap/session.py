@@ -13,9 +13,10 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, Callable, Mapping
 
-from twisted.internet.defer import Deferred, DeferredList, maybeDeferred
+from twisted.internet.defer import Deferred, maybeDeferred
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 from zope.interface.verify import verifyObject
 
 from postcap.capture import CaptureTicket
@@ -50,6 +51,24 @@ class SessionNotFound(SessionError):
 
 SessionListener = Callable[[str, SessionRecord], None]
 
+
+class _Counters:
+    """Counts of transactions recorded in the active session, not yet in its record."""
+
+    __slots__ = ("count", "size", "last_activity")
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.size = 0
+        self.last_activity = float("-inf")
+
+    def add(self, transaction: Transaction) -> None:
+        self.count += 1
+        self.size += transaction.request_bytes + transaction.response_bytes
+        ended = transaction.started_at + transaction.duration_ms / 1000.0
+        if ended > self.last_activity:
+            self.last_activity = ended
+
 #: Replays made while no session is running are recorded in this stopped session.
 REPLAYS_SESSION_ID = "replays"
 
@@ -64,12 +83,42 @@ class SessionManager:
         self._reactor = reactor
         self.store = store
         self.sinks: list[ICaptureSink] = [store]
-        self.active: SessionRecord | None = None
+        # The active record as last built; the counters of transactions recorded
+        # since are kept apart and folded in when somebody reads ``active``.
+        self._active: SessionRecord | None = None
+        self._unfolded = _Counters()
+        self._ticket: CaptureTicket | None = None
         self._filter: CaptureFilter | None = None
         self._listeners: list[SessionListener] = []
         #: Transactions handed to sinks and not yet finished by all of them.
         self.in_flight = 0
         self._observers: list[Any] = []
+
+    @property
+    def active(self) -> SessionRecord | None:
+        """The running or paused session, with its counters up to date; or None."""
+        record, pending = self._active, self._unfolded
+        if record is not None and pending.count:
+            last = pending.last_activity
+            if record.last_activity is not None:
+                last = max(last, record.last_activity)  # as the store keeps it: never backwards
+            record = self._active = dataclasses.replace(
+                record,
+                request_count=record.request_count + pending.count,
+                total_bytes=record.total_bytes + pending.size,
+                last_activity=last,
+            )
+            self._unfolded = _Counters()
+        return record
+
+    @active.setter
+    def active(self, record: SessionRecord | None) -> None:
+        self._active, self._unfolded = record, _Counters()
+
+    def active_options(self, session_id: str) -> dict[str, Any] | None:
+        """The options of the active session when it is ``session_id``, else None."""
+        record = self._active
+        return None if record is None or record.id != session_id else record.options
 
     # -- wiring ------------------------------------------------------------------
 
@@ -118,7 +167,7 @@ class SessionManager:
         try:
             await self.store.save_session(record)
         except BaseException:
-            self.active, self._filter = None, None  # not started after all
+            self._deactivate()  # not started after all
             raise
         self._notify("started", record)
         return record
@@ -200,7 +249,7 @@ class SessionManager:
         if self.active is not None and self.active.id == record.id:
             # A stopped session is no longer active, even if saving it fails.
             if updated.state == "stopped":
-                self.active, self._filter = None, None
+                self._deactivate()
             else:
                 self._activate(updated)
         await self.store.save_session(updated)
@@ -209,7 +258,14 @@ class SessionManager:
 
     def _activate(self, record: SessionRecord) -> None:
         self.active = record
-        self._filter = CaptureFilter.from_options(record.options)
+        capture_filter = self._filter = CaptureFilter.from_options(record.options)
+        self._ticket = CaptureTicket(
+            record.id, bool(record.options["save_responses"]), capture_filter,
+            capture_filter.filters_responses,
+        )
+
+    def _deactivate(self) -> None:
+        self.active, self._filter, self._ticket = None, None, None
 
     def _notify(self, event: str, record: SessionRecord) -> None:
         for listener in self._listeners:
@@ -219,19 +275,20 @@ class SessionManager:
     # -- the Recorder the proxy talks to ------------------------------------------------
 
     def begin(self, method: str, url: str, source: str = "proxy") -> CaptureTicket | None:
-        active, capture_filter = self.active, self._filter
-        if active is None or capture_filter is None or active.state != "running":
+        active, ticket = self._active, self._ticket
+        if active is None or ticket is None or active.state != "running":
             return None
-        if active.source != source or not capture_filter.wants_request(method, url):
+        if active.source != source or not ticket.filter.wants_request(method, url):
             return None
-        return CaptureTicket(active.id, bool(active.options["save_responses"]), capture_filter)
+        return ticket
 
     def complete(self, ticket: CaptureTicket | None, transaction: Transaction) -> None:
         for observer in self._observers:
-            with self._log.failuresHandled("transaction observer failed on {txn_id}",
-                                           txn_id=transaction.id):
+            try:
                 observer.observe(transaction)
-        active = self.active
+            except Exception:
+                self._log.failure("transaction observer failed on {txn_id}", txn_id=transaction.id)
+        active = self._active
         if ticket is None or active is None or active.id != ticket.session_id:
             transaction.discard_spools()
             return
@@ -240,18 +297,9 @@ class SessionManager:
     def record(self, transaction: Transaction) -> None:
         """Hand a transaction of a known session to every sink (the proxy's captures,
         and transactions postcap makes itself, such as replays)."""
-        active = self.active
+        active = self._active
         if active is not None and active.id == transaction.session_id:
-            ended = transaction.started_at + transaction.duration_ms / 1000.0
-            if active.last_activity is not None:
-                ended = max(ended, active.last_activity)  # as the store keeps it: never backwards
-            self.active = dataclasses.replace(
-                active,
-                request_count=active.request_count + 1,
-                total_bytes=active.total_bytes + transaction.request_bytes
-                + transaction.response_bytes,
-                last_activity=ended,
-            )
+            self._unfolded.add(transaction)
         self._fan_out(transaction)
 
     def refresh_counters(self, stored: SessionRecord) -> None:
@@ -279,25 +327,42 @@ class SessionManager:
         return REPLAYS_SESSION_ID
 
     def _fan_out(self, transaction: Transaction) -> None:
-        self.in_flight += 1
-        waits: list[Deferred[Any]] = []
+        """Give ``transaction`` to every sink; its spool files go once all are done."""
+        waits: list[tuple[str, Deferred[Any]]] = []
         for sink in self.sinks:
-            done = maybeDeferred(sink.transactionCompleted, transaction)
-            done.addErrback(
-                lambda failure, name=sink.name: self._log.failure(
-                    "capture sink {sink} failed on transaction {txn_id}",
-                    failure,
-                    sink=name,
-                    txn_id=transaction.id,
-                )
-            )
-            waits.append(done)
-
-        def finished(_: object) -> None:
-            self.in_flight -= 1
+            try:
+                result = sink.transactionCompleted(transaction)
+            except Exception:
+                self._sink_failed(Failure(), sink.name, transaction)
+                continue
+            if isinstance(result, Deferred):
+                if result.called and not result.paused and result.result is None:
+                    continue  # done already, and well
+                waits.append((sink.name, result))
+        if not waits:
             transaction.discard_spools()
+            return
+        self.in_flight += 1
+        remaining = [len(waits)]
 
-        DeferredList(waits).addCallback(finished)
+        def one_done(result: object, name: str) -> None:
+            if isinstance(result, Failure):
+                self._sink_failed(result, name, transaction)
+            remaining[0] -= 1
+            if not remaining[0]:
+                self.in_flight -= 1
+                transaction.discard_spools()
+
+        for name, waiting in waits:
+            waiting.addBoth(one_done, name)
+
+    def _sink_failed(self, failure: Failure, name: str, transaction: Transaction) -> None:
+        self._log.failure(
+            "capture sink {sink} failed on transaction {txn_id}",
+            failure,
+            sink=name,
+            txn_id=transaction.id,
+        )
 
     async def flush(self) -> None:
         """Wait until every sink has made durable what it took."""

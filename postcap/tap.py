@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import ipaddress
 import os
 import re
@@ -226,6 +227,22 @@ def makeService(options: Options) -> Any:
         retention_interval=options["retention-interval"],
     )
     try:
-        return PostcapService(config)
+        service = PostcapService(config)
     except OSError as exc:
         raise SystemExit(f"postcap: cannot start: {exc}")
+    service.ready.addCallback(lambda _: tune_garbage_collector())
+    return service
+
+
+#: Allocations between young-generation collections (CPython's default is 700).
+GC_YOUNG_THRESHOLD = 10_000
+
+
+def tune_garbage_collector() -> None:
+    """Keep the cyclic GC off the hot path of a long-running server: move everything
+    alive after start-up (modules, the service) to the permanent generation, so that
+    collections walk only what traffic creates, and collect the young generation less
+    often.  Measured in docs/performance.md (1 KiB wrk, session running: +20-60 % req/s)."""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(GC_YOUNG_THRESHOLD, *gc.get_threshold()[1:])

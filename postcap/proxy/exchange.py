@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from twisted.internet.defer import Deferred, gatherResults
+from twisted.internet.defer import gatherResults
 from twisted.internet.interfaces import IDelayedCall, IPushProducer
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -430,14 +430,14 @@ class Exchange:
 
     def _record(self, end: float, error: str | None) -> None:
         ticket = self.ticket
-        if ticket is not None and not ticket.wants_response(
-            None if self.response_head is None else self.response_head.status,
-            "" if self.response_head is None else media_type(self.response_head.headers),
+        response_head = self.response_head
+        if ticket is not None and ticket.filters_responses and not ticket.wants_response(
+            None if response_head is None else response_head.status,
+            "" if response_head is None else media_type(response_head.headers),
         ):
             ticket = None
             self.request_capture.drop()
             self.response_capture.drop()
-        bodies: list[Deferred[Body]] = [self.request_capture.finish(), self.response_capture.finish()]
         connection = None if self.upstream_reused else self._connection
         connected_at = None if connection is None else connection.connected_at
         handshake_at = None if connection is None else connection.handshake_at
@@ -446,54 +446,63 @@ class Exchange:
         send_start = _not_before(self._t_head_sent, handshake_at)
         send_end = _not_before(self._t_request_sent or self._t_head_sent, handshake_at)
         timings = Timings(
-            connect_ms=_ms(self._t_connect_start, connected_at),
-            tls_ms=_ms(connected_at, handshake_at),
-            send_ms=_ms(send_start, send_end),
-            wait_ms=_ms(send_end, self._t_response_head),
-            receive_ms=_ms(self._t_response_head, end if self.response_done else None),
+            _ms(self._t_connect_start, connected_at),
+            _ms(connected_at, handshake_at),
+            _ms(send_start, send_end),
+            _ms(send_end, self._t_response_head),
+            _ms(self._t_response_head, end if self.response_done else None),
         )
-        duration_ms = _ms(self.started_at, end)
-        recorder = self.client.factory.recorder
-
-        def build(results: list[Body]) -> None:
-            request_body, response_body = results
-            head = self.head
-            response = None
-            if self.response_head is not None:
-                rh = self.response_head
-                response = Response(
-                    status=rh.status,
-                    reason=rh.reason.decode("latin-1"),
-                    http_version=rh.version.decode("ascii"),
-                    headers=tuple(rh.headers),
-                    body=response_body,
-                )
-            transaction = Transaction(
-                id=self.id,
-                session_id=None if ticket is None else ticket.session_id,
-                started_at=self.started_at,
-                duration_ms=duration_ms,
-                url=self.target.url,
-                scheme=self.target.origin.scheme,
-                client=self.client.client_address,
-                server=Address(self.target.origin.host, self.target.origin.port),
-                request=Request(
-                    method=head.method.decode("latin-1"),
-                    target=head.target,
-                    http_version=head.version.decode("ascii"),
-                    headers=tuple(head.headers),
-                    body=request_body,
-                ),
-                response=response,
-                error=error,
-                timings=timings,
-                tls=self.client.tls_info,
-            )
-            recorder.complete(ticket, transaction)
-
-        gatherResults(bodies, consumeErrors=True).addCallback(build).addErrback(
+        parts = (ticket, _ms(self.started_at, end), error, timings)
+        request_body = self.request_capture.body_now()
+        response_body = self.response_capture.body_now()
+        if request_body is not None and response_body is not None:
+            try:
+                self._complete(parts, request_body, response_body)
+            except Exception:
+                self._log.failure("recording transaction {txn_id} failed", txn_id=self.id)
+            return
+        # A spooled copy is complete once the spooler has written it all.
+        bodies = [self.request_capture.finish(), self.response_capture.finish()]
+        gatherResults(bodies, consumeErrors=True).addCallback(
+            lambda results: self._complete(parts, *results)
+        ).addErrback(
             lambda failure: self._log.failure("recording transaction {txn_id} failed", failure, txn_id=self.id)
         )
+
+    def _complete(
+        self,
+        parts: tuple[CaptureTicket | None, float, str | None, Timings],
+        request_body: Body,
+        response_body: Body,
+    ) -> None:
+        """Build the :class:`Transaction` and hand it to the recorder."""
+        ticket, duration_ms, error, timings = parts
+        head = self.head
+        rh = self.response_head
+        response = None if rh is None else Response(
+            rh.status, rh.reason.decode("latin-1"), rh.version.decode("ascii"),
+            tuple(rh.headers), response_body,
+        )
+        origin = self.target.origin
+        transaction = Transaction(
+            self.id,
+            None if ticket is None else ticket.session_id,
+            self.started_at,
+            duration_ms,
+            self.target.url,
+            origin.scheme,
+            self.client.client_address,
+            Address(origin.host, origin.port),
+            Request(
+                head.method.decode("latin-1"), head.target, head.version.decode("ascii"),
+                tuple(head.headers), request_body,
+            ),
+            response,
+            error,
+            timings,
+            self.client.tls_info,
+        )
+        self.client.factory.recorder.complete(ticket, transaction)
 
 
 __all__ = ["Exchange", "TransportPauser", "TLSInfo"]
