@@ -18,7 +18,8 @@ import os
 import random
 import secrets
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
+from operator import attrgetter
 from datetime import datetime, timezone
 from typing import Any, Iterable
 
@@ -99,6 +100,21 @@ def _latin1(value: bytes) -> str:
     return value.decode("latin-1")
 
 
+
+def _pickled_by_fields(cls: type) -> type:
+    """Pickle a frozen dataclass as its class and field values: several times faster
+    than the dataclass's own ``__getstate__`` (batches of transactions are pickled
+    on the reactor thread for the history's database process)."""
+    values = attrgetter(*(item.name for item in fields(cls)))
+
+    def __reduce__(self: Any) -> tuple[Any, ...]:
+        return type(self), values(self)
+
+    cls.__reduce__ = __reduce__  # type: ignore[attr-defined]
+    return cls
+
+
+@_pickled_by_fields
 @dataclass(frozen=True, slots=True)
 class Body:
     """A message body as captured.
@@ -151,6 +167,7 @@ class Body:
 EMPTY_BODY = Body()
 
 
+@_pickled_by_fields
 @dataclass(frozen=True, slots=True)
 class Address:
     host: str
@@ -160,6 +177,7 @@ class Address:
         return {host_key: self.host, "port": self.port}
 
 
+@_pickled_by_fields
 @dataclass(frozen=True, slots=True)
 class TLSInfo:
     """The client's TLS connection to postcap."""
@@ -172,6 +190,7 @@ class TLSInfo:
         return {"sni": self.sni, "version": self.version, "cipher": self.cipher}
 
 
+@_pickled_by_fields
 @dataclass(frozen=True, slots=True)
 class Timings:
     """Phase durations in milliseconds (-1 where a phase did not happen, as in HAR)."""
@@ -192,6 +211,7 @@ class Timings:
         }
 
 
+@_pickled_by_fields
 @dataclass(frozen=True, slots=True)
 class Request:
     method: str
@@ -210,6 +230,7 @@ class Request:
         }
 
 
+@_pickled_by_fields
 @dataclass(frozen=True, slots=True)
 class Response:
     status: int
@@ -228,6 +249,7 @@ class Response:
         }
 
 
+@_pickled_by_fields
 @dataclass(frozen=True, slots=True)
 class Transaction:
     """One finished exchange: a request and its response or the error that ended it."""
@@ -327,6 +349,7 @@ class Transaction:
 SESSION_STATES = ("running", "paused", "stopped")
 
 
+@_pickled_by_fields
 @dataclass(frozen=True, slots=True)
 class SessionRecord:
     """A capture session as stored; change it with :func:`dataclasses.replace`.

@@ -146,7 +146,9 @@ class PostcapService(MultiService):
         self.data_dir = config.data_dir
         self.started_at = reactor.seconds()
         self.token = load_or_create_token(config.token_path)
-        self.store = SQLiteHistoryStore(config.history_path, reactor=reactor)
+        self.store = SQLiteHistoryStore(
+            config.history_path, reactor=reactor, separate_process=True
+        )
         self.sessions = SessionManager(reactor, self.store)
         self.spooler = Spooler(reactor, os.path.join(config.data_dir, "spool"))
         self.ca = load_or_create_ca(os.path.join(config.data_dir, "ca"))

@@ -76,6 +76,13 @@ class SQLiteHistoryStoreConformanceTests(HistoryStoreConformance, StoreCase):
         return self.open_store()
 
 
+class SQLiteProcessHistoryStoreConformanceTests(HistoryStoreConformance, StoreCase):
+    """The same store with its connection in a child process, as the server runs it."""
+
+    def make_store(self) -> Any:
+        return self.open_store(separate_process=True)
+
+
 class MemoryHistoryStoreConformanceTests(HistoryStoreConformance, TestCase):
     def make_store(self) -> MemoryHistoryStore:
         store = MemoryHistoryStore()

@@ -7,9 +7,11 @@ rows, the body copies and bumps the session's counters in the same SQL
 transaction.  Reads flush pending writes first, so they see every transaction
 already handed over.
 
-All SQL runs through one ``adbapi.ConnectionPool`` connection in one worker
-thread (several connections cause "database is locked"), never on the reactor
-thread.  The schema is versioned with ``PRAGMA user_version``: each entry of
+All SQL runs through one connection, never on the reactor thread: by default
+in one ``adbapi.ConnectionPool`` worker thread (several connections cause
+"database is locked"); with ``separate_process`` in a child process of its own
+(:mod:`postcap.sinks.dbprocess`), as the server runs it, so that writing the
+history takes neither the proxy's GIL nor its core.  The schema is versioned with ``PRAGMA user_version``: each entry of
 :data:`MIGRATIONS` brings it one version further, inside one SQL transaction.
 
 Layout: ``transactions`` holds one row per exchange with the summary columns
@@ -34,6 +36,7 @@ from zope.interface import implementer
 from postcap.interfaces import IHistoryStore
 from postcap.datamode import data_mode
 from postcap.model import Body, SessionRecord, Transaction, iso8601
+from postcap.sinks.dbprocess import ProcessConnectionPool
 from postcap.sinks.query import (
     SUMMARY_COLUMNS as _SUMMARY_COLUMNS,
     TransactionFilter,
@@ -761,7 +764,8 @@ class SQLiteHistoryStore:
     """History of sessions and transactions in one SQLite file (see module docs).
 
     ``reactor`` runs the pool's callbacks; ``clock`` (default: ``reactor``)
-    schedules batch writes.
+    schedules batch writes; ``separate_process`` puts the SQLite connection in a
+    child process (see the module docs).
     """
 
     name = "history"
@@ -774,6 +778,7 @@ class SQLiteHistoryStore:
         batch_delay: float = 0.05,
         batch_size: int = 500,
         clock: IReactorTime | None = None,
+        separate_process: bool = False,
     ) -> None:
         if reactor is None:
             from twisted.internet import reactor as default_reactor
@@ -783,15 +788,19 @@ class SQLiteHistoryStore:
         self.batch_delay = batch_delay
         self.batch_size = max(1, batch_size)
         self._clock: IReactorTime = clock if clock is not None else reactor
-        self._pool = adbapi.ConnectionPool(
-            "sqlite3",
-            path,
-            check_same_thread=False,
-            cp_min=1,
-            cp_max=1,
-            cp_openfun=_configure_connection,
-            cp_reactor=reactor,
-        )
+        self._pool: Any
+        if separate_process:
+            self._pool = ProcessConnectionPool(reactor, path)
+        else:
+            self._pool = adbapi.ConnectionPool(
+                "sqlite3",
+                path,
+                check_same_thread=False,
+                cp_min=1,
+                cp_max=1,
+                cp_openfun=_configure_connection,
+                cp_reactor=reactor,
+            )
         self._pending: list[tuple[Transaction, Deferred[None]]] = []
         self._inflight: list[_Batch] = []
         self._timer: IDelayedCall | None = None
@@ -1032,7 +1041,9 @@ class SQLiteHistoryStore:
                 await self._settled()
         finally:
             self._closed = True
-            self._pool.close()
+            closed = self._pool.close()
+            if isinstance(closed, Deferred):
+                await closed
             observers, self._close_observers = self._close_observers, []
             for observer in observers:
                 observer.callback(None)
