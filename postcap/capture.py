@@ -27,12 +27,24 @@ SPOOL_PREFIX = "body-"
 
 
 class Spooler:
-    """Writes spooled body copies in one worker thread, in submission order."""
+    """Writes spooled body copies in one worker thread, in submission order.
+
+    It counts the bytes handed over and not yet written: past ``high_water`` it is
+    :attr:`congested` (the disk is slower than the traffic), and the proxy stops
+    reading the connections whose copies it spools until :meth:`when_drained`
+    fires, at ``low_water``.  Memory stays bounded whatever the disk does.
+    """
+
+    high_water = 16 * 1024 * 1024
+    low_water = 4 * 1024 * 1024
 
     def __init__(self, reactor: IReactorThreads, directory: str) -> None:
         self._reactor = reactor
         self.directory = directory
         self._pool = ThreadPool(minthreads=1, maxthreads=1, name="postcap-spool")
+        #: Bytes handed to :meth:`write` and not written yet.
+        self.queued = 0
+        self._drained: list[Deferred[None]] = []
 
     def start(self) -> None:
         """Create the spool directory and remove copies a crashed run left behind."""
@@ -50,8 +62,34 @@ class Spooler:
         handle, path = tempfile.mkstemp(prefix=SPOOL_PREFIX, dir=self.directory)
         return os.fdopen(handle, "wb"), path
 
+    @property
+    def congested(self) -> bool:
+        return self.queued > self.high_water
+
+    def when_drained(self) -> Deferred[None]:
+        """Fires once the unwritten bytes are down to ``low_water``."""
+        if self.queued <= self.low_water:
+            return succeed(None)
+        waiter: Deferred[None] = Deferred()
+        self._drained.append(waiter)
+        return waiter
+
     def write(self, spool: IO[bytes], data: bytes) -> None:
-        self._pool.callInThread(spool.write, data)
+        self.queued += len(data)
+        self._pool.callInThread(self._write, spool, data)
+
+    def _write(self, spool: IO[bytes], data: bytes) -> None:
+        try:
+            spool.write(data)
+        finally:
+            self._reactor.callFromThread(self._written, len(data))
+
+    def _written(self, size: int) -> None:
+        self.queued -= size
+        if self._drained and self.queued <= self.low_water:
+            waiters, self._drained = self._drained, []
+            for waiter in waiters:
+                waiter.callback(None)
 
     def close(self, spool: IO[bytes]) -> Deferred[None]:
         """Fires once every earlier write to ``spool`` is done and the file is closed."""
@@ -59,9 +97,14 @@ class Spooler:
 
 
 class BodyCapture:
-    """Counts a streaming body and keeps a bounded copy of it."""
+    """Counts a streaming body and keeps a bounded copy of it.
+
+    A spooled copy goes to the :class:`Spooler` in pieces of ``spool_piece`` bytes
+    (one thread hand-over per piece, not per network read).
+    """
 
     spill_threshold = 512 * 1024
+    spool_piece = 1024 * 1024
 
     def __init__(self, limit: int, spooler: Spooler | None, enabled: bool = True) -> None:
         self.limit = limit
@@ -70,6 +113,7 @@ class BodyCapture:
         self._spooler = spooler
         self._chunks: list[bytes] = []
         self._kept = 0
+        self._unspooled = 0  # bytes in _chunks while spooling
         self._spool: IO[bytes] | None = None
         self._spool_path: str | None = None
 
@@ -77,27 +121,38 @@ class BodyCapture:
     def truncated(self) -> bool:
         return self.enabled and self.size > self.limit
 
+    @property
+    def congested(self) -> bool:
+        """Whether the spooler is behind and the body's source should pause."""
+        return self._spool is not None and self._spooler is not None and self._spooler.congested
+
     def feed(self, data: bytes) -> None:
         self.size += len(data)
         if not self.enabled or self._kept >= self.limit:
             return
         piece = data[: self.limit - self._kept]
         self._kept += len(piece)
-        if self._spool is not None:
-            assert self._spooler is not None
-            self._spooler.write(self._spool, piece)
-            return
         self._chunks.append(piece)
+        if self._spool is not None:
+            self._unspooled += len(piece)
+            if self._unspooled >= self.spool_piece:
+                self._hand_over()
+            return
         if self._kept > self.spill_threshold and self._spooler is not None:
             self._spool, self._spool_path = self._spooler.open()
+            self._hand_over()
+
+    def _hand_over(self) -> None:
+        assert self._spooler is not None and self._spool is not None
+        if self._chunks:
             self._spooler.write(self._spool, b"".join(self._chunks))
-            self._chunks = []
+        self._chunks, self._unspooled = [], 0
 
     def drop(self) -> None:
         """Stop keeping a copy (e.g. a media response) and forget what was kept."""
         self.enabled = False
         self._chunks = []
-        self._kept = 0
+        self._kept = self._unspooled = 0
         if self._spool is not None:
             assert self._spooler is not None and self._spool_path is not None
             path = self._spool_path
@@ -120,6 +175,7 @@ class BodyCapture:
         if body is not None:
             return succeed(body)
         assert self._spooler is not None and self._spool is not None
+        self._hand_over()
         path, size, truncated = self._spool_path, self.size, self.truncated
         spool, self._spool = self._spool, None
         return self._spooler.close(spool).addCallback(

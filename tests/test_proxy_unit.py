@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import gc
 import ipaddress
+from io import BytesIO
+from typing import IO
 from dataclasses import dataclass, field
 
 from twisted.internet.address import IPv4Address
@@ -36,7 +38,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from zope.interface import implementer
 from zope.interface.verify import verifyObject
 
-from postcap.capture import BodyCapture, CaptureTicket
+from postcap.capture import BodyCapture, CaptureTicket, Spooler
 from postcap.filters import CaptureFilter
 from postcap.model import Address, Body, Timings, Transaction
 from postcap.proxy.exchange import TransportPauser
@@ -1132,6 +1134,27 @@ class CutShortTests(ProxyTestCase):
 # -- back-pressure ------------------------------------------------------------------------------
 
 
+class DiskBehind(Spooler):
+    """A spooler whose writes wait until the test says the disk caught up (no thread)."""
+
+    high_water = 4 * 1024 * 1024
+    low_water = 1024 * 1024
+
+    def __init__(self) -> None:
+        super().__init__(MemoryReactorClock(), "/nonexistent")
+        self.files: list[BytesIO] = []
+
+    def open(self) -> tuple[IO[bytes], str]:
+        self.files.append(BytesIO())
+        return self.files[-1], "/nonexistent/body-test"
+
+    def write(self, spool: IO[bytes], data: bytes) -> None:
+        self.queued += len(data)
+
+    def caught_up(self) -> None:
+        self._written(self.queued)
+
+
 class BackPressureTests(ProxyTestCase):
     def test_response_direction(self) -> None:
         client = self.client()
@@ -1151,6 +1174,57 @@ class BackPressureTests(ProxyTestCase):
         self.assertEqual(upstream.transport.producerState, "producing")
         self.assertIsNone(client.transport.producer)
         self.assertEqual(self.pool.idle_count, 1)
+
+    def spooling_proxy(self) -> DiskBehind:
+        spooler = DiskBehind()
+        self.factory = ProxyFactory(self.clock, self.settings, self.recorder, pool=self.pool,
+                                    spooler=spooler)
+        return spooler
+
+    def test_response_source_pauses_while_the_spooler_is_behind(self) -> None:
+        spooler = self.spooling_proxy()
+        client = self.client()
+        client.send(request())
+        upstream = self.network.last
+        size = 2 * spooler.high_water
+        upstream.respond(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % size)
+        piece = b"r" * (1024 * 1024)
+        for _ in range(spooler.high_water // len(piece) + 1):
+            self.assertEqual(upstream.transport.producerState, "producing")
+            upstream.respond(piece)
+        self.assertTrue(spooler.congested)
+        upstream.respond(piece)
+        self.assertEqual(upstream.transport.producerState, "paused")
+        spooler.caught_up()
+        self.assertEqual(upstream.transport.producerState, "producing")
+
+    def test_request_source_pauses_while_the_spooler_is_behind(self) -> None:
+        spooler = self.spooling_proxy()
+        client = self.client()
+        size = 2 * spooler.high_water
+        client.send(request(method=b"POST", headers=(b"Content-Length: %d" % size,)))
+        self.network.last  # connected
+        piece = b"q" * (1024 * 1024)
+        for _ in range(spooler.high_water // len(piece) + 1):
+            client.send(piece)
+        self.assertTrue(spooler.congested)
+        self.assertEqual(client.transport.producerState, "paused")
+        spooler.caught_up()
+        self.assertEqual(client.transport.producerState, "producing")
+
+    def test_released_upstream_is_not_left_paused_for_the_spooler(self) -> None:
+        spooler = self.spooling_proxy()
+        client = self.client()
+        client.send(request())
+        upstream = self.network.last
+        size = spooler.high_water + 2 * 1024 * 1024
+        upstream.respond(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % size)
+        piece = b"r" * (1024 * 1024)
+        upstream.respond(piece * (size // len(piece)))  # all of it, in one read
+        self.assertEqual(self.pool.idle_count, 1)
+        self.assertEqual(upstream.transport.producerState, "producing")
+        spooler.caught_up()
+        self.assertEqual(upstream.transport.producerState, "producing")
 
     def test_slow_client_is_not_an_upstream_stall(self) -> None:
         # The upstream sends nothing while the proxy stops reading it for a slow client.

@@ -81,6 +81,10 @@ class TransportPauser:
     def paused(self) -> bool:
         return bool(self._reasons)
 
+    @property
+    def reasons(self) -> frozenset[str]:
+        return frozenset(self._reasons)
+
 
 def format_headers(headers: RawHeaders) -> bytes:
     return b"".join(b"%s: %s\r\n" % pair for pair in headers)
@@ -206,6 +210,8 @@ class Exchange:
 
     def request_data(self, data: bytes) -> None:
         self.request_capture.feed(data)
+        if self.request_capture.congested:
+            self._wait_for_spooler(self.client.pauser)
         if self.finished:
             return
         if self.upstream is None:
@@ -238,6 +244,13 @@ class Exchange:
             self.upstream.transport.write(b"0\r\n" + b"".join(trailers) + b"\r\n")
         self._t_request_sent = self.reactor.seconds()
         self._stop_feeding_upstream(self.upstream)
+
+    def _wait_for_spooler(self, source: TransportPauser) -> None:
+        """Stop reading ``source`` until the spooler has caught up with the disk."""
+        if "spool" in source.reasons:
+            return
+        source.pause("spool")
+        self.client.factory.spooler.when_drained().addCallback(lambda _: source.resume("spool"))
 
     def _stop_feeding_upstream(self, upstream: UpstreamProtocol) -> None:
         if self._feeding_upstream:
@@ -309,6 +322,8 @@ class Exchange:
 
     def _response_data(self, data: bytes) -> None:
         self.response_capture.feed(data)
+        if self.response_capture.congested and self.upstream_pauser is not None:
+            self._wait_for_spooler(self.upstream_pauser)
         self.client.transport.write(chunk(data) if self.response_chunked else data)
 
     def _response_end(self, trailers: RawHeaders) -> None:
@@ -408,6 +423,7 @@ class Exchange:
         self._stop_feeding_upstream(upstream)
         if self.upstream_pauser is not None:
             self.upstream_pauser.resume("backpressure")
+            self.upstream_pauser.resume("spool")
         pool = self.client.factory.pool
         if reusable:
             pool.release(upstream)
