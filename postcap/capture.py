@@ -215,3 +215,10 @@ class Recorder(TypingProtocol):
 
     def complete(self, ticket: CaptureTicket | None, transaction: Transaction) -> None:
         """Hand over a finished transaction (``ticket`` as returned by ``begin``)."""
+
+    @property
+    def congested(self) -> bool:
+        """True while captures arrive faster than the history stores them."""
+
+    def when_drained(self) -> Deferred[None]:
+        """Fires once the history has caught up (at once when it is not behind)."""

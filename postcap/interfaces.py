@@ -73,3 +73,11 @@ class IHistoryStore(ICaptureSink):
 
     def get_transaction(transaction_id):
         """@return: a Deferred firing with the detail dict, or None."""
+
+    congested = Attribute(
+        "True while more captured data waits to be written than the store will hold "
+        "in memory: the proxy stops reading captured clients until :meth:`when_drained`."
+    )
+
+    def when_drained():
+        """@return: a Deferred that fires once the store is no longer congested."""

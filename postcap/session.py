@@ -136,6 +136,14 @@ class SessionManager:
     def observes_all(self) -> bool:
         return any(observer.wants_all for observer in self._observers)
 
+    @property
+    def congested(self) -> bool:
+        """Whether the history is too far behind the captures (see the store's)."""
+        return bool(self.store.congested)
+
+    def when_drained(self) -> Deferred[None]:
+        return self.store.when_drained()
+
     def add_listener(self, listener: SessionListener) -> None:
         """Call ``listener(event, record)`` on every lifecycle change."""
         self._listeners.append(listener)

@@ -155,3 +155,22 @@ class PoolTests(TestCase):
         closed: Deferred[None] = self.pool.close()
         await closed
         self.assertIsNone(self.pool.pid)
+
+    async def test_backlog_counts_what_waits_for_an_answer(self) -> None:
+        await self.pool.runInteraction(create_table)
+        self.assertEqual(self.pool.backlog, 0)
+        self.assertTrue(self.pool.when_backlog_below(0).called)
+        held = self.pool.runInteraction(slow, 0.3)
+        inserts = [self.pool.runInteraction(insert, n) for n in range(10)]
+        waiting = self.pool.backlog
+        self.assertGreater(waiting, 0)
+        below = self.pool.when_backlog_below(waiting - 1)
+        empty = self.pool.when_backlog_below(0)
+        self.assertFalse(below.called or empty.called)
+        await held
+        await below
+        for insert_done in inserts:
+            await insert_done
+        await empty
+        self.assertEqual(self.pool.backlog, 0)
+

@@ -21,6 +21,7 @@ from postcap.model import Body, Transaction
 from postcap.sinks import history
 from postcap.sinks.history import SchemaTooNew, SQLiteHistoryStore
 from postcap.testing import MemoryHistoryStore, MemorySink, make_session, make_transaction
+from tests import dbprocess_calls
 from tests.history_conformance import ExplodingBody, HistoryStoreConformance, expected_detail
 from tests.sink_conformance import CaptureSinkConformance
 
@@ -81,6 +82,36 @@ class SQLiteProcessHistoryStoreConformanceTests(HistoryStoreConformance, StoreCa
 
     def make_store(self) -> Any:
         return self.open_store(separate_process=True)
+
+
+class CongestionTests(StoreCase):
+    """A store whose database process is behind says so, and when it has caught up."""
+
+    async def test_congested_while_batches_wait_for_the_database_process(self) -> None:
+        store = await self.open_store(separate_process=True)
+        store.high_water, store.low_water = 10_000, 0
+        self.assertFalse(store.congested)
+        self.assertTrue(store.when_drained().called)
+        session = make_session()
+        await store.save_session(session)
+        held = store._pool.runInteraction(dbprocess_calls.slow, 0.3)
+        for n in range(20):
+            store.transactionCompleted(
+                make_transaction(session_id=session.id, response_body=bytes([n]) * 1024))
+        store._write_pending()
+        self.assertTrue(store.congested)
+        drained = store.when_drained()
+        self.assertFalse(drained.called)
+        await held
+        await drained
+        self.assertFalse(store.congested)
+        total, _ = await store.list_transactions(session.id)
+        self.assertEqual(total, 20)
+
+    async def test_a_store_in_this_process_is_never_congested(self) -> None:
+        store = await self.open_store()
+        store.high_water = 0
+        self.assertFalse(store.congested)
 
 
 class MemoryHistoryStoreConformanceTests(HistoryStoreConformance, TestCase):

@@ -214,6 +214,12 @@ class ListRecorder:
     def complete(self, ticket: CaptureTicket | None, transaction: Transaction) -> None:
         self.completed.append((ticket, transaction))
 
+    congested = False
+
+    def when_drained(self) -> Deferred[None]:
+        self.drained = Deferred()
+        return self.drained
+
     @property
     def transactions(self) -> list[Transaction]:
         return [t for _, t in self.completed]
@@ -1225,6 +1231,43 @@ class BackPressureTests(ProxyTestCase):
         self.assertEqual(upstream.transport.producerState, "producing")
         spooler.caught_up()
         self.assertEqual(upstream.transport.producerState, "producing")
+
+    def test_next_request_waits_while_the_history_is_behind(self) -> None:
+        self.recorder.congested = True
+        client = self.client()
+        client.send(request(target=b"http://example.test/one")
+                    + request(target=b"http://example.test/two"))
+        upstream = self.network.last
+        upstream.respond(OK_HELLO)
+        self.assertEqual(client.received(), OK_HELLO_TO_CLIENT)
+        self.assertEqual(upstream.sent(), forwarded(path=b"/one"))
+        self.assertEqual(client.transport.producerState, "paused")
+        self.recorder.congested = False
+        self.recorder.drained.callback(None)
+        self.assertEqual(client.transport.producerState, "producing")
+        self.assertEqual(upstream.sent(), forwarded(path=b"/one") + forwarded(path=b"/two"))
+
+    def test_traffic_nobody_captures_never_waits_for_the_history(self) -> None:
+        self.make_proxy(ListRecorder(capture=False, observes_all=False))
+        self.recorder.congested = True
+        client = self.client()
+        client.send(request(target=b"http://example.test/one")
+                    + request(target=b"http://example.test/two"))
+        upstream = self.network.last
+        upstream.respond(OK_HELLO)
+        self.assertEqual(upstream.sent(), forwarded(path=b"/one") + forwarded(path=b"/two"))
+
+    def test_a_client_gone_while_waiting_for_the_history_is_left_alone(self) -> None:
+        self.recorder.congested = True
+        client = self.client()
+        client.send(request(target=b"http://example.test/one")
+                    + request(target=b"http://example.test/two"))
+        upstream = self.network.last
+        upstream.respond(OK_HELLO)
+        client.lose()
+        self.recorder.drained.callback(None)
+        self.assertEqual(upstream.sent(), forwarded(path=b"/one"))
+        self.assertEqual(len(self.recorder.begun), 1)
 
     def test_slow_client_is_not_an_upstream_stall(self) -> None:
         # The upstream sends nothing while the proxy stops reading it for a slow client.

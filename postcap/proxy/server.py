@@ -359,6 +359,20 @@ class ProxyServerProtocol(Protocol):
         if self.factory.draining or not (exchange.client_keep_alive and exchange.request_done):
             self.close()
             return
+        recorder = self.factory.recorder
+        if exchange.ticket is not None and recorder.congested:
+            # The history is behind: this client's next request waits until it catches up.
+            self.pauser.pause("history")
+            recorder.when_drained().addCallback(self._history_caught_up)
+            return
+        self._next_request()
+
+    def _history_caught_up(self, _: object) -> None:
+        self.pauser.resume("history")
+        if not self._closing and self.exchange is None:
+            self._next_request()
+
+    def _next_request(self) -> None:
         self.pauser.resume("pipelined")
         self._await_request()
         try:

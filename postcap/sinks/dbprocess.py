@@ -154,6 +154,10 @@ class ProcessConnectionPool:
         self.path = path
         self._child: _ChildProtocol | None = None
         self._waiting: deque[Deferred[Any]] = deque()
+        self._sizes: deque[int] = deque()
+        #: Bytes of calls sent to the child and not answered yet.
+        self.backlog = 0
+        self._below: list[tuple[int, Deferred[None]]] = []
         self._closed = False
         self._exited: list[Deferred[None]] = []
 
@@ -178,6 +182,14 @@ class ProcessConnectionPool:
         exited.addBoth(lambda result: (timer.active() and timer.cancel(), result)[1])
         return exited
 
+    def when_backlog_below(self, limit: int) -> Deferred[None]:
+        """Fires once at most ``limit`` bytes of calls wait for answers."""
+        if self.backlog <= limit:
+            return succeed(None)
+        waiter: Deferred[None] = Deferred()
+        self._below.append((limit, waiter))
+        return waiter
+
     @property
     def pid(self) -> int | None:
         """The child's process id while it runs."""
@@ -195,6 +207,8 @@ class ProcessConnectionPool:
         child = self._child or self._spawn()
         answer: Deferred[Any] = Deferred()
         self._waiting.append(answer)
+        self._sizes.append(len(framed))
+        self.backlog += len(framed)
         child.transport.write(framed)
         return answer
 
@@ -217,10 +231,20 @@ class ProcessConnectionPool:
     def _answered(self, reply: tuple[bool, Any]) -> None:
         ok, value = reply
         answer = self._waiting.popleft()
+        self._answered_bytes(self._sizes.popleft())
         if ok:
             answer.callback(value)
         else:
             answer.errback(Failure(value))
+
+    def _answered_bytes(self, size: int) -> None:
+        self.backlog -= size
+        if self._below:
+            ready = [waiter for limit, waiter in self._below if self.backlog <= limit]
+            self._below = [(limit, waiter) for limit, waiter in self._below
+                           if self.backlog > limit]
+            for waiter in ready:
+                waiter.callback(None)
 
     def _kill(self, child: _ChildProtocol) -> None:
         self._log.warn("History database process {pid} did not finish in {timeout} s; killing it",
@@ -234,6 +258,8 @@ class ProcessConnectionPool:
             self._log.error("History database process ended: {reason}",
                             reason=reason.getErrorMessage())
         waiting, self._waiting = self._waiting, deque()
+        self._answered_bytes(sum(self._sizes))
+        self._sizes.clear()
         for answer in waiting:
             answer.errback(DatabaseProcessGone(
                 f"the history database process ended: {reason.getErrorMessage()}"))

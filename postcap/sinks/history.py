@@ -824,6 +824,22 @@ class SQLiteHistoryStore:
             self._timer = self._clock.callLater(self.batch_delay, self._on_timer)
         return waiter
 
+    #: Bytes of batches in the database process's queue that make the store congested,
+    #: and the level it must come down to before captured clients are read again.
+    high_water = 64 * 1024 * 1024
+    low_water = 16 * 1024 * 1024
+
+    @property
+    def congested(self) -> bool:
+        """True while more than ``high_water`` bytes wait for the database process (a
+        store in this process's thread is never congested: it is for tests and tools)."""
+        return getattr(self._pool, "backlog", 0) > self.high_water
+
+    def when_drained(self) -> Deferred[None]:
+        if not self.congested:
+            return succeed(None)
+        return self._pool.when_backlog_below(self.low_water)
+
     def flush(self) -> Deferred[None]:
         """Write what is pending; fires when every batch so far is committed.
 

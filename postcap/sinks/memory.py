@@ -133,6 +133,8 @@ class MemoryHistoryStore:
 
     name = "history"
     _log = Logger()
+    #: Every write is done at once: never behind.
+    congested = False
 
     def __init__(self) -> None:
         self._sessions: dict[str, SessionRecord] = {}
@@ -140,6 +142,9 @@ class MemoryHistoryStore:
         self._transactions: dict[str, _Stored] = {}
         self.opened = False
         self.closed = False
+
+    def when_drained(self) -> Deferred[None]:
+        return succeed(None)
 
     # ICaptureSink
 
