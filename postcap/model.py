@@ -13,7 +13,9 @@ error that ended it).
 from __future__ import annotations
 
 import base64
+import functools
 import ipaddress
+import math
 import os
 import secrets
 import time
@@ -36,12 +38,28 @@ def new_id() -> str:
     return f"{time.time_ns() // 1_000_000:012x}{secrets.token_hex(4)}"
 
 
+@functools.lru_cache(maxsize=64)
+def _second_text(second: float) -> str:
+    return datetime.fromtimestamp(second, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.")
+
+
 def iso8601(ts: float | None) -> str | None:
-    """Format a POSIX timestamp as ISO 8601 UTC with milliseconds (``…Z``)."""
+    """Format a POSIX timestamp as ISO 8601 UTC with milliseconds (``…Z``).
+
+    Rounds to the microsecond as ``datetime.fromtimestamp`` does (half to even,
+    carrying into the second) and formats each whole second once.
+    """
     if ts is None:
         return None
-    moment = datetime.fromtimestamp(ts, tz=timezone.utc)
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+    fraction, second = math.modf(ts)
+    micros = round(fraction * 1e6)
+    if micros >= 1_000_000:
+        micros -= 1_000_000
+        second += 1.0
+    elif micros < 0:
+        micros += 1_000_000
+        second -= 1.0
+    return f"{_second_text(second)}{micros // 1000:03d}Z"
 
 
 def is_ip_literal(host: str) -> bool:
@@ -251,7 +269,8 @@ class Transaction:
     @property
     def data_mode(self) -> str:
         """The request's body mode (see :mod:`postcap.datamode`)."""
-        return data_mode(media_type(self.request.headers), self.request.body.size)
+        size = self.request.body.size
+        return data_mode(media_type(self.request.headers), size) if size > 0 else "none"
 
     @property
     def response_bytes(self) -> int:
