@@ -504,12 +504,13 @@ _INSERT_BODY = "INSERT INTO bodies (transaction_id, part, data) VALUES (?, ?, ?)
 
 
 def _stored_ids(cursor: Cursor, ids: Sequence[str]) -> set[str]:
-    """Which of ``ids`` the transactions table holds."""
-    stored: set[str] = set()
-    for chunk in _chunks(ids):
-        cursor.execute(f"SELECT id FROM transactions WHERE id IN ({_marks(len(chunk))})", chunk)
-        stored.update(row[0] for row in cursor.fetchall())
-    return stored
+    """Which of ``ids`` the transactions table holds (one statement for any number, so
+    that batches of every size share one prepared statement)."""
+    cursor.execute(
+        "SELECT id FROM transactions WHERE id IN (SELECT value FROM json_each(?))",
+        (json.dumps(ids),),
+    )
+    return {row[0] for row in cursor.fetchall()}
 
 
 def _new_transactions(
@@ -595,7 +596,7 @@ def _insert_batch(cursor: Cursor, transactions: Sequence[Transaction]) -> _Batch
         cursor.execute("BEGIN IMMEDIATE")  # no other writer between the id check and the insert
     report = _BatchReport()
     fresh = _new_transactions(cursor, transactions, report.duplicates)
-    cursor.executemany(_INSERT_TRANSACTION, [_transaction_row(txn) for txn in fresh])
+    cursor.executemany(_INSERT_TRANSACTION, map(_transaction_row, fresh))  # one row at a time
     if cursor.rowcount != len(fresh):
         # Another constraint skipped rows (a NaN time is stored as NULL): like duplicates,
         # they are left out and reported, and the rest of the batch is stored.
