@@ -293,7 +293,8 @@ class Transaction:
     @property
     def data_mode(self) -> str:
         """The request's body mode (see :mod:`postcap.datamode`)."""
-        return data_mode(media_type(self.request.headers), self.request.body.size)
+        size = self.request.body.size
+        return data_mode(media_type(self.request.headers), size) if size > 0 else "none"
 
     @property
     def response_bytes(self) -> int:

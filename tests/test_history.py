@@ -7,17 +7,23 @@ the bodies table, persistence across reopen, pragmas and migrations.
 
 from __future__ import annotations
 
+import json
+import math
 import os
+import random
 import shutil
 import sqlite3
 import tempfile
 from dataclasses import replace
+from datetime import datetime, timezone
 from typing import Any
 
 from twisted.internet.task import Clock
+from twisted.internet.testing import EventLoggingObserver
+from twisted.logger import globalLogPublisher
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
-from postcap.model import Body, Transaction
+from postcap.model import Body, TLSInfo, Timings, Transaction, iso8601
 from postcap.sinks import history
 from postcap.sinks.history import SchemaTooNew, SQLiteHistoryStore
 from postcap.testing import MemoryHistoryStore, MemorySink, make_session, make_transaction
@@ -278,6 +284,101 @@ class BatchingTests(StoreCase):
         written = store.transactionCompleted(later)
         self.assertEqual(await store.list_transactions(session.id), (1, [later.summary()]))
         self.assertIsNone(self.successResultOf(written))
+
+
+    async def test_duplicates_within_and_across_batches_keep_the_first(self) -> None:
+        """A batch checks its ids against the file and against itself in one go."""
+        store = await self.open_store(batch_delay=3600)
+        events = EventLoggingObserver.createWithCleanup(self, globalLogPublisher)
+        session = make_session()
+        await store.save_session(session)
+        earlier = make_transaction(id="dup-a", session_id=session.id, url="http://a.test/1")
+        store.transactionCompleted(earlier)
+        await store.flush()
+        batch = [
+            make_transaction(id="dup-a", session_id=session.id, url="http://a.test/again"),
+            first := make_transaction(id="dup-b", session_id=session.id, url="http://b.test/1"),
+            make_transaction(id="dup-b", session_id=session.id, url="http://b.test/2"),
+            fresh := make_transaction(id="dup-c", session_id=session.id, request_body=b"abc"),
+            make_transaction(id="dup-a", session_id=session.id, url="http://a.test/third"),
+        ]
+        waiters = [store.transactionCompleted(txn) for txn in batch]
+        await store.flush()
+        self.assertTrue(all(self.successResultOf(w) is None for w in waiters))
+
+        warned = [e["txn_id"] for e in events if "duplicate" in e.get("log_format", "")]
+        self.assertEqual(warned, ["dup-a", "dup-b", "dup-a"])
+        kept = [earlier, first, fresh]
+        summaries = [t.summary() for t in kept]
+        self.assertEqual(await store.list_transactions(session.id), (3, summaries))
+        self.assertEqual(await store.get_transaction("dup-b"), expected_detail(first))
+        record = await store.get_session(session.id)
+        self.assertEqual(record.request_count, 3)
+        self.assertEqual(record.total_bytes, sum(t.request_bytes + t.response_bytes for t in kept))
+        self.assertEqual(await self.scalar(store, "SELECT COUNT(*) FROM bodies"), 4)
+
+
+    async def test_row_refused_by_the_table_is_skipped_like_a_duplicate(self) -> None:
+        """A NaN duration is stored as NULL, which the column refuses: the rest stays."""
+        store = await self.open_store(batch_delay=3600)
+        session = make_session()
+        await store.save_session(session)
+        refused = make_transaction(session_id=session.id, duration_ms=math.nan)
+        good = make_transaction(session_id=session.id, request_body=b"abc")
+        waiters = [store.transactionCompleted(txn) for txn in (refused, good)]
+        await store.flush()
+        self.assertTrue(all(self.successResultOf(w) is None for w in waiters))
+        self.assertEqual(await store.list_transactions(session.id), (1, [good.summary()]))
+        self.assertEqual((await store.get_session(session.id)).request_count, 1)
+        self.assertEqual(await self.scalar(store, "SELECT COUNT(*) FROM bodies"), 2)
+
+class StoredRowTests(SynchronousTestCase):
+    """The row builder writes the detail JSON itself: the text ``json.dumps`` would give."""
+
+    @staticmethod
+    def dumped_detail(txn: Transaction) -> str:
+        detail = txn.detail(b"", b"")
+        for part in history.BODY_PARTS:
+            if detail[part] is not None:
+                del detail[part]["body"]["text"], detail[part]["body"]["encoding"]
+        return json.dumps(detail, separators=(",", ":"))
+
+    def test_detail_is_the_dumped_detail_without_body_texts(self) -> None:
+        odd_timings = Timings(math.nan, math.inf, -math.inf, 1e-7, 123456789.123456789)
+        transactions = [
+            make_transaction(),
+            make_transaction(url="https://secure.test/x?q=1", request_body=b"\xff\x00"),
+            make_transaction(error="refused", session_id=None),
+            make_transaction(error="cut \u20ac", with_response=True, kind="tunnel",
+                             response_body=Body(size=10, captured=False, truncated=True)),
+            make_transaction(
+                url='http://x.test/a?b="c\\d', status=599, reason="W\u00ebird", duration_ms=5,
+                request_headers=((b"X-\xff", b'\x00\\u0000"\n'), (b"Content-Type", b"text/x")),
+                response_headers=(), timings=odd_timings, request_body=b"hi",
+                tls=TLSInfo(None, "TLSv1.3", None),
+            ),
+            replace(make_transaction(), url="http://x.test/\udcff", error="\ud800"),
+        ]
+        for txn in transactions:
+            row = dict(zip(history._TRANSACTION_COLUMNS, history._transaction_row(txn)))
+            self.assertEqual(row["detail"], self.dumped_detail(txn))
+            self.assertEqual(row["data_mode"], txn.data_mode)
+        self.assertEqual((row["url"], row["error"]), ("http://x.test/?", "?"))
+
+    def test_iso8601_rounds_like_datetime(self) -> None:
+        def by_datetime(ts: float) -> str:
+            moment = datetime.fromtimestamp(ts, tz=timezone.utc)
+            return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+
+        edges = [0.0, -0.0, 1e-20, -1e-20, 1.9999995, 1.0000005, -0.0000005, -1.5, 5,
+                 1_700_000_000.0, 1_780_000_000.9999996, 1_780_000_000.0005, -62135596800.0]
+        rng = random.Random(8601)
+        stamps = edges + [rng.uniform(-1e10, 1e11) for _ in range(2000)] + [
+            rng.randrange(-10**6, 10**10) + rng.choice([0.9999995, 5e-7, 0.0005, 0.9995])
+            for _ in range(2000)
+        ]
+        for ts in stamps:
+            self.assertEqual(iso8601(ts), by_datetime(ts), ts)
 
 
 class LifecycleTests(StoreCase):

@@ -35,7 +35,18 @@ from zope.interface import implementer
 
 from postcap.interfaces import IHistoryStore
 from postcap.datamode import data_mode
-from postcap.model import Body, SessionRecord, Transaction, iso8601
+from postcap.model import (
+    Body,
+    Headers,
+    Request,
+    Response,
+    SessionRecord,
+    TLSInfo,
+    Timings,
+    Transaction,
+    iso8601,
+    media_type,
+)
 from postcap.sinks.dbprocess import ProcessConnectionPool
 from postcap.sinks.query import (
     SUMMARY_COLUMNS as _SUMMARY_COLUMNS,
@@ -295,6 +306,8 @@ _BLOB_PIECE = 1024 * 1024
 
 def storable_text(value: str) -> str:
     """``value`` made storable as SQLite UTF-8 text (lone surrogates replaced)."""
+    if value.isascii():
+        return value
     try:
         value.encode("utf-8")
     except UnicodeEncodeError:
@@ -302,33 +315,110 @@ def storable_text(value: str) -> str:
     return value
 
 
-def _stored_detail(txn: Transaction) -> str:
-    """The detail JSON without body texts: everything but the body bytes."""
-    detail = txn.detail(b"", b"")
-    for part in BODY_PARTS:
-        message = detail[part]
-        if message is not None:
-            message["body"].pop("text")
-            message["body"].pop("encoding")
-    return json.dumps(detail, separators=(",", ":"))
+# The stored detail JSON is written out here rather than built as ``txn.detail(b"", b"")``
+# and dumped: the same text as ``json.dumps(detail, separators=(",", ":"))`` with the
+# bodies' "text" and "encoding" left out, at a fraction of the cost (tests compare them).
+
+_json_str = json.encoder.encode_basestring_ascii  # how json.dumps writes a str
+_NON_FINITE = {"nan": "NaN", "inf": "Infinity", "-inf": "-Infinity"}
+
+
+def _json_opt(value: str | None) -> str:
+    return "null" if value is None else _json_str(value)
+
+
+def _json_ms(value: float) -> str:
+    """A duration in milliseconds, rounded to 3 places as the detail shape has it."""
+    text = repr(round(value, 3))
+    return _NON_FINITE.get(text, text)
+
+
+def _json_headers(headers: Headers) -> str:
+    pairs = ",".join(
+        [f"[{_json_str(k.decode('latin-1'))},{_json_str(v.decode('latin-1'))}]"
+         for k, v in headers]
+    )
+    return f"[{pairs}]"
+
+
+def _json_body(body: Body) -> str:
+    """The body shape without "encoding" and "text" (the bytes live in ``bodies``)."""
+    truncated = "true" if body.truncated else "false"
+    captured = "true" if body.captured else "false"
+    return f'{{"size":{body.size},"truncated":{truncated},"captured":{captured}}}'
+
+
+def _json_request(request: Request) -> str:
+    return (
+        f'{{"method":{_json_str(request.method)}'
+        f',"target":{_json_str(request.target.decode("latin-1"))}'
+        f',"http_version":{_json_str(request.http_version)}'
+        f',"headers":{_json_headers(request.headers)},"body":{_json_body(request.body)}}}'
+    )
+
+
+def _json_response(response: Response | None) -> str:
+    if response is None:
+        return "null"
+    return (
+        f'{{"status":{response.status},"reason":{_json_str(response.reason)}'
+        f',"http_version":{_json_str(response.http_version)}'
+        f',"headers":{_json_headers(response.headers)},"body":{_json_body(response.body)}}}'
+    )
+
+
+def _json_timings(timings: Timings) -> str:
+    return (
+        f'{{"connect_ms":{_json_ms(timings.connect_ms)},"tls_ms":{_json_ms(timings.tls_ms)}'
+        f',"send_ms":{_json_ms(timings.send_ms)},"wait_ms":{_json_ms(timings.wait_ms)}'
+        f',"receive_ms":{_json_ms(timings.receive_ms)}}}'
+    )
+
+
+def _json_tls(tls: TLSInfo | None) -> str:
+    if tls is None:
+        return "null"
+    return (
+        f'{{"sni":{_json_opt(tls.sni)},"version":{_json_opt(tls.version)}'
+        f',"cipher":{_json_opt(tls.cipher)}}}'
+    )
 
 
 def _transaction_row(txn: Transaction) -> tuple[Any, ...]:
+    """The ``transactions`` row of ``txn`` (:data:`_TRANSACTION_COLUMNS`)."""
+    request, response, client, server = txn.request, txn.response, txn.client, txn.server
+    method, url, host, error = request.method, txn.url, server.host, txn.error
+    status = None if response is None else response.status
+    content_type = "" if response is None else media_type(response.headers)
+    response_bytes = 0 if response is None else response.body.size
+    detail = (
+        f'{{"id":{_json_str(txn.id)},"session_id":{_json_opt(txn.session_id)}'
+        f',"started_at":{_json_opt(iso8601(txn.started_at))},"method":{_json_str(method)}'
+        f',"url":{_json_str(url)},"host":{_json_str(host)}'
+        f',"status":{"null" if status is None else status}'
+        f',"duration_ms":{_json_ms(txn.duration_ms)},"request_bytes":{request.body.size}'
+        f',"response_bytes":{response_bytes},"content_type":{_json_str(content_type)}'
+        f',"error":{_json_opt(error)},"kind":{_json_str(txn.kind)}'
+        f',"schema_version":{txn.schema_version},"request":{_json_request(request)}'
+        f',"response":{_json_response(response)},"timings":{_json_timings(txn.timings)}'
+        f',"client":{{"ip":{_json_str(client.host)},"port":{client.port}}}'
+        f',"server":{{"host":{_json_str(host)},"port":{server.port}}},"tls":{_json_tls(txn.tls)}}}'
+    )
     return (
         txn.id,
         txn.session_id,
         txn.started_at,
         txn.kind,
-        storable_text(txn.method),
-        storable_text(txn.url),
-        storable_text(txn.host),
-        txn.status,
+        storable_text(method),
+        storable_text(url),
+        storable_text(host),
+        status,
         txn.duration_ms,
-        txn.request_bytes,
-        txn.response_bytes,
-        storable_text(txn.content_type),
-        None if txn.error is None else storable_text(txn.error),
-        _stored_detail(txn),
+        request.body.size,
+        response_bytes,
+        storable_text(content_type),
+        None if error is None else storable_text(error),
+        detail,
         txn.data_mode,
     )
 
@@ -386,7 +476,7 @@ def _chunks(items: Sequence[str], size: int = _ID_CHUNK) -> Iterable[Sequence[st
 # --- write interactions ---------------------------------------------------------
 
 
-@dataclass
+@dataclass(slots=True)
 class _SessionDelta:
     count: int = 0
     size: int = 0
@@ -395,7 +485,9 @@ class _SessionDelta:
     def add(self, txn: Transaction) -> None:
         self.count += 1
         self.size += txn.request_bytes + txn.response_bytes
-        self.last_activity = max(self.last_activity, txn.started_at + txn.duration_ms / 1000.0)
+        end = txn.started_at + txn.duration_ms / 1000.0
+        if end > self.last_activity:
+            self.last_activity = end
 
 
 @dataclass
@@ -407,30 +499,59 @@ class _BatchReport:
     unreadable: list[tuple[str, str, str]] = field(default_factory=list)
 
 
-def _captured_bodies(txn: Transaction) -> Iterable[tuple[str, Body]]:
-    yield "request", txn.request.body
-    if txn.response is not None:
-        yield "response", txn.response.body
+_INSERT_TRANSACTION = (
+    f"INSERT OR IGNORE INTO transactions ({', '.join(_TRANSACTION_COLUMNS)})"
+    f" VALUES ({_marks(len(_TRANSACTION_COLUMNS))})"
+)
+_INSERT_BODY = "INSERT INTO bodies (transaction_id, part, data) VALUES (?, ?, ?)"
 
 
-def _insert_bodies(cursor: Cursor, txn: Transaction, report: _BatchReport) -> None:
+def _stored_ids(cursor: Cursor, ids: Sequence[str]) -> set[str]:
+    """Which of ``ids`` the transactions table holds (one statement for any number, so
+    that batches of every size share one prepared statement)."""
+    cursor.execute(
+        "SELECT id FROM transactions WHERE id IN (SELECT value FROM json_each(?))",
+        (json.dumps(ids),),
+    )
+    return {row[0] for row in cursor.fetchall()}
+
+
+def _new_transactions(
+    cursor: Cursor, transactions: Sequence[Transaction], duplicates: list[str]
+) -> list[Transaction]:
+    """``transactions`` less those whose id is stored already or came earlier in the
+    batch; the ids left out go to ``duplicates``, in batch order."""
+    taken = _stored_ids(cursor, list(dict.fromkeys(txn.id for txn in transactions)))
+    fresh = []
+    for txn in transactions:
+        if txn.id in taken:
+            duplicates.append(txn.id)
+        else:
+            taken.add(txn.id)
+            fresh.append(txn)
+    return fresh
+
+
+def _insert_bodies(
+    cursor: Cursor, transactions: Iterable[Transaction], report: _BatchReport
+) -> None:
     """Store the captured, non-empty body copies (reads spool files: pool thread only)."""
-    for part, body in _captured_bodies(txn):
-        if not body.captured:
-            continue
-        try:
-            if body.spool_path is not None:
-                _insert_spooled_body(cursor, txn.id, part, body.spool_path)
+    in_memory: list[tuple[str, str, bytes]] = []
+    for txn in transactions:
+        for part, body in zip(BODY_PARTS, txn.bodies()):
+            if not body.captured:
                 continue
-            data = body.read()
-        except OSError as problem:
-            report.unreadable.append((txn.id, part, str(problem)))
-            continue
-        if data:
-            cursor.execute(
-                "INSERT INTO bodies (transaction_id, part, data) VALUES (?, ?, ?)",
-                (txn.id, part, data),
-            )
+            try:
+                if body.spool_path is not None:
+                    _insert_spooled_body(cursor, txn.id, part, body.spool_path)
+                    continue
+                data = body.read()
+            except OSError as problem:
+                report.unreadable.append((txn.id, part, str(problem)))
+                continue
+            if data:
+                in_memory.append((txn.id, part, data))
+    cursor.executemany(_INSERT_BODY, in_memory)
 
 
 def _insert_spooled_body(cursor: Cursor, txn_id: str, part: str, spool_path: str) -> None:
@@ -453,34 +574,41 @@ def _insert_spooled_body(cursor: Cursor, txn_id: str, part: str, spool_path: str
             raise
 
 
-def _bump_sessions(cursor: Cursor, deltas: dict[str, _SessionDelta]) -> None:
-    for session_id, delta in deltas.items():
-        cursor.execute(
-            "UPDATE sessions SET request_count = request_count + ?,"
-            " total_bytes = total_bytes + ?,"
-            " last_activity = MAX(COALESCE(last_activity, ?), ?)"
-            " WHERE id = ?",
-            (delta.count, delta.size, delta.last_activity, delta.last_activity, session_id),
-        )
+def _bump_sessions(cursor: Cursor, transactions: Iterable[Transaction]) -> None:
+    """Add ``transactions`` to their sessions' counts, sizes and last activity."""
+    deltas: dict[str, _SessionDelta] = {}
+    for txn in transactions:
+        session_id = txn.session_id or ""
+        delta = deltas.get(session_id)
+        if delta is None:
+            delta = deltas[session_id] = _SessionDelta()
+        delta.add(txn)
+    cursor.executemany(
+        "UPDATE sessions SET request_count = request_count + ?,"
+        " total_bytes = total_bytes + ?,"
+        " last_activity = MAX(COALESCE(last_activity, ?), ?)"
+        " WHERE id = ?",
+        [(delta.count, delta.size, delta.last_activity, delta.last_activity, session_id)
+         for session_id, delta in deltas.items()],
+    )
 
 
 def _insert_batch(cursor: Cursor, transactions: Sequence[Transaction]) -> _BatchReport:
     """One SQL transaction: rows, bodies and session counters of a batch."""
+    if not cursor.connection.in_transaction:
+        cursor.execute("BEGIN IMMEDIATE")  # no other writer between the id check and the insert
     report = _BatchReport()
-    deltas: dict[str, _SessionDelta] = {}
-    insert = (
-        f"INSERT OR IGNORE INTO transactions ({', '.join(_TRANSACTION_COLUMNS)})"
-        f" VALUES ({_marks(len(_TRANSACTION_COLUMNS))})"
-    )
-    for txn in transactions:
-        cursor.execute(insert, _transaction_row(txn))
-        if cursor.rowcount != 1:
-            report.duplicates.append(txn.id)
-            continue
-        _insert_bodies(cursor, txn, report)
-        deltas.setdefault(txn.session_id or "", _SessionDelta()).add(txn)
-        report.stored += 1
-    _bump_sessions(cursor, deltas)
+    fresh = _new_transactions(cursor, transactions, report.duplicates)
+    cursor.executemany(_INSERT_TRANSACTION, map(_transaction_row, fresh))  # one row at a time
+    if cursor.rowcount != len(fresh):
+        # Another constraint skipped rows (a NaN time is stored as NULL): like duplicates,
+        # they are left out and reported, and the rest of the batch is stored.
+        stored = _stored_ids(cursor, [txn.id for txn in fresh])
+        report.duplicates.extend(txn.id for txn in fresh if txn.id not in stored)
+        fresh = [txn for txn in fresh if txn.id in stored]
+    _insert_bodies(cursor, fresh, report)
+    _bump_sessions(cursor, fresh)
+    report.stored = len(fresh)
     return report
 
 
@@ -731,26 +859,26 @@ def _sql_limit(limit: int | None) -> int:
 # --- the store ----------------------------------------------------------------------
 
 
-@dataclass(eq=False)
 class _Batch:
-    """Transactions written together, and who waits for them."""
+    """Transactions written together, and who waits for them (in the order they came)."""
 
-    items: list[tuple[Transaction, Deferred[None]]]
-    observers: list[Deferred[None]] = field(default_factory=list)
+    __slots__ = ("transactions", "waiters")
 
-    def transactions(self) -> list[Transaction]:
-        return [txn for txn, _ in self.items]
+    def __init__(self) -> None:
+        self.transactions: list[Transaction] = []
+        self.waiters: list[Deferred[None]] = []
 
     def observe(self) -> Deferred[None]:
         observer: Deferred[None] = Deferred()
-        self.observers.append(observer)
+        self.waiters.append(observer)
         return observer
 
     def settle(self, failure: Failure | None) -> None:
-        for waiter in [waiter for _, waiter in self.items] + self.observers:
-            if failure is None:
+        if failure is None:
+            for waiter in self.waiters:
                 waiter.callback(None)
-            else:
+        else:
+            for waiter in self.waiters:
                 waiter.errback(failure)
 
 
@@ -801,7 +929,7 @@ class SQLiteHistoryStore:
                 cp_openfun=_configure_connection,
                 cp_reactor=reactor,
             )
-        self._pending: list[tuple[Transaction, Deferred[None]]] = []
+        self._pending = _Batch()
         self._inflight: list[_Batch] = []
         self._timer: IDelayedCall | None = None
         self._closing = False
@@ -816,9 +944,11 @@ class SQLiteHistoryStore:
             return fail(HistoryStoreClosed(self.path))
         if transaction.session_id is None:
             return succeed(None)
+        pending = self._pending
+        pending.transactions.append(transaction)
         waiter: Deferred[None] = Deferred()
-        self._pending.append((transaction, waiter))
-        if len(self._pending) >= self.batch_size:
+        pending.waiters.append(waiter)
+        if len(pending.transactions) >= self.batch_size:
             self._write_pending()
         elif self._timer is None:
             self._timer = self._clock.callLater(self.batch_delay, self._on_timer)
@@ -1008,12 +1138,12 @@ class SQLiteHistoryStore:
             if self._timer.active():
                 self._timer.cancel()
             self._timer = None
-        if not self._pending:
+        batch = self._pending
+        if not batch.transactions:
             return
-        batch = _Batch(self._pending)
-        self._pending = []
+        self._pending = _Batch()
         self._inflight.append(batch)
-        written = self._pool.runInteraction(_insert_batch, batch.transactions())
+        written = self._pool.runInteraction(_insert_batch, batch.transactions)
         written.addCallbacks(
             self._batch_written,
             self._batch_failed,
@@ -1026,7 +1156,7 @@ class SQLiteHistoryStore:
         self._log.debug(
             "History batch written: {stored} of {batch_size} transactions stored",
             stored=report.stored,
-            batch_size=len(batch.items),
+            batch_size=len(batch.transactions),
         )
         for txn_id in report.duplicates:
             self._log.warn(
@@ -1046,14 +1176,14 @@ class SQLiteHistoryStore:
         self._log.failure(
             "History batch of {batch_size} transactions could not be written",
             failure,
-            batch_size=len(batch.items),
-            txn_ids=[txn.id for txn, _ in batch.items],
+            batch_size=len(batch.transactions),
+            txn_ids=[txn.id for txn in batch.transactions],
         )
         batch.settle(failure)
 
     async def _close(self) -> None:
         try:
-            while self._pending or self._inflight:
+            while self._pending.transactions or self._inflight:
                 await self._settled()
         finally:
             self._closed = True
