@@ -228,6 +228,17 @@ class BatchingTests(StoreCase):
         self.assertEqual(total, 1200)
         self.assertEqual(sizes, [500, 500, 200])
 
+    async def test_batch_written_once_its_bodies_reach_batch_bytes(self) -> None:
+        store = await self.open_store(batch_delay=3600, batch_size=500)
+        store.batch_bytes = 5000
+        sizes = self.count_batches(store)
+        for n in range(5):
+            store.transactionCompleted(make_transaction(
+                session_id="s", request_body=bytes([n]) * 1000, response_body=bytes([n]) * 1000))
+        self.assertEqual(sizes, [3])
+        await store.flush()
+        self.assertEqual(sizes, [3, 2])
+
     async def test_batch_written_after_delay(self) -> None:
         clock = Clock()
         store = await self.open_store(batch_delay=0.5, clock=clock)

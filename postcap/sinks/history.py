@@ -862,11 +862,13 @@ def _sql_limit(limit: int | None) -> int:
 class _Batch:
     """Transactions written together, and who waits for them (in the order they came)."""
 
-    __slots__ = ("transactions", "waiters")
+    __slots__ = ("transactions", "waiters", "body_bytes")
 
     def __init__(self) -> None:
         self.transactions: list[Transaction] = []
         self.waiters: list[Deferred[None]] = []
+        #: Bytes of the body copies held in memory by the transactions.
+        self.body_bytes = 0
 
     def observe(self) -> Deferred[None]:
         observer: Deferred[None] = Deferred()
@@ -948,16 +950,21 @@ class SQLiteHistoryStore:
         pending.transactions.append(transaction)
         waiter: Deferred[None] = Deferred()
         pending.waiters.append(waiter)
-        if len(pending.transactions) >= self.batch_size:
+        response = transaction.response
+        pending.body_bytes += len(transaction.request.body.content) + (
+            0 if response is None else len(response.body.content))
+        if len(pending.transactions) >= self.batch_size or pending.body_bytes >= self.batch_bytes:
             self._write_pending()
         elif self._timer is None:
             self._timer = self._clock.callLater(self.batch_delay, self._on_timer)
         return waiter
 
+    #: A batch is written once its body copies in memory reach this many bytes.
+    batch_bytes = 4 * 1024 * 1024
     #: Bytes of batches in the database process's queue that make the store congested,
     #: and the level it must come down to before captured clients are read again.
-    high_water = 64 * 1024 * 1024
-    low_water = 16 * 1024 * 1024
+    high_water = 32 * 1024 * 1024
+    low_water = 8 * 1024 * 1024
 
     @property
     def congested(self) -> bool:
