@@ -103,8 +103,8 @@ def _latin1(value: bytes) -> str:
 
 def _pickled_by_fields(cls: type) -> type:
     """Pickle a frozen dataclass as its class and field values: several times faster
-    than the dataclass's own ``__getstate__`` (batches of transactions are pickled
-    on the reactor thread for the history's database process)."""
+    than the dataclass's own ``__getstate__`` (records cross to the history's
+    database process and back)."""
     values = attrgetter(*(item.name for item in fields(cls)))
 
     def __reduce__(self: Any) -> tuple[Any, ...]:

@@ -26,6 +26,7 @@ from twisted.trial.unittest import SynchronousTestCase, TestCase
 from postcap.model import Body, TLSInfo, Timings, Transaction, iso8601
 from postcap.sinks import history
 from postcap.sinks.history import SchemaTooNew, SQLiteHistoryStore
+from postcap.sinks.packing import unpack
 from postcap.testing import MemoryHistoryStore, MemorySink, make_session, make_transaction
 from tests import dbprocess_calls
 from tests.history_conformance import ExplodingBody, HistoryStoreConformance, expected_detail
@@ -52,8 +53,8 @@ class StoreCase(TestCase):
         real = store._pool.runInteraction
 
         def spy(interaction: Any, *args: Any, **kwargs: Any) -> Any:
-            if interaction is history._insert_batch:
-                sizes.append(len(args[0]))
+            if interaction is history._insert_packed_batch:
+                sizes.append(len(unpack(args[0])))
             return real(interaction, *args, **kwargs)
 
         self.patch(store._pool, "runInteraction", spy)

@@ -11,8 +11,12 @@ All SQL runs through one connection, never on the reactor thread: by default
 in one ``adbapi.ConnectionPool`` worker thread (several connections cause
 "database is locked"); with ``separate_process`` in a child process of its own
 (:mod:`postcap.sinks.dbprocess`), as the server runs it, so that writing the
-history takes neither the proxy's GIL nor its core.  The schema is versioned with ``PRAGMA user_version``: each entry of
-:data:`MIGRATIONS` brings it one version further, inside one SQL transaction.
+history takes neither the proxy's GIL nor its core; batches travel packed
+(:mod:`postcap.sinks.packing`).  While more than ``high_water`` bytes of batches
+wait for that process the store is ``congested`` and the proxy holds back the
+next request of captured clients.  The schema is versioned with
+``PRAGMA user_version``: each entry of :data:`MIGRATIONS` brings it one version
+further, inside one SQL transaction.
 
 Layout: ``transactions`` holds one row per exchange with the summary columns
 and ``detail`` (the detail JSON without body texts); body copies live apart in
@@ -48,6 +52,7 @@ from postcap.model import (
     media_type,
 )
 from postcap.sinks.dbprocess import ProcessConnectionPool
+from postcap.sinks.packing import pack, unpack
 from postcap.sinks.query import (
     SUMMARY_COLUMNS as _SUMMARY_COLUMNS,
     TransactionFilter,
@@ -591,6 +596,11 @@ def _bump_sessions(cursor: Cursor, transactions: Iterable[Transaction]) -> None:
         [(delta.count, delta.size, delta.last_activity, delta.last_activity, session_id)
          for session_id, delta in deltas.items()],
     )
+
+
+def _insert_packed_batch(cursor: Cursor, packed: bytes) -> _BatchReport:
+    """:func:`_insert_batch` of a batch as :func:`postcap.sinks.packing.pack` gave it."""
+    return _insert_batch(cursor, unpack(packed))
 
 
 def _insert_batch(cursor: Cursor, transactions: Sequence[Transaction]) -> _BatchReport:
@@ -1150,7 +1160,7 @@ class SQLiteHistoryStore:
             return
         self._pending = _Batch()
         self._inflight.append(batch)
-        written = self._pool.runInteraction(_insert_batch, batch.transactions)
+        written = self._pool.runInteraction(_insert_packed_batch, pack(batch.transactions))
         written.addCallbacks(
             self._batch_written,
             self._batch_failed,
