@@ -34,6 +34,7 @@ from postcap.filters import OptionError
 from postcap.interceptor.cookies import BrowserCookieSync
 from postcap.interceptor.methods import InterceptorMethods
 from postcap.replay import Replayer
+from postcap.memory import MemoryReturner
 from postcap.retention import Retention
 from postcap.web import install_web_app
 from postcap.sinks.collections import CollectionSink, Collections
@@ -192,6 +193,7 @@ class PostcapService(MultiService):
         self.retention = Retention(
             self.store, self.sessions, config.history_max_age, config.history_max_bytes
         )
+        self.memory = MemoryReturner(reactor)
         self._retention_loop = LoopingCall(self.retention.run)
         self._retention_loop.clock = reactor
         self.control_port: IListeningPort | None = None
@@ -246,6 +248,7 @@ class PostcapService(MultiService):
             self._retention_loop.start(self.config.retention_interval, now=True)
         self._write_state_file()
         self.proxy.on_change = self._write_state_file
+        self.memory.start()
         control = self.control_port.getHost()
         self._log.info(
             "postcap {version} ready: proxy on {interface}:{port}, control on {control_host}:{control_port}, data in {data_dir}",
@@ -304,6 +307,7 @@ class PostcapService(MultiService):
         self.proxy_factory.draining = True
         if self._retention_loop.running:
             self._retention_loop.stop()
+        self.memory.stop()
         self.events_resource.close_all()
         await self.proxy.disable()
         await self.proxy_factory.drain(self.config.drain_timeout)
