@@ -18,7 +18,7 @@ from __future__ import annotations
 import gc
 import ipaddress
 from io import BytesIO
-from typing import IO
+from typing import IO, Callable
 from dataclasses import dataclass, field
 
 from twisted.internet.address import IPv4Address
@@ -1187,6 +1187,15 @@ class BackPressureTests(ProxyTestCase):
                                     spooler=spooler)
         return spooler
 
+    def flood(self, spooler: DiskBehind, send: Callable[[bytes], None],
+              producing: StringTransport) -> None:
+        """Send 1 MiB pieces until the spooler is congested, ``producing`` read all along."""
+        piece = b"f" * (1024 * 1024)
+        for _ in range(spooler.high_water // len(piece) + 1):
+            self.assertEqual(producing.producerState, "producing")
+            send(piece)
+        self.assertTrue(spooler.congested)
+
     def test_response_source_pauses_while_the_spooler_is_behind(self) -> None:
         spooler = self.spooling_proxy()
         client = self.client()
@@ -1194,12 +1203,8 @@ class BackPressureTests(ProxyTestCase):
         upstream = self.network.last
         size = 2 * spooler.high_water
         upstream.respond(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % size)
-        piece = b"r" * (1024 * 1024)
-        for _ in range(spooler.high_water // len(piece) + 1):
-            self.assertEqual(upstream.transport.producerState, "producing")
-            upstream.respond(piece)
-        self.assertTrue(spooler.congested)
-        upstream.respond(piece)
+        self.flood(spooler, upstream.respond, upstream.transport)
+        upstream.respond(b"r" * 1024)
         self.assertEqual(upstream.transport.producerState, "paused")
         spooler.caught_up()
         self.assertEqual(upstream.transport.producerState, "producing")
@@ -1210,10 +1215,8 @@ class BackPressureTests(ProxyTestCase):
         size = 2 * spooler.high_water
         client.send(request(method=b"POST", headers=(b"Content-Length: %d" % size,)))
         self.network.last  # connected
-        piece = b"q" * (1024 * 1024)
-        for _ in range(spooler.high_water // len(piece) + 1):
-            client.send(piece)
-        self.assertTrue(spooler.congested)
+        self.flood(spooler, client.send, client.transport)
+        client.send(b"q" * 1024)
         self.assertEqual(client.transport.producerState, "paused")
         spooler.caught_up()
         self.assertEqual(client.transport.producerState, "producing")

@@ -353,22 +353,27 @@ def _json_body(body: Body) -> str:
     return f'{{"size":{body.size},"truncated":{truncated},"captured":{captured}}}'
 
 
-def _json_request(request: Request) -> str:
+def _json_message(start: str, message: Request | Response) -> str:
+    """A request's or response's detail JSON: ``start`` (its first fields), then the rest."""
     return (
-        f'{{"method":{_json_str(request.method)}'
-        f',"target":{_json_str(request.target.decode("latin-1"))}'
-        f',"http_version":{_json_str(request.http_version)}'
-        f',"headers":{_json_headers(request.headers)},"body":{_json_body(request.body)}}}'
+        f'{{{start},"http_version":{_json_str(message.http_version)}'
+        f',"headers":{_json_headers(message.headers)},"body":{_json_body(message.body)}}}'
+    )
+
+
+def _json_request(request: Request) -> str:
+    return _json_message(
+        f'"method":{_json_str(request.method)}'
+        f',"target":{_json_str(request.target.decode("latin-1"))}',
+        request,
     )
 
 
 def _json_response(response: Response | None) -> str:
     if response is None:
         return "null"
-    return (
-        f'{{"status":{response.status},"reason":{_json_str(response.reason)}'
-        f',"http_version":{_json_str(response.http_version)}'
-        f',"headers":{_json_headers(response.headers)},"body":{_json_body(response.body)}}}'
+    return _json_message(
+        f'"status":{response.status},"reason":{_json_str(response.reason)}', response
     )
 
 
