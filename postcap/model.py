@@ -347,6 +347,24 @@ class Transaction:
             body.discard()
 
 
+class SessionDelta:
+    """What some transactions add to their session: a count, bytes, the last activity."""
+
+    __slots__ = ("count", "size", "last_activity")
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.size = 0
+        self.last_activity = float("-inf")
+
+    def add(self, txn: Transaction) -> None:
+        self.count += 1
+        self.size += txn.request_bytes + txn.response_bytes
+        end = txn.started_at + txn.duration_ms / 1000.0
+        if end > self.last_activity:
+            self.last_activity = end
+
+
 SESSION_STATES = ("running", "paused", "stopped")
 
 

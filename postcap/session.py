@@ -22,7 +22,7 @@ from zope.interface.verify import verifyObject
 from postcap.capture import CaptureTicket
 from postcap.filters import CaptureFilter, default_options, validate_options
 from postcap.interfaces import ICaptureSink, IHistoryStore
-from postcap.model import SessionRecord, Transaction, new_id
+from postcap.model import SessionDelta, SessionRecord, Transaction, new_id
 
 
 class SessionError(Exception):
@@ -52,23 +52,6 @@ class SessionNotFound(SessionError):
 SessionListener = Callable[[str, SessionRecord], None]
 
 
-class _Counters:
-    """Counts of transactions recorded in the active session, not yet in its record."""
-
-    __slots__ = ("count", "size", "last_activity")
-
-    def __init__(self) -> None:
-        self.count = 0
-        self.size = 0
-        self.last_activity = float("-inf")
-
-    def add(self, transaction: Transaction) -> None:
-        self.count += 1
-        self.size += transaction.request_bytes + transaction.response_bytes
-        ended = transaction.started_at + transaction.duration_ms / 1000.0
-        if ended > self.last_activity:
-            self.last_activity = ended
-
 #: Replays made while no session is running are recorded in this stopped session.
 REPLAYS_SESSION_ID = "replays"
 
@@ -86,7 +69,7 @@ class SessionManager:
         # The active record as last built; the counters of transactions recorded
         # since are kept apart and folded in when somebody reads ``active``.
         self._active: SessionRecord | None = None
-        self._unfolded = _Counters()
+        self._unfolded = SessionDelta()
         self._ticket: CaptureTicket | None = None
         self._filter: CaptureFilter | None = None
         self._listeners: list[SessionListener] = []
@@ -108,12 +91,12 @@ class SessionManager:
                 total_bytes=record.total_bytes + pending.size,
                 last_activity=last,
             )
-            self._unfolded = _Counters()
+            self._unfolded = SessionDelta()
         return record
 
     @active.setter
     def active(self, record: SessionRecord | None) -> None:
-        self._active, self._unfolded = record, _Counters()
+        self._active, self._unfolded = record, SessionDelta()
 
     def active_options(self, session_id: str) -> dict[str, Any] | None:
         """The options of the active session when it is ``session_id``, else None."""

@@ -81,9 +81,8 @@ class TransportPauser:
     def paused(self) -> bool:
         return bool(self._reasons)
 
-    @property
-    def reasons(self) -> frozenset[str]:
-        return frozenset(self._reasons)
+    def paused_for(self, reason: str) -> bool:
+        return reason in self._reasons
 
 
 def format_headers(headers: RawHeaders) -> bytes:
@@ -247,7 +246,7 @@ class Exchange:
 
     def _wait_for_spooler(self, source: TransportPauser) -> None:
         """Stop reading ``source`` until the spooler has caught up with the disk."""
-        if "spool" in source.reasons:
+        if source.paused_for("spool"):
             return
         source.pause("spool")
         self.client.factory.spooler.when_drained().addCallback(lambda _: source.resume("spool"))

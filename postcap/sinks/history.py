@@ -44,6 +44,7 @@ from postcap.model import (
     Headers,
     Request,
     Response,
+    SessionDelta,
     SessionRecord,
     TLSInfo,
     Timings,
@@ -486,20 +487,6 @@ def _chunks(items: Sequence[str], size: int = _ID_CHUNK) -> Iterable[Sequence[st
 # --- write interactions ---------------------------------------------------------
 
 
-@dataclass(slots=True)
-class _SessionDelta:
-    count: int = 0
-    size: int = 0
-    last_activity: float = float("-inf")
-
-    def add(self, txn: Transaction) -> None:
-        self.count += 1
-        self.size += txn.request_bytes + txn.response_bytes
-        end = txn.started_at + txn.duration_ms / 1000.0
-        if end > self.last_activity:
-            self.last_activity = end
-
-
 @dataclass
 class _BatchReport:
     """What a batch interaction hands back to the reactor thread for logging."""
@@ -586,12 +573,12 @@ def _insert_spooled_body(cursor: Cursor, txn_id: str, part: str, spool_path: str
 
 def _bump_sessions(cursor: Cursor, transactions: Iterable[Transaction]) -> None:
     """Add ``transactions`` to their sessions' counts, sizes and last activity."""
-    deltas: dict[str, _SessionDelta] = {}
+    deltas: dict[str, SessionDelta] = {}
     for txn in transactions:
         session_id = txn.session_id or ""
         delta = deltas.get(session_id)
         if delta is None:
-            delta = deltas[session_id] = _SessionDelta()
+            delta = deltas[session_id] = SessionDelta()
         delta.add(txn)
     cursor.executemany(
         "UPDATE sessions SET request_count = request_count + ?,"
