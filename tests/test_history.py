@@ -352,7 +352,8 @@ class StoredRowTests(SynchronousTestCase):
         detail = txn.detail(b"", b"")
         for part in history.BODY_PARTS:
             if detail[part] is not None:
-                del detail[part]["body"]["text"], detail[part]["body"]["encoding"]
+                body = detail[part]["body"]
+                del body["text"], body["encoding"], body["content_encoding"]
         return json.dumps(detail, separators=(",", ":"))
 
     def test_detail_is_the_dumped_detail_without_body_texts(self) -> None:
