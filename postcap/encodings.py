@@ -23,15 +23,18 @@ import brotli
 import zstandard
 
 __all__ = [
+    "DEFAULT_DECODE_LIMIT",
     "DecodedBody",
     "SUPPORTED_CODINGS",
     "content_codings",
     "content_encoding_of",
     "decode",
     "decode_file",
-    "decoded_bytes_of",
+    "decoded_json",
 ]
 
+#: Decoded copies stop here unless told otherwise (``--max-capture-body``'s default).
+DEFAULT_DECODE_LIMIT = 10 * 1024 * 1024
 #: Encoded bytes read from the source at a time.
 PIECE = 64 * 1024
 #: zstd windows above this are refused (RFC 9659 asks decoders for 8 MiB at most).
@@ -298,27 +301,21 @@ def decode(data: bytes, content_encoding: str, limit: int,
     return decode_file(io.BytesIO(data), content_encoding, limit, truncated_input)
 
 
-def decoded_bytes_of(body: dict[str, Any], limit: int) -> tuple[bytes, DecodedBody | None]:
-    """The bytes a reader should show for a detail's ``body``, and how they were
-    decoded (None when the body has no content coding or was not stored).
+def decoded_json(body: dict[str, Any], limit: int = DEFAULT_DECODE_LIMIT) -> dict[str, Any] | None:
+    """A detail body's decoded form for readers: its ``decoded`` shape, or
+    ``{"error": why}``; None when it has no content coding or nothing stored.
 
-    Uses the body's ``decoded`` copy when the store attached one; otherwise decodes
-    the stored bytes here (details built before decoded copies were kept).
+    Uses what the store attached; otherwise decodes the stored bytes here (details
+    built outside a store, or stored before decoded copies were kept).
     """
-    text = body.get("text") or ""
-    raw = base64.b64decode(text) if body.get("encoding") == "base64" else text.encode("utf-8")
     coding = body.get("content_encoding")
-    if not coding or not body.get("captured") or not raw:
-        return raw, None
-    decoded = body.get("decoded")
-    if decoded is not None:
-        data = decoded.get("text") or ""
-        result = DecodedBody(
-            base64.b64decode(data) if decoded.get("encoding") == "base64" else data.encode("utf-8"),
-            bool(decoded.get("truncated")),
-        )
-    elif body.get("decode_error"):
-        result = DecodedBody(error=body["decode_error"])
-    else:
-        result = decode(raw, coding, limit, bool(body.get("truncated")))
-    return (raw if result.error else result.data), result
+    if not coding or not body.get("captured") or not body.get("text"):
+        return None
+    if body.get("decoded") is not None:
+        return dict(body["decoded"])
+    if body.get("decode_error"):
+        return {"error": body["decode_error"]}
+    text = body["text"]
+    raw = base64.b64decode(text) if body.get("encoding") == "base64" else text.encode("utf-8")
+    result = decode(raw, coding, limit, bool(body.get("truncated")))
+    return {"error": result.error} if result.error is not None else result.to_json()

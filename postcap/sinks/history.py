@@ -41,7 +41,13 @@ from zope.interface import implementer
 
 from postcap.interfaces import IHistoryStore
 from postcap.datamode import data_mode
-from postcap.encodings import DecodedBody, content_encoding_of, decode, decode_file
+from postcap.encodings import (
+    DEFAULT_DECODE_LIMIT,
+    DecodedBody,
+    content_encoding_of,
+    decode,
+    decode_file,
+)
 from postcap.model import (
     Body,
     Headers,
@@ -531,8 +537,6 @@ _INSERT_DECODED = (
     "INSERT INTO decoded_bodies (transaction_id, part, data, truncated, error)"
     " VALUES (?, ?, ?, ?, ?)"
 )
-#: Decoded copies are cut here unless the store is given another ``decode_limit``.
-DEFAULT_DECODE_LIMIT = 10 * 1024 * 1024
 
 
 def _stored_ids(cursor: Cursor, ids: Sequence[str]) -> set[str]:

@@ -18,15 +18,10 @@ from twisted.internet.defer import Deferred, fail, succeed
 from twisted.logger import Logger
 from zope.interface import implementer
 
-from postcap.encodings import decode
+from postcap.encodings import DEFAULT_DECODE_LIMIT, decode
 from postcap.interfaces import ICaptureSink, IHistoryStore
 from postcap.model import SessionRecord, Transaction
-from postcap.sinks.history import (
-    DEFAULT_DECODE_LIMIT,
-    HistoryStoreClosed,
-    TransactionFilter,
-    storable_text,
-)
+from postcap.sinks.history import HistoryStoreClosed, TransactionFilter, storable_text
 
 __all__ = ["MemoryHistoryStore", "MemorySink"]
 
