@@ -148,7 +148,8 @@ class PostcapService(MultiService):
         self.started_at = reactor.seconds()
         self.token = load_or_create_token(config.token_path)
         self.store = SQLiteHistoryStore(
-            config.history_path, reactor=reactor, separate_process=True
+            config.history_path, reactor=reactor, separate_process=True,
+            decode_limit=config.proxy.max_capture_body,
         )
         self.sessions = SessionManager(reactor, self.store)
         self.spooler = Spooler(reactor, os.path.join(config.data_dir, "spool"))
