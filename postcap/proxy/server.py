@@ -116,7 +116,7 @@ def tls_info_of(transport: object) -> TLSInfo | None:
         connection = transport.getHandle()  # type: ignore[attr-defined]
         sni = connection.get_servername()
         return TLSInfo(
-            sni=None if sni is None else sni.decode("idna"),
+            sni=None if sni is None else sni.decode("utf-8", "replace"),  # as sent: A-labels
             version=connection.get_protocol_version_name(),
             cipher=connection.get_cipher_name(),
         )
