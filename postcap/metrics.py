@@ -186,8 +186,10 @@ class ReactorLagMonitor:
             self._loop.stop()
 
     def _tick(self, count: int) -> None:
+        # The call was due one interval after the previous one; ``count`` says how many
+        # intervals have passed since (more than one when the reactor was late).
+        due = self._loop.starttime + (self._ticks + 1) * self.interval
         self._ticks += count
-        due = self._loop.starttime + self._ticks * self.interval
         self.histogram.observe(max(0.0, self._clock.seconds() - due))
 
 
