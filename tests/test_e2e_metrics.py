@@ -316,3 +316,28 @@ def test_text_log_holds_no_secret(tmp_path: Any, origin: Origin) -> None:
     lines = log_lines(server)
     assert any("ready: proxy on" in line for line in lines)
     assert not [line for line in lines for secret in secrets if secret in line]
+
+
+def test_postcapctl_stats(server: PostcapProcess, origin: Origin) -> None:
+    import subprocess
+    import sys
+
+    env = dict(os.environ, POSTCAP_HOME=server.data_dir)
+    command = [sys.executable, "-m", "postcap.ctl"]
+    server.curl(origin.url("/hello"))
+    result = subprocess.run([*command, "--json", "stats", "--interval", "0.2"], env=env,
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    stats = json.loads(result.stdout)
+    assert stats["requests"]["total"] >= 1 and stats["requests"]["by_status_class"]["2xx"] >= 1
+    assert set(stats["rates"]) >= {"requests_per_s", "upstream_errors_per_s"}
+    assert stats["storage"]["available"] is True
+    assert stats["reactor_lag"]["samples"] > 0
+    text = subprocess.run([*command, "stats", "--interval", "0.2"], env=env,
+                          capture_output=True, text=True, timeout=60)
+    assert text.returncode == 0, text.stderr
+    for heading in ("requests", "errors", "storage", "reactor lag"):
+        assert heading in text.stdout
+    bad = subprocess.run([*command, "stats", "--interval", "0"], env=env,
+                         capture_output=True, text=True, timeout=60)
+    assert bad.returncode == 2 and "interval" in bad.stderr
