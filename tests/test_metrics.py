@@ -38,6 +38,13 @@ from postcap.tap import Options
 from postcap.testing import make_session, make_transaction
 
 
+def scratch_path(case: SynchronousTestCase) -> str:
+    """A path in a fresh temporary directory, removed after the test."""
+    directory = tempfile.mkdtemp(prefix="postcap-metrics-")
+    case.addCleanup(shutil.rmtree, directory, True)
+    return os.path.join(directory, "scratch")
+
+
 def families(registry: Any) -> dict[str, Any]:
     text = generate_latest(registry).decode("utf-8")
     return {family.name: family for family in text_string_to_metric_families(text)}
@@ -264,7 +271,7 @@ class LogTests(SynchronousTestCase):
     def test_observer_follows_twistd_options(self) -> None:
         self.assertIsNone(observer_for(None, "json", lambda: ()))
         self.assertIsNone(observer_for({"syslog": True, "logfile": None}, "text", lambda: ()))
-        path = self.mktemp()
+        path = scratch_path(self)
         observer = observer_for({"logfile": path, "nodaemon": True}, "json", lambda: ["s3cr3t"])
         observer(self.event(log_format="token {t}", t="s3cr3t"))
         with open(path, encoding="utf-8") as written:
@@ -276,14 +283,14 @@ class OptionTests(SynchronousTestCase):
     def test_log_format_and_metrics_endpoint_are_checked(self) -> None:
         options = Options()
         options.parseOptions(["--metrics", "tcp:9464:interface=127.0.0.1", "--log-format", "json",
-                              "--data-dir", self.mktemp()])
+                              "--data-dir", scratch_path(self)])
         self.assertEqual((options["metrics"], options["log-format"]),
                          ("tcp:9464:interface=127.0.0.1", "json"))
         from twisted.python.usage import UsageError
 
         for argv in (["--log-format", "xml"], ["--metrics", "nonsense:1"]):
             with self.assertRaises(UsageError):
-                Options().parseOptions(argv + ["--data-dir", self.mktemp()])
+                Options().parseOptions(argv + ["--data-dir", scratch_path(self)])
 
 
 
