@@ -346,3 +346,31 @@ class StoreStatsTests(TestCase):
                                  HistoryStoreClosed)
         self.assertEqual(store.stats.dropped, 1)
         self.assertFalse(store.stats.available)
+
+
+class DocumentedQueriesTests(SynchronousTestCase):
+    """The Grafana dashboard and the alert rules in docs/ name only exported metrics."""
+
+    def test_every_metric_named_in_the_docs_is_exported(self) -> None:
+        import re
+        from pathlib import Path
+
+        docs = Path(__file__).resolve().parents[1] / "docs"
+        dashboard = json.loads((docs / "grafana-dashboard.json").read_text("utf-8"))
+        expressions = [target["expr"] for panel in dashboard["panels"]
+                       for target in panel["targets"]]
+        self.assertGreaterEqual(len(expressions), 12)
+        operations = (docs / "operations.md").read_text("utf-8")
+        exported = set()
+        tally = Tally()
+        tally.rpc_call("server.info", None)
+        for name, family in families(build_registry(tally, StorageStats)).items():
+            exported.add(name)
+            exported.update(sample.name for sample in family.samples)
+        named = set(re.findall(r"\b((?:postcap|process)_[a-z_]+)\b",
+                               " ".join(expressions) + operations))
+        named.discard("process_")
+        self.assertFalse(sorted(named - exported))
+        for alert in ("PostcapStorageUnavailable", "PostcapCapturesDropped", "PostcapReactorLag",
+                      "PostcapFileDescriptors", "PostcapUpstreamErrorRatio"):
+            self.assertIn(alert, operations)
