@@ -78,12 +78,16 @@ def main() -> None:
     parser.add_argument("--after-args", default="", help="extra twistd postcap options (new build)")
     parser.add_argument("--scrape-interval", type=float, default=0.0,
                         help="scrape the new build's /metrics this often (seconds; 0: never)")
+    parser.add_argument("--load", action="append", metavar="PATH:C",
+                        help="only these loads, e.g. /1k:100 (repeatable; default: all three)")
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--duration", type=float, default=5.0)
     parser.add_argument(
         "--json", default=str(Path.home() / ".cache" / "postcap-bench" / "compare.json")
     )
     args = parser.parse_args()
+    loads = [(path, int(c)) for path, c in (item.rsplit(":", 1) for item in args.load)] \
+        if args.load else LOADS
     ensure_apt("nginx", "wrk")
     builds = {"before": args.before, "after": args.after}
     runs: dict[str, list[dict[str, Any]]] = {}
@@ -98,7 +102,7 @@ def main() -> None:
                         shlex.split(args.after_args) if after else ()))
                     with postcap as system, Scraper(
                             postcap.server, args.scrape_interval if after else 0):
-                        for path, connections in LOADS:
+                        for path, connections in loads:
                             result = wrk(
                                 system, origin.http_port, path, connections, args.duration
                             )
