@@ -951,11 +951,11 @@ class SQLiteHistoryStore:
 
     def transactionCompleted(self, transaction: Transaction) -> Deferred[None]:
         """Queue ``transaction``; fires once its batch is committed."""
+        if self._closed:
+            self.stats.dropped += transaction.session_id is not None
+            return fail(HistoryStoreClosed(self.path))
         if transaction.session_id is None:
             return succeed(None)
-        if self._closed:
-            self.stats.dropped += 1
-            return fail(HistoryStoreClosed(self.path))
         self.stats.pending += 1
         pending = self._pending
         pending.transactions.append(transaction)
