@@ -341,3 +341,15 @@ def test_postcapctl_stats(server: PostcapProcess, origin: Origin) -> None:
     bad = subprocess.run([*command, "stats", "--interval", "0"], env=env,
                          capture_output=True, text=True, timeout=60)
     assert bad.returncode == 2 and "interval" in bad.stderr
+
+
+def test_a_metrics_port_in_use_stops_the_start(tmp_path: Any) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        port = taken.getsockname()[1]
+        server = PostcapProcess(tmp_path, "--metrics", f"tcp:{port}:interface=127.0.0.1")
+        with pytest.raises(RuntimeError, match="exited with 1"):
+            server.start()
+        server.stop()
+    assert "Address already in use" in server.log() or str(port) in server.log()
