@@ -127,6 +127,9 @@ def test_counters_move_by_exactly_the_traffic_sent(server: PostcapProcess, origi
             received += origin_response_size(origin, get(path, authority, version))
             through_proxy(server, request)
             sent += len(request)
+        onboarding = get("http://postcap.cert/", "postcap.cert")  # answered by postcap itself
+        assert through_proxy(server, onboarding).startswith(b"HTTP/1.1 200")
+        sent += len(onboarding)
         refused_authority = f"127.0.0.1:{free_port()}"
         refused = get(f"http://{refused_authority}/", refused_authority)
         assert b" 502 " in through_proxy(server, refused)
@@ -161,13 +164,13 @@ def test_counters_move_by_exactly_the_traffic_sent(server: PostcapProcess, origi
     def delta(name: str, **labels: str) -> float:
         return value(after, name, **labels) - value(before, name, **labels)
 
-    assert delta("postcap_proxy_requests_total", status_class="2xx", http_version="HTTP/1.1") == 4
+    assert delta("postcap_proxy_requests_total", status_class="2xx", http_version="HTTP/1.1") == 5
     assert delta("postcap_proxy_requests_total", status_class="2xx", http_version="HTTP/1.0") == 1
     assert delta("postcap_proxy_requests_total", status_class="4xx", http_version="HTTP/1.1") == 1
     assert delta("postcap_proxy_requests_total", status_class="5xx", http_version="HTTP/1.1") == 2
     assert sum(delta("postcap_proxy_requests_total", status_class=c, http_version=v)
                for c in ("1xx", "2xx", "3xx", "4xx", "5xx", "none")
-               for v in ("HTTP/1.0", "HTTP/1.1", "HTTP/2", "other")) == len(plan) + 2
+               for v in ("HTTP/1.0", "HTTP/1.1", "HTTP/2", "other")) == len(plan) + 3
     assert delta("postcap_upstream_errors_total", cause="refused") == 1
     assert sum(delta("postcap_upstream_errors_total", cause=c) for c in
                ("dns", "connect", "connect-timeout", "timeout", "tls", "closed", "bad-response",
