@@ -13,7 +13,7 @@ from typing import Any
 
 from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
-from twisted.internet import reactor
+from twisted.internet import error, reactor
 from twisted.internet.defer import Deferred
 from twisted.internet.task import Clock, deferLater
 from twisted.logger import LogLevel
@@ -36,6 +36,7 @@ from postcap.sinks.availability import WriteHealth
 from postcap.sinks.history import HistoryStoreClosed, SQLiteHistoryStore
 from postcap.tap import Options
 from postcap.testing import make_session, make_transaction
+from tests.test_proxy_unit import OK_HELLO, ProxyTestCase, request
 
 
 def scratch_path(case: SynchronousTestCase) -> str:
@@ -374,3 +375,48 @@ class DocumentedQueriesTests(SynchronousTestCase):
         for alert in ("PostcapStorageUnavailable", "PostcapCapturesDropped", "PostcapReactorLag",
                       "PostcapFileDescriptors", "PostcapUpstreamErrorRatio"):
             self.assertIn(alert, operations)
+
+
+class ProxyTallyTests(ProxyTestCase):
+    """The proxy counts into its tally (StringTransport, fake network)."""
+
+    def test_requests_errors_bytes_and_connections(self) -> None:
+        tally = self.factory.tally
+        client = self.client()
+        client.send(request())
+        self.network.last.respond(OK_HELLO)
+        self.network.failures["down.test"] = error.ConnectionRefusedError()
+        client.send(request(target=b"http://down.test/"))
+        old = self.client()
+        old.send(b"GET http://example.test/ HTTP/1.0\r\nHost: example.test\r\n\r\n")
+        self.network.last.respond(OK_HELLO)
+        bad = self.client()
+        bad.send(b"GET http://example.test/ HTTP/1.1\r\nX: \x00\r\n\r\n")
+        self.assertEqual(tally.requests, {("2xx", "HTTP/1.1"): 1, ("5xx", "HTTP/1.1"): 1,
+                                          ("2xx", "HTTP/1.0"): 1, ("4xx", "HTTP/1.1"): 1})
+        self.assertEqual(tally.upstream_errors, {"refused": 1})
+        self.assertEqual(tally.bytes_downstream, 2 * len(OK_HELLO))
+        self.assertEqual(tally.bytes_upstream, self.factory.counters()["bytes_from_clients"])
+        self.assertEqual(tally.connections["client"], len(self.factory.connections))
+        for each in (client, old, bad):
+            each.lose()
+        self.assertEqual(tally.connections["client"], 0)
+
+    def test_a_tunnel_is_a_request_and_a_connection_while_open(self) -> None:
+        tally = self.factory.tally
+        client = self.client()
+        client.send(b"CONNECT example.test:443 HTTP/1.1\r\n\r\n")
+        upstream = self.network.connections[-1]
+        self.assertEqual(tally.connections["tunnel"], 1)
+        self.assertEqual(tally.requests, {("2xx", "HTTP/1.1"): 1})
+        upstream.respond(b"0123456789")
+        self.assertEqual(tally.bytes_downstream, 10)
+        upstream.close()
+        self.assertEqual(tally.connections["tunnel"], 0)
+
+    def test_a_client_leaving_mid_exchange_is_a_request_without_status(self) -> None:
+        self.network.hanging.add("slow.test")
+        client = self.client()
+        client.send(request(target=b"http://slow.test/"))
+        client.lose()
+        self.assertEqual(self.factory.tally.requests, {("none", "HTTP/1.1"): 1})
