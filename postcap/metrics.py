@@ -20,6 +20,8 @@ from typing import Any, Callable, Iterable, Iterator
 from twisted.internet.interfaces import IReactorTime
 from twisted.internet.task import LoopingCall
 
+from postcap._version import __version__
+
 #: ``status_class`` values of ``postcap_proxy_requests_total``; ``none``: the client got
 #: no status line (it left, or the response was cut before its head).
 STATUS_CLASSES = ("1xx", "2xx", "3xx", "4xx", "5xx", "none")
@@ -264,6 +266,8 @@ class PostcapCollector:
         yield _histogram("postcap_reactor_lag_seconds", "How late the reactor ran a call "
                          "scheduled every 100 ms (time the event loop was blocked).",
                          tally.reactor_lag)
+        yield _gauge("postcap_build_info", "Always 1; the version of this postcap.", ["version"],
+                     [([__version__], 1)])
         calls = tally.rpc_calls.copy()
         yield _counter(
             "postcap_rpc_calls", "JSON-RPC calls by method and result (ok or the error code).",

@@ -20,6 +20,7 @@ from twisted.logger import LogLevel
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 from twisted.web.test.requesthelper import DummyRequest
 
+from postcap._version import __version__
 from postcap.control.dispatch import JSONRPCDispatcher, NotFound
 from postcap.control.readiness import ReadinessResource, StatsMethods
 from postcap.logs import REDACTED, Redactor, json_line, observer_for
@@ -128,6 +129,7 @@ class CollectorTests(SynchronousTestCase):
         self.assertEqual(sample(found["postcap_reactor_lag_seconds"], "_count"), 1)
         self.assertEqual(sample(found["postcap_rpc_calls"], "_total",
                                 method="other", code="-32601"), 1)
+        self.assertEqual(sample(found["postcap_build_info"], version=__version__), 1)
         self.assertIn("process_open_fds", found)
         self.assertIn("process_max_fds", found)
 
