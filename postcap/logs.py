@@ -34,8 +34,10 @@ REDACTED = "[redacted]"
 #: form; the value runs to the end of the line or the closing quote.
 _SECRET_HEADER = re.compile(
     r"""(?i)\b((?:proxy-)?authorization|set-cookie|cookie)(['"]?\s*[:=,]\s*(?:b(?=['"]))?['"]?)([^'"\r\n]+)""")
-#: Credentials of an HTTP auth scheme wherever they appear.
-_CREDENTIALS = re.compile(r"(?i)\b(bearer|basic|digest)\s+[A-Za-z0-9._~+/=-]{6,}")
+#: Credentials of an HTTP auth scheme wherever they appear (a word of 8+ token characters
+#: with a digit or ``=`` in it, so that prose such as "basic authentication" stays).
+_CREDENTIALS = re.compile(
+    r"(?i)\b(bearer|basic|digest)\s+(?=[A-Za-z._~+/-]*[0-9=])[A-Za-z0-9._~+/=-]{8,}")
 
 #: Keys of twisted.logger's own and of legacy (twisted.python.log) events.
 _RESERVED = frozenset({"message", "format", "isError", "why", "failure", "time", "level",

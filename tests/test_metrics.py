@@ -269,7 +269,8 @@ class LogTests(SynchronousTestCase):
             self.assertNotIn(secret, json.dumps(record))
         self.assertEqual(record["headers"][2], ["Accept", "text/html"])
         self.assertIn(f"Authorization: {REDACTED}", record["message"])
-        self.assertEqual(redactor.text("Bearer abcdefghijkl now"), f"Bearer {REDACTED} now")
+        self.assertEqual(redactor.text("Bearer abc4defghijkl now"), f"Bearer {REDACTED} now")
+        self.assertEqual(redactor.text("basic authentication failed"), "basic authentication failed")
 
     def test_observer_follows_twistd_options(self) -> None:
         self.assertIsNone(observer_for(None, "json", lambda: ()))
