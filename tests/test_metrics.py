@@ -423,3 +423,56 @@ class ProxyTallyTests(ProxyTestCase):
         client.send(request(target=b"http://slow.test/"))
         client.lose()
         self.assertEqual(self.factory.tally.requests, {("none", "HTTP/1.1"): 1})
+
+
+class StatsCommandTests(SynchronousTestCase):
+    """``postcapctl stats`` against a fake client: rates, the terminal refresh, once."""
+
+    def setUp(self) -> None:
+        self.uptime = 10.0
+        self.requests = 0
+
+    def call(self, method: str) -> dict[str, Any]:
+        assert method == "server.stats"
+        tally, storage = Tally(), StorageStats()
+        tally.requests[("2xx", "HTTP/1.1")] = self.requests
+        stats = StatsMethods(tally, lambda: storage, lambda: self.uptime).server_stats()
+        self.uptime += 2.0
+        self.requests += 50
+        return stats
+
+    def args(self, **given: Any) -> Any:
+        import argparse
+
+        return argparse.Namespace(**{"interval": 2.0, "json": False, "once": False, **given})
+
+    def test_once_when_not_a_terminal(self) -> None:
+        import io
+
+        from postcap.ctl_stats import cmd_stats
+
+        result, render = cmd_stats(self, self.args(), stdout=io.StringIO(), sleep=lambda s: None)
+        self.assertEqual(result["rates"]["requests_per_s"], 25.0)
+        self.assertIn("requests      25.0/s   total 50", render(result))
+        self.assertIn("storage       available", render(result))
+
+    def test_refreshes_on_a_terminal_until_interrupted(self) -> None:
+        import io
+
+        from postcap.ctl_stats import cmd_stats
+
+        class Terminal(io.StringIO):
+            def isatty(self) -> bool:
+                return True
+
+        screen, naps = Terminal(), []
+
+        def sleep(seconds: float) -> None:
+            naps.append(seconds)
+            if len(naps) == 3:
+                raise KeyboardInterrupt
+
+        result, _ = cmd_stats(self, self.args(), stdout=screen, sleep=sleep)
+        self.assertEqual(screen.getvalue().count("\x1b[H\x1b[2J"), 2)
+        self.assertEqual(naps, [2.0, 2.0, 2.0])
+        self.assertEqual(result["requests"]["total"], 100)
