@@ -446,7 +446,7 @@ class Exchange:
         factory.transactions += 1
         head = self.response_head
         factory.tally.request_answered(
-            self.error_status if head is None else head.status, self.client.http_version)
+            self.error_status if head is None else head.status, self.head.version.decode("latin-1"))
         if self.ticket is not None or factory.recorder.observes_all:
             self._record(end, error)
         self.client.exchange_finished(self)
