@@ -25,6 +25,7 @@ from postcap.client import (
     locate,
     read_token,
 )
+from postcap.ctl_stats import add_stats_parser
 
 EXIT_OK = 0
 EXIT_SERVER_ERROR = 1
@@ -480,6 +481,7 @@ def build_parser() -> Parser:
     commands.add_parser("status", help="server, proxy and active session").set_defaults(
         handler=cmd_status
     )
+    add_stats_parser(commands)
 
     session = commands.add_parser("session", help="capture sessions")
     session.set_defaults(handler=cmd_session)

@@ -17,7 +17,7 @@ from twisted.internet.defer import Deferred, ensureDeferred
 from twisted.internet.task import LoopingCall
 from twisted.internet.endpoints import TCP4ServerEndpoint, TCP6ServerEndpoint, serverFromString
 from twisted.internet.interfaces import IListeningPort
-from twisted.logger import Logger
+from twisted.logger import ILogObserver, Logger
 
 from postcap._version import __version__
 from postcap.capture import Spooler
@@ -40,6 +40,8 @@ from postcap.web import install_web_app
 from postcap.sinks.collections import CollectionSink, Collections
 from postcap.sinks.cookies import CookieCapture, CookieJar, CookieSync
 from postcap.control.web import ControlRoot, RPCResource, StaticBytes, control_site
+from postcap.control.readiness import ReadinessResource, StatsMethods
+from postcap.metrics import ReactorLagMonitor, Tally, build_registry, metrics_resource, metrics_site
 from postcap.proxy.server import ProxyFactory, ProxySettings
 from postcap.session import SessionManager
 from postcap.sinks.history import SQLiteHistoryStore
@@ -64,6 +66,8 @@ class PostcapConfig:
     #: Retention: the oldest stopped sessions go while the history is larger.
     history_max_bytes: int | None = None
     retention_interval: float = 600.0
+    #: Twisted endpoint serving ``GET /metrics`` without a token (``--metrics``).
+    metrics: str | None = None
 
     @property
     def token_path(self) -> str:
@@ -151,12 +155,19 @@ class PostcapService(MultiService):
             config.history_path, reactor=reactor, separate_process=True,
             decode_limit=config.proxy.max_capture_body,
         )
-        self.sessions = SessionManager(reactor, self.store)
+        # -- metrics: one tally for every layer, read when /metrics is scraped
+        self.tally = Tally()
+        self.metrics_registry = build_registry(self.tally, lambda: self.store.stats)
+        self.lag_monitor = ReactorLagMonitor(reactor, self.tally.reactor_lag)
+        self.metrics_port: IListeningPort | None = None
+        # --
+        self.sessions = SessionManager(reactor, self.store, tally=self.tally)
         self.spooler = Spooler(reactor, os.path.join(config.data_dir, "spool"))
         self.ca = load_or_create_ca(os.path.join(config.data_dir, "ca"))
         self.minter = LeafMinter(self.ca)
         self.proxy_factory = ProxyFactory(
-            reactor, config.proxy, self.sessions, spooler=self.spooler, minter=self.minter
+            reactor, config.proxy, self.sessions, spooler=self.spooler, minter=self.minter,
+            tally=self.tally,
         )
         self.proxy = ProxyListener(reactor, self.proxy_factory, config.port, config.interface)
         self.proxy.ca_sha256 = self.ca.sha256
@@ -178,7 +189,8 @@ class PostcapService(MultiService):
             reactor, self.proxy_factory.connector, self.spooler,
             config.proxy.max_capture_body, timeout=config.proxy.upstream_timeout,
         )
-        self.dispatcher = JSONRPCDispatcher()
+        self.dispatcher = JSONRPCDispatcher(on_call=self.tally.rpc_call)
+        StatsMethods(self.tally, lambda: self.store.stats, self.uptime_s).install(self.dispatcher)
         control = ControlMethods(self, self.sessions, self.proxy, self.ca)
         control.check_options = self._check_collection_option
         control.install(self.dispatcher)
@@ -221,6 +233,28 @@ class PostcapService(MultiService):
     def counters(self) -> dict[str, Any]:
         return self.proxy_factory.counters()
 
+    def readiness_problems(self) -> list[str]:
+        """Why the server should get no traffic now (``GET /readyz``); empty when ready."""
+        reasons = []
+        if self.proxy_factory.draining:
+            reasons.append("draining")
+        if not self.proxy.enabled:
+            reasons.append("proxy disabled")
+        stats = self.store.stats
+        if not stats.available:
+            reasons.append(f"storage unavailable: {stats.reason}")
+        return reasons
+
+    #: The log observer twistd should use (postcap.logs); set by ``makeService``.
+    log_observer: Any = None
+
+    def setServiceParent(self, parent: Any) -> None:
+        """twistd logs through the application's ILogObserver component when it has
+        one: that is how ``--log-format`` reaches twistd's log."""
+        if self.log_observer is not None and hasattr(parent, "setComponent"):
+            parent.setComponent(ILogObserver, self.log_observer)
+        super().setServiceParent(parent)
+
     def startService(self) -> None:
         super().startService()
         self.reactor.callWhenRunning(self._handle_sigterm)
@@ -242,8 +276,14 @@ class PostcapService(MultiService):
         install_web_app(root)
         root.putChild(b"sessions", SessionExports(self.store))
         root.putChild(b"healthz", HealthResource(lambda: self.proxy_factory.draining))
+        root.putChild(b"readyz", ReadinessResource(self.readiness_problems))
+        root.putChild(b"metrics", metrics_resource(self.metrics_registry))
         site = control_site(root)
         self.control_port = await serverFromString(self.reactor, self.config.control).listen(site)
+        self.lag_monitor.start()
+        if self.config.metrics:
+            self.metrics_port = await serverFromString(self.reactor, self.config.metrics).listen(
+                metrics_site(self.metrics_registry))
         await self.proxy.enable()
         if self.retention.enabled:
             self._retention_loop.start(self.config.retention_interval, now=True)
@@ -315,6 +355,9 @@ class PostcapService(MultiService):
         self.proxy_factory.pool.close()
         if self.control_port is not None:
             await self.control_port.stopListening()
+        if self.metrics_port is not None:
+            await self.metrics_port.stopListening()
+        self.lag_monitor.stop()
         await self.sessions.close()
         self.spooler.stop()
         self._log.info("postcap stopped; history flushed")

@@ -115,6 +115,9 @@ class Options(usage.Options):
         ["retention-interval", None, 600.0,
          "Seconds between retention checks (with --history-max-age/--history-max-bytes).",
          _positive_float],
+        ["metrics", None, None, "Twisted endpoint serving GET /metrics (Prometheus) without "
+         "a token, e.g. tcp:9464:interface=127.0.0.1."],
+        ["log-format", None, "text", "text (twistd's lines) or json (one object per line)."],
     ]
     optFlags = [
         ["insecure-upstream", None, "Do not verify upstream TLS certificates."],
@@ -152,6 +155,10 @@ class Options(usage.Options):
         except ValueError:
             raise usage.UsageError(f"--interface {self['interface']!r} is not an IP address")
         self["storage-path"] = storage_path(self["storage"], self["data-dir"])
+        if self["log-format"] not in ("text", "json"):
+            raise usage.UsageError(f"--log-format {self['log-format']!r}: use text or json")
+        if self["metrics"]:
+            check_endpoint("--metrics", self["metrics"])
         if self["upstream-proxy"]:
             self["upstream-proxy-origin"] = upstream_proxy_origin(self["upstream-proxy"])
 
@@ -168,6 +175,17 @@ def storage_path(url: str | None, data_dir: str) -> str:
     elif rest.startswith("//"):
         raise usage.UsageError(f"--storage {url!r}: use sqlite:PATH or sqlite:///ABSOLUTE/PATH")
     return os.path.abspath(os.path.expanduser(rest))
+
+
+def check_endpoint(option: str, description: str) -> None:
+    """Refuse a server endpoint string Twisted cannot parse (before anything starts)."""
+    from twisted.internet import reactor
+    from twisted.internet.endpoints import serverFromString
+
+    try:
+        serverFromString(reactor, description)
+    except (ValueError, TypeError, KeyError) as exc:
+        raise usage.UsageError(f"{option} {description!r} is not a Twisted endpoint: {exc}")
 
 
 def upstream_proxy_origin(url: str) -> Any:
@@ -225,13 +243,24 @@ def makeService(options: Options) -> Any:
         history_max_age=options["history-max-age"],
         history_max_bytes=options["history-max-bytes"],
         retention_interval=options["retention-interval"],
+        metrics=options["metrics"],
     )
     try:
         service = PostcapService(config)
     except OSError as exc:
         raise SystemExit(f"postcap: cannot start: {exc}")
     service.ready.addCallback(lambda _: tune_garbage_collector())
+    service.log_observer = _log_observer(options, service)
     return service
+
+
+def _log_observer(options: Options, service: Any) -> Any:
+    """The observer for ``--log-format`` (written where twistd's ``--logfile`` says)."""
+    from postcap.logs import observer_for
+
+    parent = getattr(options, "parent", None)
+    twistd_options = None if parent is None or "logfile" not in parent else parent
+    return observer_for(twistd_options, options["log-format"], lambda: (service.token,))
 
 
 #: Allocations between young-generation collections (CPython's default is 700).

@@ -28,7 +28,7 @@ from twisted.web.server import Request, Site
 MAX_REQUEST_BODY = 1024 * 1024
 
 #: Paths served whatever the Host header says (they reveal nothing).
-HOST_EXEMPT = frozenset({b"/healthz"})
+HOST_EXEMPT = frozenset({b"/healthz", b"/readyz"})
 
 _log = Logger()
 

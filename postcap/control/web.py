@@ -101,7 +101,7 @@ class ControlRoot(Resource):
     #: Paths served without a token: the CA, the health check, and the web page
     #: (``/``, its sign-in form) with its static files; everything the page fetches
     #: needs the token.
-    public: frozenset[bytes] = frozenset({b"ca.pem", b"healthz", b"", b"static"})
+    public: frozenset[bytes] = frozenset({b"ca.pem", b"healthz", b"readyz", b"", b"static"})
 
     def __init__(self, token_provider: Callable[[], str]) -> None:
         super().__init__()

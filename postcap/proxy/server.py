@@ -21,6 +21,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from postcap.capture import Recorder, Spooler
+from postcap.metrics import Tally
 from postcap.model import Address, TLSInfo
 from postcap.proxy.exchange import Exchange, TransportPauser, format_headers
 from postcap.proxy.framing import (
@@ -145,6 +146,8 @@ class ProxyServerProtocol(Protocol):
     max_pipelined_bytes = 64 * 1024
     #: The local address of the connection, once asked (see _own_address).
     _local: Any = None
+    #: The HTTP version of the client's latest request (a metrics label).
+    http_version = "HTTP/1.1"
 
     factory: "ProxyFactory"
 
@@ -188,7 +191,7 @@ class ProxyServerProtocol(Protocol):
     # -- request parsing ------------------------------------------------------------
 
     def dataReceived(self, data: bytes) -> None:
-        self.factory.bytes_from_clients += len(data)
+        self.factory.tally.bytes_upstream += len(data)
         if self.tunnel is not None:
             self.tunnel.from_client(data)
             return
@@ -231,6 +234,7 @@ class ProxyServerProtocol(Protocol):
         self.send_error(exc.status, kind, exc.reason, keep_alive=False)
 
     def _start(self, head: RequestHead) -> None:
+        self.http_version = head.version.decode("latin-1")
         loop = self._loop_reason(head)
         if loop is not None:
             self.send_error(508, "loop", loop, keep_alive=False)
@@ -340,6 +344,8 @@ class ProxyServerProtocol(Protocol):
         """Answer with a proxy-made error (counted by kind and logged); close unless
         the framing allows going on."""
         self.factory.count_error(kind)
+        if self.exchange is None and self.tunnel is None:
+            self.factory.tally.request_answered(status, self.http_version)  # else they count it
         self._log.info(
             "{status} {kind} to client {client}{for_url}: {message}",
             status=status, kind=kind, client=self.client_address.host, message=message,
@@ -434,8 +440,11 @@ class ProxyFactory(ServerFactory):
         pool: UpstreamPool | None = None,
         spooler: Spooler | None = None,
         minter: LeafMinter | None = None,
+        tally: Tally | None = None,
     ) -> None:
         self.reactor = reactor
+        #: Running totals for the metrics (see postcap.metrics).
+        self.tally = tally if tally is not None else Tally()
         self.settings = settings
         self.recorder = recorder
         #: Builds upstream endpoints with the proxy's TLS and --upstream-proxy rules.
@@ -453,6 +462,7 @@ class ProxyFactory(ServerFactory):
                 tunnel_endpoint_factory=self.connector.tunnel_endpoint,
             )
         self.pool = pool
+        pool.tally = self.tally
         self.spooler = spooler
         #: Mints certificates for intercepted hosts; None tunnels every CONNECT blind.
         self.minter = minter
@@ -461,7 +471,6 @@ class ProxyFactory(ServerFactory):
         self.errors: Counter[str] = Counter()
         self.refused = 0
         self.transactions = 0
-        self.bytes_from_clients = 0
         self.draining = False
         self._drained: list[Deferred[None]] = []
 
@@ -499,16 +508,18 @@ class ProxyFactory(ServerFactory):
             "transactions": self.transactions,
             "errors": dict(sorted(self.errors.items())),
             "refused_clients": self.refused,
-            "bytes_from_clients": self.bytes_from_clients,
-            "bytes_from_upstreams": self.pool.bytes_received,
+            "bytes_from_clients": self.tally.bytes_upstream,
+            "bytes_from_upstreams": self.tally.bytes_downstream,
         }
 
     def connection_opened(self, protocol: ProxyServerProtocol) -> None:
         self.connections.add(protocol)
         self._per_client[protocol.client_address.host] += 1
+        self.tally.connection_opened("client")
 
     def connection_closed(self, protocol: ProxyServerProtocol) -> None:
         if protocol in self.connections:
+            self.tally.connection_closed("client")
             host = protocol.client_address.host
             self._per_client[host] -= 1
             if self._per_client[host] <= 0:

@@ -28,6 +28,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
+from postcap.metrics import Tally
 from postcap.proxy.framing import Event, MessageParser, ProtocolError
 from postcap.tls.client import describe_tls_failure
 
@@ -120,7 +121,7 @@ class UpstreamProtocol(Protocol):
         self.listener = None
 
     def dataReceived(self, data: bytes) -> None:
-        self.pool.bytes_received += len(data)
+        self.pool.tally.bytes_downstream += len(data)
         listener = self.listener
         if listener is None:
             # Bytes while idle: the server broke framing; never reuse this connection.
@@ -240,8 +241,8 @@ class UpstreamPool:
         self._closing = False
         #: Local (host, port) of every open upstream connection, to recognise loops.
         self._own_addresses: set[ConnectionKey] = set()
-        #: Bytes received from upstreams (counter for ``server.info``).
-        self.bytes_received = 0
+        #: Running totals (bytes received from upstreams); the proxy gives its own.
+        self.tally = Tally()
 
     def _tcp_endpoint(self, origin: Origin) -> IStreamClientEndpoint:
         return HostnameEndpoint(self._reactor, origin.host, origin.port, timeout=self.connect_timeout)
