@@ -43,6 +43,22 @@ def test_install_writes_an_executable_host_and_a_manifest_uninstall_removes_it(t
     assert bad.returncode == 2 and "--extension-id" in bad.stderr
 
 
+def test_uninstall_without_browser_removes_the_manifest_from_every_browser(tmp_path: Path) -> None:
+    env = env_for(tmp_path)
+    for browser in ("chrome", "chromium", "brave"):
+        assert bridge(env, "install", "--browser", browser).returncode == 0
+    manifests = [tmp_path / base / "NativeMessagingHosts" / f"{HOST_NAME}.json"
+                 for base in (".config/google-chrome", ".config/chromium",
+                              ".config/BraveSoftware/Brave-Browser")]
+    assert all(path.exists() for path in manifests)
+    done = bridge(env, "uninstall")
+    assert done.returncode == 0, done.stderr
+    assert not any(path.exists() for path in manifests)
+    assert done.stdout.count("removed ") == 3
+    assert "nothing to remove at" in done.stdout  # edge: not installed, not an error
+    assert bridge(env, "uninstall").stdout.count("removed ") == 0
+
+
 def test_doctor_names_each_problem(tmp_path: Path) -> None:
     data = tmp_path / "data"
     data.mkdir()
