@@ -71,6 +71,22 @@ def size_bytes(text: str) -> int:
     return int(float(match.group(1)) * _SIZE_UNITS[match.group(2)])
 
 
+def _named(name: str, coerce: Any) -> Any:
+    """``coerce`` whose errors name the option and the value: ``--port 'x': ...``."""
+
+    def named(value: str) -> Any:
+        try:
+            return coerce(value)
+        except ValueError as exc:
+            reason = str(exc)
+            if reason.startswith(("invalid literal", "could not convert")):
+                reason = "must be a number"
+            raise ValueError(f"--{name} {value!r}: {reason}") from None
+
+    named.coerceDoc = getattr(coerce, "coerceDoc", "")  # type: ignore[attr-defined]
+    return named
+
+
 class Options(usage.Options):
     """Options of ``twistd postcap`` (``twistd postcap --help`` lists them)."""
 
@@ -104,6 +120,11 @@ class Options(usage.Options):
         ["max-client-connections", None, 256,
          "Open proxy connections one client address may hold; more are refused (503).",
          _positive_int],
+        ["max-connections", None, None,
+         "Open proxy connections in all; more are refused (503) "
+         "[default: (file descriptor limit - 64) / 2].", _positive_int],
+        ["control-max-connections", None, 128,
+         "Open control channel connections; more are closed at once.", _positive_int],
         ["drain-timeout", None, 10.0, "Seconds in-flight exchanges get to finish on shutdown.",
          _positive_float],
         ["history-max-age", None, None,
@@ -124,6 +145,15 @@ class Options(usage.Options):
         super().__init__()
         self["allow"] = []
         self["ignore-hosts"] = []
+
+    def parseOptions(self, options: Any = None) -> None:
+        """Parse; a bad option is one line on stderr naming it (exit 2), not the usage."""
+        try:
+            super().parseOptions(options)
+        except usage.UsageError as exc:
+            message = str(exc).replace("Parameter type enforcement failed: ", "")
+            print(f"twistd postcap: {message} (see twistd postcap --help)", file=sys.stderr)
+            raise SystemExit(2) from None
 
     def opt_version(self) -> None:
         """Print the postcap version and exit."""
@@ -156,6 +186,12 @@ class Options(usage.Options):
             self["upstream-proxy-origin"] = upstream_proxy_origin(self["upstream-proxy"])
 
 
+Options.optParameters = [
+    [*spec[:4], _named(spec[0], spec[4])] if len(spec) > 4 else spec
+    for spec in Options.optParameters
+]
+
+
 def storage_path(url: str | None, data_dir: str) -> str:
     """The SQLite file of a ``--storage`` URL (``sqlite:PATH`` or ``sqlite:///PATH``)."""
     if url is None:
@@ -184,9 +220,12 @@ def upstream_proxy_origin(url: str) -> Any:
 
 
 def prepare_data_dir(path: str) -> None:
-    """Create the data dir (mode 0700) and check it is writable; exit with one line if not."""
+    """Create the data dir (mode 0700; an existing looser one is tightened, see
+    :mod:`postcap.startup`) and check it is writable; exit with one line if not."""
+    from postcap.startup import secure_data_dir
+
     try:
-        os.makedirs(path, mode=0o700, exist_ok=True)
+        secure_data_dir(path)
         probe = os.path.join(path, ".write-test")
         with open(probe, "wb") as handle:
             handle.write(b"ok")
@@ -199,6 +238,10 @@ def makeService(options: Options) -> Any:
     from postcap.proxy.server import ProxySettings
     from postcap.service import PostcapConfig, PostcapService
 
+    from postcap.service import StartError
+    from postcap.startup import default_max_connections, raise_fd_limit, restrict_file_modes
+
+    restrict_file_modes()
     prepare_data_dir(options["data-dir"])
     settings = ProxySettings(
         max_capture_body=options["max-capture-body"],
@@ -210,6 +253,8 @@ def makeService(options: Options) -> Any:
         insecure_upstream=bool(options["insecure-upstream"]),
         ignore_hosts=[re.compile(pattern) for pattern in options["ignore-hosts"]],
         max_client_connections=options["max-client-connections"],
+        max_connections=max_connections(options["max-connections"], raise_fd_limit(),
+                                        default_max_connections),
     )
     if options["allow"]:
         settings.allow = list(options["allow"])
@@ -225,13 +270,32 @@ def makeService(options: Options) -> Any:
         history_max_age=options["history-max-age"],
         history_max_bytes=options["history-max-bytes"],
         retention_interval=options["retention-interval"],
+        control_max_connections=options["control-max-connections"],
     )
     try:
         service = PostcapService(config)
+        service.bind()
+    except StartError as exc:
+        raise SystemExit(f"postcap: cannot start: {exc}")
     except OSError as exc:
         raise SystemExit(f"postcap: cannot start: {exc}")
     service.ready.addCallback(lambda _: tune_garbage_collector())
     return service
+
+
+def max_connections(given: int | None, fd_limit: int, default: Any) -> int:
+    """``--max-connections``, kept within what ``fd_limit`` descriptors allow."""
+    from twisted.logger import Logger
+
+    ceiling = default(fd_limit)
+    if given is None:
+        return ceiling
+    if given > ceiling:
+        Logger(namespace="postcap.tap").warn(
+            "--max-connections {given} lowered to {ceiling}: the file descriptor limit is "
+            "{limit}", given=given, ceiling=ceiling, limit=fd_limit)
+        return ceiling
+    return given
 
 
 #: Allocations between young-generation collections (CPython's default is 700).

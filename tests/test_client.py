@@ -15,16 +15,18 @@ from typing import Iterator
 import pytest
 
 from postcap.client import (
-    DEFAULT_CONTROL_URL,
     AuthenticationFailed,
     BlockingClient,
     PostcapError,
     ServerUnreachable,
     SSEParser,
     TokenUnreadable,
+    ServerLocation,
+    ServerNotRunning,
     connect,
     locate,
 )
+from postcap.discovery import BadControlEndpoint, ControlEndpoint, parse_control
 from tests.harness import Origin, free_port
 from tests.postcap_process import PostcapProcess
 
@@ -34,28 +36,69 @@ REPO = Path(__file__).resolve().parent.parent
 # -- discovery and parsing (no server) ----------------------------------------------------
 
 
-def test_locate_reads_server_json_and_falls_back_to_the_default(tmp_path: Path) -> None:
-    assert locate(str(tmp_path)).control_url == DEFAULT_CONTROL_URL
-    assert locate(str(tmp_path)).token_file == str(tmp_path / "control.token")
+def test_locate_reads_server_json_and_never_falls_back_to_a_default(tmp_path: Path) -> None:
+    with pytest.raises(ServerNotRunning, match="server.json is missing"):
+        locate(str(tmp_path))
     (tmp_path / "server.json").write_text(
         json.dumps({"control": {"host": "127.0.0.1", "port": 7001}})
     )
     assert locate(str(tmp_path)).control_url == "http://127.0.0.1:7001"
+    assert locate(str(tmp_path)).token_file == str(tmp_path / "control.token")
     (tmp_path / "server.json").write_text(
         json.dumps({"control": {"host": "0.0.0.0", "port": 7002}})
     )
     assert locate(str(tmp_path)).control_url == "http://127.0.0.1:7002"
     (tmp_path / "server.json").write_text(json.dumps({"control": {"host": "::1", "port": 7003}}))
     assert locate(str(tmp_path)).control_url == "http://[::1]:7003"
+    (tmp_path / "server.json").write_text(json.dumps(
+        {"control": {"unix": "/run/p.sock", "endpoint": "unix:/run/p.sock"},
+         "token_file": "/etc/p.token"}))
+    assert locate(str(tmp_path)) == ServerLocation("unix:/run/p.sock", "/etc/p.token")
     (tmp_path / "server.json").write_text("{not json")
-    assert locate(str(tmp_path)).control_url == DEFAULT_CONTROL_URL
+    with pytest.raises(ServerNotRunning, match="cannot read"):
+        locate(str(tmp_path))
+
+
+def test_locate_refuses_a_server_json_of_an_exited_process(tmp_path: Path) -> None:
+    done = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True)
+    (tmp_path / "server.json").write_text(json.dumps(
+        {"pid": int(done.stdout), "control": {"host": "127.0.0.1", "port": 5556}}))
+    with pytest.raises(ServerNotRunning, match="has exited"):
+        locate(str(tmp_path))
+
+
+@pytest.mark.parametrize("given, expected", [
+    ("tcp:5556:interface=127.0.0.1", ControlEndpoint("http", "127.0.0.1", 5556)),
+    ("tcp:port=7000", ControlEndpoint("http", "127.0.0.1", 7000)),
+    ("tcp:7000:interface=0.0.0.0", ControlEndpoint("http", "127.0.0.1", 7000)),
+    ("tcp6:7000:interface=\\:\\:1", ControlEndpoint("http", "::1", 7000)),
+    ("unix:/run/postcap.sock:mode=600", ControlEndpoint("unix", path="/run/postcap.sock")),
+    ("unix:address=/run/p.sock", ControlEndpoint("unix", path="/run/p.sock")),
+    ("ssl:7443:interface=127.0.0.1:privateKey=k.pem", ControlEndpoint("https", "127.0.0.1", 7443)),
+    ("http://127.0.0.1:5556/", ControlEndpoint("http", "127.0.0.1", 5556)),
+    ("https://[::1]:8443", ControlEndpoint("https", "::1", 8443)),
+])
+def test_every_control_endpoint_form_parses(given: str, expected: ControlEndpoint) -> None:
+    assert parse_control(given) == expected
+    assert parse_control(expected.url) == expected
+
+
+@pytest.mark.parametrize("given", ["5556", "tcp:", "tcp:abc", "unix:", "ftp:1", "http://:5"])
+def test_bad_control_endpoints_are_named(given: str) -> None:
+    with pytest.raises(BadControlEndpoint, match="--control"):
+        parse_control(given)
 
 
 def test_locate_uses_postcap_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    state = json.dumps({"control": {"port": 5556}})
+    (tmp_path / "server.json").write_text(state)
     monkeypatch.setenv("POSTCAP_HOME", str(tmp_path))
     assert locate().token_file == str(tmp_path / "control.token")
     monkeypatch.delenv("POSTCAP_HOME")
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    (tmp_path / "home" / ".postcap").mkdir(parents=True)
+    (tmp_path / "home" / ".postcap" / "server.json").write_text(state)
     assert locate().token_file == str(tmp_path / "home" / ".postcap" / "control.token")
 
 
@@ -63,6 +106,7 @@ def test_missing_token_file_is_a_clear_error(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("POSTCAP_HOME", str(tmp_path))
+    (tmp_path / "server.json").write_text(json.dumps({"control": {"port": 5556}}))
     with pytest.raises(TokenUnreadable, match="cannot read token file .*control.token"):
         connect()
 
