@@ -175,6 +175,20 @@ def resume_accepting(port: Any) -> None:
         port.startReading()
 
 
+def adopt_unix_lock(port: Any) -> None:
+    """A UNIX port bound before twistd daemonised holds a lock naming the parent's pid,
+    which Twisted would refuse to release on stop: point it at this process."""
+    lock = getattr(port, "lockFile", None)
+    if lock is None or not getattr(lock, "locked", False):
+        return
+    try:
+        if os.readlink(lock.name) != str(os.getpid()):
+            os.remove(lock.name)
+            os.symlink(str(os.getpid()), lock.name)
+    except OSError:
+        pass
+
+
 class PostcapService(MultiService):
     """Starts everything in order and stops it gracefully."""
 
@@ -267,6 +281,7 @@ class PostcapService(MultiService):
         return self.proxy_factory.counters()
 
     def startService(self) -> None:
+        adopt_unix_lock(self.control_port)
         super().startService()
         self.reactor.callWhenRunning(self._handle_sigterm)
         ensureDeferred(self._start()).addCallbacks(self.ready.callback, self._start_failed)
@@ -320,8 +335,11 @@ class PostcapService(MultiService):
         until the service has started: called by ``twistd`` before it daemonises, so
         a taken port is one line on stderr and a non-zero exit, not a stale pidfile.
         :class:`StartError` names the option."""
+        description = self.config.control
+        if description.startswith("unix:") and ":mode=" not in description:
+            description += ":mode=600"  # only postcap's user may connect (Twisted's default: 666)
         try:
-            endpoint = serverFromString(self.reactor, self.config.control)
+            endpoint = serverFromString(self.reactor, description)
         except (ValueError, KeyError, TypeError) as exc:
             raise StartError(f"--control {self.config.control!r}: {exc}") from None
         try:
