@@ -66,8 +66,9 @@ class PostcapConfig:
     #: Retention: the oldest stopped sessions go while the history is larger.
     history_max_bytes: int | None = None
     retention_interval: float = 600.0
-    #: Open control channel connections (``--control-max-connections``).
-    control_max_connections: int = 128
+    #: ControlSite limits (``--control-max-connections``, ``--control-header-timeout``,
+    #: ``--control-body-timeout``): attribute name → value.
+    control_limits: dict[str, float] = field(default_factory=dict)
 
     @property
     def token_path(self) -> str:
@@ -327,7 +328,8 @@ class PostcapService(MultiService):
         root.putChild(b"sessions", SessionExports(self.store))
         root.putChild(b"healthz", HealthResource(lambda: self.proxy_factory.draining))
         site = control_site(root)
-        site.max_connections = self.config.control_max_connections
+        for name, value in self.config.control_limits.items():
+            setattr(site, name, value)
         return site
 
     def bind(self) -> None:

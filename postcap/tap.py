@@ -124,7 +124,11 @@ class Options(usage.Options):
          "Open proxy connections in all; more are refused (503) "
          "[default: (file descriptor limit - 64) / 2].", _positive_int],
         ["control-max-connections", None, 128,
-         "Open control channel connections; more are closed at once.", _positive_int],
+         "Open control channel connections; more are answered 503.", _positive_int],
+        ["control-header-timeout", None, 10.0,
+         "Seconds a control client has to send a request's headers (408).", _positive_float],
+        ["control-body-timeout", None, 30.0,
+         "Seconds a control client has to send a request's body (408).", _positive_float],
         ["drain-timeout", None, 10.0, "Seconds in-flight exchanges get to finish on shutdown.",
          _positive_float],
         ["history-max-age", None, None,
@@ -270,7 +274,11 @@ def makeService(options: Options) -> Any:
         history_max_age=options["history-max-age"],
         history_max_bytes=options["history-max-bytes"],
         retention_interval=options["retention-interval"],
-        control_max_connections=options["control-max-connections"],
+        control_limits={
+            "max_connections": options["control-max-connections"],
+            "header_timeout": options["control-header-timeout"],
+            "body_timeout": options["control-body-timeout"],
+        },
     )
     try:
         service = PostcapService(config)

@@ -237,7 +237,7 @@ class ControlSite(Site):
     def buildProtocol(self, addr: Any) -> Any:
         if len(self.channels) >= self.max_connections:
             self.busy_refused += 1
-            now = self._reactor.seconds()
+            now = self.reactor.seconds()
             if self._busy_logged_at is None or now - self._busy_logged_at >= 10:
                 self._busy_logged_at = now
                 _log.warn("control channel at {limit} connections (--control-max-connections): "
