@@ -255,3 +255,38 @@ def test_deferred_client(server: PostcapProcess, tmp_path: Path) -> None:
     assert out["not_found"][0] == -32004 and "nope" in out["not_found"][1]
     assert out["refused"] == 401
     assert out["unreachable"].startswith(f"cannot reach postcap at {bad_url}")
+
+
+def test_both_clients_over_a_unix_control_socket(tmp_path: Path) -> None:
+    """``--control unix:PATH``: discovery finds the socket, the blocking client (http.client
+    on AF_UNIX) and the Deferred client (treq through a UNIX endpoint) both work."""
+    sock = tmp_path / "control.sock"
+    with PostcapProcess(tmp_path / "data", "--control", f"unix:{sock}") as server:
+        client = connect(home=server.data_dir)
+        assert client.control_url == f"unix:{sock}"
+        assert client.server_info()["proxy"]["port"] == server.port
+        session = client.session_start(name="over unix")
+        server.curl("http://postcap.cert/cert/pem")
+        events = client.events(types="session", last_event_id="other-run:0", timeout=10)
+        first = next(event for event in events if event.event == "session")
+        assert first.data["session"]["id"] == session["id"]
+        events.close()
+        client.session_stop(session["id"])
+        har = io.BytesIO()
+        assert client.stream_har(session["id"], har) > 0 and "log" in json.loads(har.getvalue())
+        with pytest.raises(AuthenticationFailed):
+            BlockingClient(f"unix:{sock}", "wrong").server_info()
+        script = tmp_path / "deferred_client.py"
+        script.write_text(DEFERRED_SCRIPT)
+        result = subprocess.run(
+            [sys.executable, str(script), f"unix:{sock}", server.token,
+             f"unix:{tmp_path / 'nothing.sock'}"],
+            capture_output=True, text=True, timeout=60, cwd=str(REPO),
+            env=dict(os.environ, PYTHONPATH=str(REPO)),
+        )
+        assert result.returncode == 0, result.stderr
+        out = json.loads(result.stdout)
+        assert out["port"] == server.port and out["har_ok"] and out["refused"] == 401
+        assert out["unreachable"].startswith(f"cannot reach postcap at unix:{tmp_path}")
+    with pytest.raises(ServerNotRunning):  # stopped: its server.json is gone
+        connect(home=str(tmp_path / "data"))
