@@ -159,3 +159,27 @@ def test_daemon_on_a_unix_control_socket(tmp_path: Path) -> None:
     gone = subprocess.run([*CTL, "--data-dir", str(data), "status"], capture_output=True,
                           text=True, timeout=60)
     assert gone.returncode == 3 and "no running postcap found" in gone.stderr
+
+
+class LowLimitProcess(PostcapProcess):
+    """postcap started with a soft descriptor limit of 256 (the hard one unchanged)."""
+
+    def command(self) -> list[str]:
+        wrapper = ("import os, resource, sys; hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]; "
+                   "resource.setrlimit(resource.RLIMIT_NOFILE, (256, hard)); "
+                   "os.execv(sys.argv[1], sys.argv[1:])")
+        return [sys.executable, "-c", wrapper, *super().command()]
+
+
+def test_the_soft_descriptor_limit_is_raised_to_the_hard_one_and_logged(tmp_path: Path) -> None:
+    import resource
+
+    hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+    if hard == resource.RLIM_INFINITY or hard <= 256:
+        pytest.skip("needs a finite hard limit above 256")
+    with LowLimitProcess(tmp_path / "data") as server:
+        limits = Path(f"/proc/{server.pid}/limits").read_text()
+        line = next(row for row in limits.splitlines() if row.startswith("Max open files"))
+        assert line.split()[3:5] == [str(hard), str(hard)]
+        assert f"raised the file descriptor limit from 256 to {hard}" in server.log()
+        assert server.rpc("server.info")["proxy"]["port"] == server.port
