@@ -151,10 +151,14 @@ class Options(usage.Options):
         self["ignore-hosts"] = []
 
     def parseOptions(self, options: Any = None) -> None:
-        """Parse; a bad option is one line on stderr naming it (exit 2), not the usage."""
+        """Parse.  Under twistd (``parent`` set), a bad option is one line on stderr
+        naming it and exit status 2, instead of twistd's whole usage text; used alone,
+        :class:`usage.UsageError` is raised as usual."""
         try:
             super().parseOptions(options)
         except usage.UsageError as exc:
+            if getattr(self, "parent", None) is None:
+                raise
             message = str(exc).replace("Parameter type enforcement failed: ", "")
             print(f"twistd postcap: {message} (see twistd postcap --help)", file=sys.stderr)
             raise SystemExit(2) from None

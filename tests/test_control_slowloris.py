@@ -115,6 +115,19 @@ class ControlChannelTests(SynchronousTestCase):
         self.assertTrue(transport.disconnecting)
         self.assertNotIn(b"408", transport.value())
 
+    def test_a_pipelined_request_behind_a_stream_gets_its_own_header_deadline(self) -> None:
+        protocol, transport = self.connect()
+        protocol.dataReceived(b"GET /stream HTTP/1.1\r\nHost: 127.0.0.1:5556\r\n\r\n"
+                              b"GET /echo HTTP/1.1\r\nHost: 127.0.0.1:55")
+        self.clock.advance(600.0)  # the stream runs; the pipelined head waits, no deadline
+        self.assertFalse(transport.disconnecting)
+        self.stream.requests[0].finish()
+        self.clock.advance(9.0)
+        self.assertFalse(transport.disconnecting)
+        self.clock.advance(1.5)
+        self.assertIn(b"408", transport.value())
+        self.assertTrue(transport.disconnecting)
+
     def test_streamed_responses_outlive_every_timeout(self) -> None:
         protocol, transport = self.connect()
         protocol.dataReceived(b"GET /stream HTTP/1.1\r\nHost: 127.0.0.1:5556\r\n\r\n")

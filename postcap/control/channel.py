@@ -65,9 +65,13 @@ class ControlChannel(HTTPChannel):
         super().allContentReceived()
 
     def requestDone(self, request: Any) -> None:
-        super().requestDone(request)
-        if self.phase == "handling" and not self.requests:
+        # A pipelined next request already (partly) buffered starts its header deadline
+        # now; Twisted parses it inside requestDone, moving the phase on if it is whole.
+        if any(self._dataBuffer):
+            self._start_phase("headers", self.site.header_timeout)
+        else:
             self._start_phase("idle", None)
+        super().requestDone(request)
 
     def connectionLost(self, reason: Any) -> None:
         self._cancel()
