@@ -290,3 +290,18 @@ def test_both_clients_over_a_unix_control_socket(tmp_path: Path) -> None:
         assert out["unreachable"].startswith(f"cannot reach postcap at unix:{tmp_path}")
     with pytest.raises(ServerNotRunning):  # stopped: its server.json is gone
         connect(home=str(tmp_path / "data"))
+
+
+def test_postcapctl_sends_nothing_without_a_server_and_names_a_bad_control(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from postcap.ctl import main
+
+    monkeypatch.setenv("POSTCAP_HOME", str(tmp_path))
+    (tmp_path / "control.token").write_text("secret-token")
+    out, err = io.StringIO(), io.StringIO()
+    assert main(["status"], out, err) == 3
+    assert "no running postcap found in" in err.getvalue() and "server.json is missing" in err.getvalue()
+    err = io.StringIO()
+    assert main(["--control", "ftp:1", "status"], out, err) == 2
+    assert err.getvalue().startswith("postcapctl: --control 'ftp:1': unknown endpoint type")

@@ -12,6 +12,7 @@ from typing import Any
 
 from twisted.internet.address import IPv4Address, IPv6Address
 from twisted.internet.protocol import Factory, Protocol
+from twisted.trial.unittest import TestCase
 
 from postcap.proxy.own import GuardedFactory, OwnEndpointRefused, OwnEndpoints
 from postcap.startup import RESERVED_FDS, default_max_connections, raise_fd_limit
@@ -169,3 +170,40 @@ def test_control_port_is_not_reachable_through_the_proxy(tmp_path: Path) -> None
                              check=False)
         assert b"403" in tunnel.stdout.split(b"\r\n", 1)[0] + tunnel.stderr
         assert server.rpc("server.info")["counters"]["errors"]["own-endpoint"] == 5
+
+
+class ResolvedOwnEndpointTests(TestCase):
+    """A name the checks by name do not know, resolving to the control port: the real
+    HostnameEndpoint connects, the peer is checked before any protocol sees it."""
+
+    async def test_connector_refuses_a_resolved_own_endpoint(self) -> None:
+        from twisted.internet import reactor
+        from twisted.internet.endpoints import TCP4ServerEndpoint
+
+        from postcap.proxy.connector import UpstreamConnector
+        from postcap.proxy.upstream import Origin, describe_connect_failure
+
+        listening = await TCP4ServerEndpoint(reactor, 0, interface="127.0.0.1").listen(
+            Factory.forProtocol(Protocol))
+        self.addCleanup(listening.stopListening)
+        port = listening.getHost().port
+        own = OwnEndpoints()
+        own.add(port, "127.0.0.1")
+        connector = UpstreamConnector(reactor, 5.0, own=own)
+        built: list[Protocol] = []
+        factory = Factory.forProtocol(lambda: built.append(Protocol()) or built[-1])
+        origin = Origin("http", "127.0.0.1", port)
+        failure = None
+        try:
+            await connector.endpoint(origin).connect(factory)
+        except Exception:
+            from twisted.python.failure import Failure
+
+            failure = Failure()
+        assert failure is not None and failure.check(OwnEndpointRefused), failure
+        assert built == []
+        error = describe_connect_failure(origin, failure)
+        assert (error.status, error.kind) == (403, "own-endpoint")
+        # Without the guard the same endpoint connects.
+        plain = await UpstreamConnector(reactor, 5.0).endpoint(origin).connect(factory)
+        plain.transport.loseConnection()
