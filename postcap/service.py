@@ -279,7 +279,13 @@ class PostcapService(MultiService):
         return self.reactor.seconds() - self.started_at
 
     def counters(self) -> dict[str, Any]:
-        return self.proxy_factory.counters()
+        counters = self.proxy_factory.counters()
+        site = getattr(self.control_port, "factory", None)
+        if hasattr(site, "channels"):
+            counters["control"] = {"open_connections": len(site.channels),
+                                   "slow_clients": site.slow_clients,
+                                   "refused": site.busy_refused}
+        return counters
 
     def startService(self) -> None:
         adopt_unix_lock(self.control_port)

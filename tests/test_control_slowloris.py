@@ -206,3 +206,5 @@ def test_dribbling_connections_to_the_real_server_are_closed(tmp_path: Path) -> 
         assert len(closed) == len(dribblers)
         assert time.monotonic() - started < 10
         assert answers and all(a.startswith(b"HTTP/1.1 408") for a in answers)
+        control = server.rpc("server.info")["counters"]["control"]
+        assert control["slow_clients"] >= len(answers) and control["refused"] == 0
