@@ -37,6 +37,8 @@ from postcap.proxy.targets import Target, parse_absolute_target, parse_connect_t
 from postcap.proxy.tunnel import BlindTunnel
 from postcap.proxy.connector import UpstreamConnector
 from postcap.proxy.onboarding import ONBOARDING_HOST, serve_onboarding
+from postcap.proxy.admission import Admission
+from postcap.proxy.own import OwnEndpoints
 from postcap.proxy.upstream import Origin, UpstreamPool, send_immediately
 from postcap.tls.minting import InterceptingServerCreator, LeafMinter
 
@@ -95,6 +97,8 @@ class ProxySettings:
     ignore_hosts: Sequence[re.Pattern[str]] = ()
     #: Open connections one client address may hold (``--max-client-connections``).
     max_client_connections: int = 256
+    #: Open proxy client connections in all (``--max-connections``); None: no cap.
+    max_connections: int | None = None
     #: A request whose Via already lists postcap this many times is looping (508).
     max_via_hops: int = 4
 
@@ -250,9 +254,7 @@ class ProxyServerProtocol(Protocol):
         except ProtocolError as exc:
             self.send_error(exc.status, "bad-request", exc.reason, keep_alive=False)
             return
-        if self._targets_self(target.origin):
-            self.send_error(508, "loop", f"request to postcap's own address {target.origin.authority()}",
-                            keep_alive=False)
+        if self._refused_target(target.origin):
             return
         if target.origin.host == ONBOARDING_HOST:
             serve_onboarding(self, head, target)
@@ -282,9 +284,7 @@ class ProxyServerProtocol(Protocol):
         except ProtocolError as exc:
             self.send_error(exc.status, "bad-request", exc.reason, keep_alive=False)
             return
-        if self._targets_self(origin):
-            self.send_error(508, "loop", f"CONNECT to postcap's own address {origin.authority()}",
-                            keep_alive=False)
+        if self._refused_target(origin):
             return
         minter = self.factory.minter
         if minter is None or self.factory.settings.ignores(origin.host):
@@ -328,6 +328,19 @@ class ProxyServerProtocol(Protocol):
         if self._local is None:
             self._local = self.transport.getHost()
         return self._local
+
+    def _refused_target(self, origin: Origin) -> bool:
+        """Answer (and return True) when ``origin`` is postcap itself: its proxy port
+        (a loop, 508) or another of its own endpoints such as the control port (403)."""
+        if self._targets_self(origin):
+            self.send_error(508, "loop", f"request to postcap's own address {origin.authority()}",
+                            keep_alive=False)
+            return True
+        if self.intercepted is None and self.factory.own.names(origin.host, origin.port):
+            self.send_error(403, "own-endpoint", f"{origin.authority()} is postcap's own control "
+                            "endpoint; it is not reachable through the proxy", keep_alive=False)
+            return True
+        return False
 
     def _targets_self(self, origin: Origin) -> bool:
         """Whether ``origin`` is the address this client reached postcap on."""
@@ -415,7 +428,7 @@ class ProxyServerProtocol(Protocol):
 
 
 class RefusedClientProtocol(Protocol):
-    """Answers a refused client (outside ``--allow``, or over its connection cap) and hangs up."""
+    """Answers a refused client (see :mod:`postcap.proxy.admission`) and hangs up."""
 
     def __init__(self, status: int = 403, kind: str = "client-refused",
                  message: str = "your address is not allowed to use this proxy") -> None:
@@ -441,18 +454,22 @@ class ProxyFactory(ServerFactory):
         spooler: Spooler | None = None,
         minter: LeafMinter | None = None,
         tally: Tally | None = None,
+        own: OwnEndpoints | None = None,
     ) -> None:
         self.reactor = reactor
         #: Running totals for the metrics (see postcap.metrics).
         self.tally = tally if tally is not None else Tally()
         self.settings = settings
         self.recorder = recorder
+        #: postcap's own listening endpoints (control, metrics): never a proxy target.
+        self.own = own if own is not None else OwnEndpoints()
         #: Builds upstream endpoints with the proxy's TLS and --upstream-proxy rules.
         self.connector = UpstreamConnector(
             reactor,
             settings.connect_timeout,
             insecure=settings.insecure_upstream,
             upstream_proxy=settings.upstream_proxy,
+            own=self.own,
         )
         if pool is None:
             pool = UpstreamPool(
@@ -467,7 +484,8 @@ class ProxyFactory(ServerFactory):
         #: Mints certificates for intercepted hosts; None tunnels every CONNECT blind.
         self.minter = minter
         self.connections: set[ProxyServerProtocol] = set()
-        self._per_client: Counter[str] = Counter()
+        #: Who may connect: --allow, the per-address and the global connection caps.
+        self.admission = Admission(reactor, settings)
         self.errors: Counter[str] = Counter()
         self.refused = 0
         self.transactions = 0
@@ -475,26 +493,13 @@ class ProxyFactory(ServerFactory):
         self._drained: list[Deferred[None]] = []
 
     def buildProtocol(self, addr: IAddress) -> Protocol | None:
-        host = getattr(addr, "host", "")
-        protocol: Protocol
-        if not self.settings.allows(host):
-            self.refused += 1
-            self._log.warn("refused proxy client {client}: not in --allow", client=host)
-            protocol = RefusedClientProtocol()
-        elif self._per_client[host] >= self.settings.max_client_connections:
-            self.refused += 1
-            self.count_error("too-many-connections")
-            self._log.warn(
-                "refused proxy client {client}: {count} connections already open "
-                "(--max-client-connections {limit})",
-                client=host, count=self._per_client[host], limit=self.settings.max_client_connections,
-            )
-            protocol = RefusedClientProtocol(
-                503, "too-many-connections",
-                f"too many connections from your address (limit {self.settings.max_client_connections})",
-            )
-        else:
+        refusal = self.admission.refusal(getattr(addr, "host", ""), len(self.connections))
+        if refusal is None:
             return super().buildProtocol(addr)
+        self.refused += 1
+        if refusal.kind != "client-refused":
+            self.count_error(refusal.kind)
+        protocol = RefusedClientProtocol(refusal.status, refusal.kind, refusal.message)
         protocol.factory = self
         return protocol
 
@@ -514,16 +519,13 @@ class ProxyFactory(ServerFactory):
 
     def connection_opened(self, protocol: ProxyServerProtocol) -> None:
         self.connections.add(protocol)
-        self._per_client[protocol.client_address.host] += 1
+        self.admission.opened(protocol.client_address.host)
         self.tally.connection_opened("client")
 
     def connection_closed(self, protocol: ProxyServerProtocol) -> None:
         if protocol in self.connections:
             self.tally.connection_closed("client")
-            host = protocol.client_address.host
-            self._per_client[host] -= 1
-            if self._per_client[host] <= 0:
-                del self._per_client[host]
+            self.admission.closed(protocol.client_address.host)
         self.connections.discard(protocol)
         if not self.connections:
             drained, self._drained = self._drained, []

@@ -30,6 +30,7 @@ from zope.interface import implementer
 
 from postcap.metrics import Tally
 from postcap.proxy.framing import Event, MessageParser, ProtocolError
+from postcap.proxy.own import OwnEndpointRefused
 from postcap.tls.client import describe_tls_failure
 
 
@@ -71,6 +72,9 @@ def describe_connect_failure(origin: Origin, failure: Failure) -> UpstreamError:
         ierror.ConnectingCancelledError
     ):
         return UpstreamError(504, "connect-timeout", f"timed out connecting to {where}")
+    if failure.check(OwnEndpointRefused):
+        return UpstreamError(403, "own-endpoint", f"{where} is postcap's own control endpoint; "
+                             "it is not reachable through the proxy")
     reason = failure.getErrorMessage() or failure.type.__name__
     return UpstreamError(502, "connect", f"could not connect to {where}: {reason}")
 
