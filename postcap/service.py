@@ -29,6 +29,7 @@ from postcap.control.har_resource import SessionExports
 from postcap.control.history_methods import HistoryMethods
 from postcap.control.guard import HealthResource
 from postcap.control.methods import ControlMethods, ProxyUnavailable
+from postcap.control.request_tools import RequestToolMethods
 from postcap.events import EventHub, TransactionEvents
 from postcap.filters import OptionError
 from postcap.interceptor.cookies import BrowserCookieSync
@@ -183,6 +184,7 @@ class PostcapService(MultiService):
         control.install(self.dispatcher)
         self.history_methods = HistoryMethods(self.sessions, self.replayer, cookie_source=self.jar)
         self.history_methods.install(self.dispatcher)
+        RequestToolMethods(self.sessions).install(self.dispatcher)
         ExportMethods(self.sessions, self.jar, self.cookie_sync, self.collections).install(
             self.dispatcher)
         self.interceptor = InterceptorMethods(

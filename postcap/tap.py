@@ -115,9 +115,16 @@ class Options(usage.Options):
         ["retention-interval", None, 600.0,
          "Seconds between retention checks (with --history-max-age/--history-max-bytes).",
          _positive_float],
+        ["mode", None, "regular",
+         "regular (forward proxy) or reverse:URL (stand in front of the server at URL)."],
+        ["certs", None, None,
+         "Reverse mode: serve TLS to clients with this PEM file (certificate chain + key)."],
     ]
     optFlags = [
         ["insecure-upstream", None, "Do not verify upstream TLS certificates."],
+        ["keep-host", None, "Reverse mode: forward the client's Host header unchanged."],
+        ["reverse-tls", None,
+         "Reverse mode: serve TLS to clients with a certificate minted by postcap's CA."],
     ]
 
     def __init__(self) -> None:
@@ -154,6 +161,7 @@ class Options(usage.Options):
         self["storage-path"] = storage_path(self["storage"], self["data-dir"])
         if self["upstream-proxy"]:
             self["upstream-proxy-origin"] = upstream_proxy_origin(self["upstream-proxy"])
+        self["reverse"] = reverse_options(self)
 
 
 def storage_path(url: str | None, data_dir: str) -> str:
@@ -183,6 +191,36 @@ def upstream_proxy_origin(url: str) -> Any:
     return target.origin
 
 
+def reverse_options(options: "Options") -> Any:
+    """``--mode`` with ``--keep-host``, ``--certs``, ``--reverse-tls`` as a
+    :class:`~postcap.proxy.reverse.ReverseTarget` (None in regular mode)."""
+    import dataclasses
+
+    from postcap.proxy.reverse import CertificateServerCreator, ModeError, parse_mode
+
+    try:
+        reverse = parse_mode(options["mode"])
+    except ModeError as exc:
+        raise usage.UsageError(f"--mode: {exc}")
+    extras = [name for name in ("keep-host", "reverse-tls", "certs") if options[name]]
+    if reverse is None:
+        if extras:
+            raise usage.UsageError(f"--{extras[0]} needs --mode reverse:URL")
+        return None
+    if options["certs"] and options["reverse-tls"]:
+        raise usage.UsageError("--certs and --reverse-tls exclude each other")
+    if options["certs"]:
+        path = os.path.abspath(options["certs"])
+        try:
+            CertificateServerCreator(path)
+        except ValueError as exc:
+            raise usage.UsageError(f"--certs: {exc}")
+        return dataclasses.replace(reverse, keep_host=bool(options["keep-host"]),
+                                   client_tls="certs", certs_file=path)
+    return dataclasses.replace(reverse, keep_host=bool(options["keep-host"]),
+                               client_tls="minted" if options["reverse-tls"] else None)
+
+
 def prepare_data_dir(path: str) -> None:
     """Create the data dir (mode 0700) and check it is writable; exit with one line if not."""
     try:
@@ -210,6 +248,8 @@ def makeService(options: Options) -> Any:
         insecure_upstream=bool(options["insecure-upstream"]),
         ignore_hosts=[re.compile(pattern) for pattern in options["ignore-hosts"]],
         max_client_connections=options["max-client-connections"],
+        reverse=options.get("reverse"),
+        reverse_listen_host=options["interface"],
     )
     if options["allow"]:
         settings.allow = list(options["allow"])
