@@ -126,7 +126,7 @@ def _fingerprint(data: bytes, body: Mapping[str, Any]) -> dict[str, Any]:
 def diff_body(a: Mapping[str, Any] | None, b: Mapping[str, Any] | None) -> dict[str, Any] | None:
     a, b = a or {}, b or {}
     left, right = body_bytes(a), body_bytes(b)
-    if left == right and a.get("size") == b.get("size"):
+    if left == right and a.get("size", len(left)) == b.get("size", len(right)):
         return None
     notes = [side for side, body in (("a", a), ("b", b)) if body.get("truncated")
              or (body.get("size") and not body.get("captured", True))]

@@ -5,8 +5,8 @@ captured order and case, and the body bytes.  Shell output quotes every argument
 way :func:`shlex.quote` does (single quotes survive any byte but NUL, newlines
 included); bodies that are not text, or hold a NUL, travel as base64 decoded by
 ``base64 -d`` on a pipe.  Headers the HTTP tool would add on its own are switched
-off, so that the origin receives what the client sent.  ``Content-Length`` and
-``Transfer-Encoding`` are left to the tool (it frames the same body itself), as are
+off, so that the origin receives what the client sent.  ``Content-Length`` stays in
+its place (the stored body's length); ``Transfer-Encoding`` is left to the tool, as are
 the proxy's own hop headers (``Proxy-Connection``, ``Proxy-Authorization``).
 """
 
@@ -56,8 +56,17 @@ class CapturedRequest:
             return False
         return True
 
-    def sent_headers(self) -> list[tuple[str, str]]:
-        return [(n, v) for n, v in self.headers if n.lower() not in _TOOL_MANAGED]
+    def sent_headers(self, keep_length: bool = True) -> list[tuple[str, str]]:
+        """The headers to send, in order; ``Content-Length`` (given the stored body's
+        length) stays in its place unless ``keep_length`` is false."""
+        sent = []
+        for name, value in self.headers:
+            lowered = name.lower()
+            if lowered == "content-length" and keep_length:
+                sent.append((name, str(len(self.body))))
+            elif lowered not in _TOOL_MANAGED:
+                sent.append((name, value))
+        return sent
 
     def has_header(self, name: str) -> bool:
         return any(n.lower() == name.lower() for n, _ in self.headers)
@@ -102,6 +111,15 @@ def _shell(words: list[str]) -> str:
     return " ".join(shlex.quote(word) for word in words)
 
 
+def _wire_text(text: str) -> str:
+    """Header bytes are kept as latin-1 text; a shell passes arguments as UTF-8, so
+    text whose bytes are valid UTF-8 is given as that (the same bytes on the wire)."""
+    try:
+        return text.encode("latin-1").decode("utf-8")
+    except (UnicodeEncodeError, UnicodeDecodeError):
+        return text
+
+
 def _pipe_base64(data: bytes, command: str) -> str:
     return f"printf %s {shlex.quote(_b64(data))} | base64 -d | {command}"
 
@@ -126,7 +144,7 @@ def to_curl(request: CapturedRequest) -> str:
         words.append("--http1.1")
     words += ["--url", request.url]
     for name, value in request.sent_headers():
-        words += ["--header", f"{name}: {value}" if value else f"{name};"]
+        words += ["--header", _wire_text(f"{name}: {value}" if value else f"{name};")]
     for name in _CURL_DEFAULTS:
         if not request.has_header(name):
             words += ["--header", f"{name}:"]
@@ -146,7 +164,7 @@ def to_httpie(request: CapturedRequest) -> str:
     words = ["http", "--print=hb"]
     items: list[str] = []
     for name, value in request.sent_headers():
-        items.append(f"{name}:{value}" if value else f"{name};")
+        items.append(_wire_text(f"{name}:{value}" if value else f"{name};"))
     for name in _HTTPIE_DEFAULTS:
         if not request.has_header(name):
             items.append(f"{name}:")
@@ -171,8 +189,7 @@ def to_python(request: CapturedRequest) -> str:
         body = f"{request.body.decode('utf-8')!r}.encode('utf-8')"
     else:
         body = f"base64.b64decode({_b64(request.body)!r})"
-    sent = [(n, str(len(request.body)) if n.lower() == "content-length" else v)
-            for n, v in request.headers if n.lower() not in _TOOL_MANAGED - {"content-length"}]
+    sent = request.sent_headers()
     if request.body and not request.has_header("Content-Length"):
         sent.append(("Content-Length", str(len(request.body))))
     headers = ",\n".join(f"    ({n!r}, {v!r})" for n, v in sent)
@@ -197,8 +214,9 @@ def to_fetch(request: CapturedRequest) -> str:
     """A JavaScript ``fetch`` call (browsers drop forbidden headers such as ``Host``;
     Node.js sends them)."""
     init: list[str] = [f"  method: {json.dumps(request.method)}"]
-    if request.sent_headers():
-        pairs = ",\n".join(f"    [{json.dumps(n)}, {json.dumps(v)}]" for n, v in request.sent_headers())
+    headers = request.sent_headers(keep_length=False)
+    if headers:
+        pairs = ",\n".join(f"    [{json.dumps(n)}, {json.dumps(v)}]" for n, v in headers)
         init.append(f"  headers: [\n{pairs}\n  ]")
     if request.body and request.body_is_text:
         init.append(f"  body: {json.dumps(request.body.decode('utf-8'))}")
