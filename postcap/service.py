@@ -222,6 +222,12 @@ class PostcapService(MultiService):
     def counters(self) -> dict[str, Any]:
         return self.proxy_factory.counters()
 
+    def proxy_facts(self) -> dict[str, Any]:
+        """``server.info``'s ``proxy.interface`` and ``proxy.mode`` (extensions)."""
+        reverse = self.config.proxy.reverse
+        return {"interface": self.config.interface,
+                "mode": "regular" if reverse is None else f"reverse:{reverse.url}"}
+
     def startService(self) -> None:
         super().startService()
         self.reactor.callWhenRunning(self._handle_sigterm)
