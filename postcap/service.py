@@ -259,8 +259,9 @@ class PostcapService(MultiService):
         self.memory.start()
         control = self.control_port.getHost()
         self._log.info(
-            "postcap {version} ready: proxy on {interface}:{port}, control on {control_host}:{control_port}, data in {data_dir}",
+            "postcap {version} ready: proxy on {interface}:{port} ({mode}), control on {control_host}:{control_port}, data in {data_dir}",
             version=__version__,
+            mode=self.proxy_facts()["mode"],
             interface=self.config.interface,
             port=self.proxy.port,
             control_host=getattr(control, "host", "?"),
