@@ -4,6 +4,7 @@ git over HTTPS to local origins; sessions, exit statuses and signals."""
 from __future__ import annotations
 
 import http.server
+import importlib.util
 import os
 import shutil
 import signal
@@ -73,9 +74,12 @@ def test_an_active_session_is_used_and_left_running(server: PostcapProcess, orig
         server.rpc("session.stop")
 
 
-@pytest.mark.parametrize("client", ["urllib", "httpx"])
+@pytest.mark.parametrize("client", ["urllib", "httpx", "requests"])
 def test_python_clients(server: PostcapProcess, tls_origin: Origin, client: str) -> None:
+    if importlib.util.find_spec(client) is None:
+        pytest.skip(f"{client} is not installed")
     code = {
+        "requests": "import requests; print(requests.get({url!r}).text, end='')",
         "urllib": "import urllib.request as u; print(u.urlopen({url!r}).read().decode(), end='')",
         "httpx": "import httpx; print(httpx.get({url!r}).text, end='')",
     }[client].format(url=tls_origin.url("/hello"))
