@@ -25,9 +25,9 @@ FORMATS = ("curl", "httpie", "python", "fetch")
 _TOOL_MANAGED = frozenset({"content-length", "transfer-encoding", "proxy-connection",
                            "proxy-authorization"})
 #: Headers curl sends unless told otherwise.
-_CURL_DEFAULTS = ("Host", "User-Agent", "Accept")
+_CURL_DEFAULTS = ("User-Agent", "Accept")
 #: Headers HTTPie sends unless told otherwise.
-_HTTPIE_DEFAULTS = ("User-Agent", "Accept", "Accept-Encoding", "Connection", "Host")
+_HTTPIE_DEFAULTS = ("User-Agent", "Accept", "Accept-Encoding", "Connection")
 
 
 class ExportError(ValueError):
@@ -64,7 +64,7 @@ class CapturedRequest:
             lowered = name.lower()
             if lowered == "content-length" and keep_length:
                 sent.append((name, str(len(self.body))))
-            elif lowered not in _TOOL_MANAGED:
+            elif lowered not in _TOOL_MANAGED and not name.startswith(":"):  # no pseudo-headers
                 sent.append((name, value))
         return sent
 

@@ -116,3 +116,12 @@ def test_transaction_diff_says_same() -> None:
     other = detail(status=404, id="t2", headers=[("A", "1")])
     result = diff_transactions(one, other)
     assert result["status"] == {"a": 200, "b": 404} and result["same"] is False
+
+
+def test_http2_capture_keeps_host_from_authority_and_drops_pseudo_headers() -> None:
+    captured = detail(url="https://api.test/items", headers=[(":authority", "api.test"), ("accept", "*/*")])
+    captured["request"]["http_version"] = "HTTP/2"
+    args = curl_args(export_request(captured, "curl"))
+    assert "--http2" in args
+    headers = [args[i + 1] for i, word in enumerate(args) if word == "--header"]
+    assert headers == ["accept: */*", "User-Agent:"]
