@@ -79,10 +79,10 @@ def proxy_url(info: Mapping[str, Any], control_url: str) -> str:
     proxy = info.get("proxy") or {}
     if not proxy.get("enabled", True) or not proxy.get("port"):
         raise RunError("the proxy is disabled (postcapctl proxy enable, or proxy.enable)")
-    mode = proxy.get("mode", "regular")
+    mode = info.get("mode", "regular")
     if mode != "regular":
         raise RunError(f"postcap runs in {mode} mode, not as a forward proxy")
-    host = proxy.get("interface") or "127.0.0.1"
+    host = info.get("interface") or "127.0.0.1"
     if host in ("0.0.0.0", "::", ""):
         host = "127.0.0.1" if "[" not in control_url else "::1"
     return f"http://[{host}]:{proxy['port']}" if ":" in host else f"http://{host}:{proxy['port']}"

@@ -223,7 +223,8 @@ class PostcapService(MultiService):
         return self.proxy_factory.counters()
 
     def proxy_facts(self) -> dict[str, Any]:
-        """``server.info``'s ``proxy.interface`` and ``proxy.mode`` (extensions)."""
+        """``server.info``'s ``interface`` and ``mode`` (extensions: the proxy's
+        ``--interface`` and ``--mode``)."""
         reverse = self.config.proxy.reverse
         return {"interface": self.config.interface,
                 "mode": "regular" if reverse is None else f"reverse:{reverse.url}"}

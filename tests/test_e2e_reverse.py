@@ -56,6 +56,7 @@ def test_origin_form_requests_reach_the_one_server_and_are_captured(
         assert detail["request"]["body"]["text"] == "field=1"
         assert detail["server"]["port"] == origin.port
         assert detail["tls"] is None
+        assert reverse_plain.rpc("server.info")["mode"] == f"reverse:{origin.url('/')}"
     finally:
         reverse_plain.rpc("session.stop")
 

@@ -32,23 +32,26 @@ def test_environment_sets_proxies_and_ca_and_empties_no_proxy() -> None:
     assert env["NODE_USE_ENV_PROXY"] == "1"
 
 
-@pytest.mark.parametrize("proxy, expected", [
-    ({"port": 5555, "enabled": True, "interface": "0.0.0.0"}, "http://127.0.0.1:5555"),
-    ({"port": 5555, "enabled": True, "interface": "10.0.0.2"}, "http://10.0.0.2:5555"),
-    ({"port": 5555, "enabled": True, "interface": "::1"}, "http://[::1]:5555"),
-    ({"port": 5555, "enabled": True}, "http://127.0.0.1:5555"),
-])
-def test_proxy_url(proxy: dict[str, Any], expected: str) -> None:
-    assert proxy_url({"proxy": proxy}, "http://127.0.0.1:5556") == expected
+PROXY = {"port": 5555, "enabled": True}
 
 
-@pytest.mark.parametrize("proxy, message", [
-    ({"port": 5555, "enabled": False}, "disabled"),
-    ({"port": 5555, "enabled": True, "mode": "reverse:http://x/"}, "reverse"),
+@pytest.mark.parametrize("info, expected", [
+    ({"proxy": PROXY, "interface": "0.0.0.0"}, "http://127.0.0.1:5555"),
+    ({"proxy": PROXY, "interface": "10.0.0.2"}, "http://10.0.0.2:5555"),
+    ({"proxy": PROXY, "interface": "::1"}, "http://[::1]:5555"),
+    ({"proxy": PROXY}, "http://127.0.0.1:5555"),
 ])
-def test_proxy_url_refuses(proxy: dict[str, Any], message: str) -> None:
+def test_proxy_url(info: dict[str, Any], expected: str) -> None:
+    assert proxy_url(info, "http://127.0.0.1:5556") == expected
+
+
+@pytest.mark.parametrize("info, message", [
+    ({"proxy": {"port": 5555, "enabled": False}}, "disabled"),
+    ({"proxy": PROXY, "mode": "reverse:http://x/"}, "reverse"),
+])
+def test_proxy_url_refuses(info: dict[str, Any], message: str) -> None:
     with pytest.raises(RunError, match=message):
-        proxy_url({"proxy": proxy}, "http://127.0.0.1:5556")
+        proxy_url(info, "http://127.0.0.1:5556")
 
 
 def test_bundle_holds_system_roots_then_postcaps_ca(tmp_path: Any) -> None:

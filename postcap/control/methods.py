@@ -141,8 +141,8 @@ class ControlMethods(MethodGroup):
             "version": __version__,
             "uptime_s": round(self.server.uptime_s(), 3),
             "data_dir": self.server.data_dir,
-            "proxy": {"port": self.proxy.port, "enabled": self.proxy.enabled,
-                      **self.server.proxy_facts()},
+            "proxy": {"port": self.proxy.port, "enabled": self.proxy.enabled},
+            **self.server.proxy_facts(),
             "active_session": None if active is None else active.to_json(self.sessions.now()),
             "counters": self.server.counters(),
         }
