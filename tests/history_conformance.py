@@ -89,6 +89,21 @@ class HistoryStoreConformance(CaptureSinkConformance):
         await store.open()
         self.assertEqual(await store.get_session(record.id), record)
 
+    async def test_stats_count_written_and_dropped(self) -> None:
+        store = await self.store()
+        await store.save_session(make_session(id="counted"))
+        for _ in range(2):
+            store.transactionCompleted(make_transaction(session_id="counted"))
+        store.transactionCompleted(make_transaction(session_id=None))  # not a capture
+        await store.flush()
+        self.assertEqual((store.stats.written, store.stats.pending, store.stats.dropped),
+                         (2, 0, 0))
+        self.assertTrue(store.stats.available)
+        await store.close()
+        await self.assertFailure(
+            store.transactionCompleted(make_transaction(session_id="counted")), HistoryStoreClosed)
+        self.assertEqual(store.stats.dropped, 1)
+
     async def test_closed_store_refuses_work(self) -> None:
         store = await self.store()
         await store.close()

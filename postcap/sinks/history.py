@@ -61,6 +61,8 @@ from postcap.model import (
     iso8601,
     media_type,
 )
+from postcap.metrics import StorageStats
+from postcap.sinks.availability import WriteHealth, probe_writes
 from postcap.sinks.dbprocess import ProcessConnectionPool
 from postcap.sinks.packing import pack, unpack
 from postcap.sinks.query import (
@@ -931,9 +933,10 @@ def _sql_limit(limit: int | None) -> int:
 class _Batch:
     """Transactions written together, and who waits for them (in the order they came)."""
 
-    __slots__ = ("transactions", "waiters", "body_bytes")
+    __slots__ = ("transactions", "waiters", "body_bytes", "sent_at")
 
     def __init__(self) -> None:
+        self.sent_at = 0.0
         self.transactions: list[Transaction] = []
         self.waiters: list[Deferred[None]] = []
         #: Bytes of the body copies held in memory by the transactions.
@@ -1009,15 +1012,21 @@ class SQLiteHistoryStore:
         self._closing = False
         self._closed = False
         self._close_observers: list[Deferred[None]] = []
+        #: Pending, written and dropped transactions, write latency, availability.
+        self.stats = StorageStats()
+        self.health = WriteHealth(
+            self._clock, lambda: self._pool.runWithConnection(probe_writes), self.stats, path)
 
     # ICaptureSink
 
     def transactionCompleted(self, transaction: Transaction) -> Deferred[None]:
         """Queue ``transaction``; fires once its batch is committed."""
         if self._closed:
+            self.stats.dropped += transaction.session_id is not None
             return fail(HistoryStoreClosed(self.path))
         if transaction.session_id is None:
             return succeed(None)
+        self.stats.pending += 1
         pending = self._pending
         pending.transactions.append(transaction)
         waiter: Deferred[None] = Deferred()
@@ -1222,6 +1231,7 @@ class SQLiteHistoryStore:
             return
         self._pending = _Batch()
         self._inflight.append(batch)
+        batch.sent_at = self._clock.seconds()
         written = self._pool.runInteraction(
             _insert_packed_batch, pack(batch.transactions), self.decode_limit)
         written.addCallbacks(
@@ -1233,6 +1243,11 @@ class SQLiteHistoryStore:
 
     def _batch_written(self, report: _BatchReport, batch: _Batch) -> None:
         self._inflight.remove(batch)
+        stats = self.stats
+        stats.pending -= len(batch.transactions)
+        stats.written += report.stored
+        stats.write_seconds.observe(self._clock.seconds() - batch.sent_at)
+        self.health.write_succeeded()
         self._log.debug(
             "History batch written: {stored} of {batch_size} transactions stored",
             stored=report.stored,
@@ -1253,6 +1268,9 @@ class SQLiteHistoryStore:
 
     def _batch_failed(self, failure: Failure, batch: _Batch) -> None:
         self._inflight.remove(batch)
+        self.stats.pending -= len(batch.transactions)
+        self.stats.dropped += len(batch.transactions)
+        self.health.write_failed(failure.getErrorMessage() or failure.type.__name__)
         self._log.failure(
             "History batch of {batch_size} transactions could not be written",
             failure,
@@ -1267,6 +1285,7 @@ class SQLiteHistoryStore:
                 await self._settled()
         finally:
             self._closed = True
+            self.health.close()
             closed = self._pool.close()
             if isinstance(closed, Deferred):
                 await closed

@@ -20,6 +20,7 @@ from zope.interface import implementer
 
 from postcap.encodings import DEFAULT_DECODE_LIMIT, decode
 from postcap.interfaces import ICaptureSink, IHistoryStore
+from postcap.metrics import StorageStats
 from postcap.model import SessionRecord, Transaction
 from postcap.sinks.history import HistoryStoreClosed, TransactionFilter, storable_text
 
@@ -170,6 +171,8 @@ class MemoryHistoryStore:
         self._transactions: dict[str, _Stored] = {}
         self.opened = False
         self.closed = False
+        #: Written and dropped counts (nothing is ever pending; always available).
+        self.stats = StorageStats()
 
     def when_drained(self) -> Deferred[None]:
         return succeed(None)
@@ -179,6 +182,7 @@ class MemoryHistoryStore:
     def transactionCompleted(self, transaction: Transaction) -> Deferred[None]:
         """Store ``transaction`` (unless it has no session, or its id is taken)."""
         if self.closed:
+            self.stats.dropped += transaction.session_id is not None
             return fail(HistoryStoreClosed("memory"))
         if transaction.session_id is None:
             return succeed(None)
@@ -194,8 +198,10 @@ class MemoryHistoryStore:
             self._log.failure(
                 "History could not store transaction {txn_id}", txn_id=transaction.id
             )
+            self.stats.dropped += 1
             return fail()
         self._transactions[transaction.id] = stored
+        self.stats.written += 1
         record = self._sessions.get(stored.session_id)
         if record is not None:
             last = record.last_activity
