@@ -11,7 +11,7 @@ from twisted.internet.defer import Deferred, ensureDeferred, succeed
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
-from postcap.control.dispatch import INVALID_PARAMS, InvalidParams
+from postcap.control.dispatch import JSONRPCDispatcher, INVALID_PARAMS, InvalidParams
 from postcap.interceptor import crypto
 from postcap.interceptor.methods import BRIDGE_STALE_S, BrowserCookieChange, InterceptorMethods
 from postcap.session import SessionManager
@@ -176,11 +176,16 @@ class InterceptorMethodsTests(SynchronousTestCase):
         assert changes == [BrowserCookieChange(self.sessions.active.id, False, "explicit", cookie)]
 
     def test_bridge_params_are_validated(self) -> None:
-        failure = self.failureResultOf(ensureDeferred(self.link.bridge(event="boot", bridge_id="b")),
-                                       InvalidParams)
-        assert "'event'" in failure.value.message
-        failure = self.failureResultOf(ensureDeferred(self.link.submit(frame="x")), InvalidParams)
-        assert "'frame'" in failure.value.message
+        dispatcher = JSONRPCDispatcher()
+        self.link.install(dispatcher)
+
+        def error(method: str, **params: Any) -> dict[str, Any]:
+            call = {"jsonrpc": "2.0", "id": 1, "method": method, "params": params}
+            return self.wait(dispatcher.handle_object(call))["error"]
+
+        assert error("interceptor.bridge", event="boot", bridge_id="b")["data"] == {"param": "event"}
+        assert error("interceptor.submit", frame="x")["data"] == {"param": "frame"}
+        assert error("interceptor.bridge", event="connect", bridge_id="b" * 101)["code"] == INVALID_PARAMS
 
 
 def test_browser_cookies_map_to_jar_cookies() -> None:

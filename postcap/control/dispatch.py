@@ -5,6 +5,12 @@ as keyword arguments.  A callable may return a plain value, a coroutine or a
 :class:`~twisted.internet.defer.Deferred`.  :class:`JSONRPCDispatcher` turns
 request bytes into response bytes and knows nothing of HTTP, SSE or sockets.
 
+Parameters are checked here, before a method runs: unknown and missing names
+from the signature; every string must be valid Unicode (no lone surrogates) and
+every integer within signed 64 bits, anywhere in the params; and a method's own
+description of its parameters (a ``__rpc_params__`` attribute with
+``validate(params) -> params``, set by :func:`postcap.control.params.takes`).
+
 Errors a method means to report are :class:`RPCError` (or a subclass); they become
 the response's ``error`` object.  Anything else a method raises is a bug: the
 client sees ``-32603 internal error`` (never a traceback) and the failure is
@@ -231,6 +237,42 @@ def _object_depth_exceeds(obj: Any, limit: int) -> bool:
     return False
 
 
+_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
+
+
+def _has_lone_surrogate(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
+
+
+def _check_json_values(params: Mapping[str, Any]) -> None:
+    """Raise :class:`InvalidParams` naming the first string with a lone surrogate
+    (``"\\ud800"``) or integer outside signed 64 bits, anywhere in ``params``."""
+    stack: list[tuple[str, Any]] = [(key, value) for key, value in params.items()]
+    while stack:
+        path, value = stack.pop()
+        if isinstance(value, str):
+            if _has_lone_surrogate(value):
+                raise InvalidParams(_printable(path), "must be valid Unicode (a lone surrogate)")
+        elif isinstance(value, int) and not isinstance(value, bool):
+            if not _INT64_MIN <= value <= _INT64_MAX:
+                raise InvalidParams(_printable(path), "integers must be between -2^63 and 2^63-1")
+        elif isinstance(value, dict):
+            for key, member in value.items():
+                stack.append((f"{path}.{key}", member))
+        elif isinstance(value, list):
+            stack.extend((f"{path}[{index}]", item) for index, item in enumerate(value))
+        if not isinstance(path, str) or _has_lone_surrogate(path):
+            raise InvalidParams(_printable(path), "names must be valid Unicode (a lone surrogate)")
+
+
+def _printable(path: str) -> str:
+    return path.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
 def _valid_id(value: Any) -> bool:
     if isinstance(value, float):
         return math.isfinite(value)
@@ -245,13 +287,16 @@ class _Method:
     func: Callable[..., Any]
     accepted: frozenset[str] | None  # None: takes **kwargs (or could not be inspected)
     required: tuple[str, ...]
+    #: The method's own parameter description: ``validate(params) -> params``, or None.
+    spec: Any = None
 
     @classmethod
     def inspect(cls, name: str, func: Callable[..., Any]) -> _Method:
+        spec = getattr(func, "__rpc_params__", None)
         try:
             signature = inspect.signature(func)
         except (TypeError, ValueError):
-            return cls(name, func, None, ())
+            return cls(name, func, None, (), spec)
         accepted: set[str] = set()
         required: list[str] = []
         var_keyword = False
@@ -270,10 +315,19 @@ class _Method:
                 accepted.add(param.name)
                 if param.default is param.empty:
                     required.append(param.name)
-        return cls(name, func, None if var_keyword else frozenset(accepted), tuple(required))
+        if spec is not None and not var_keyword:
+            undeclared = sorted(set(spec.names()) - accepted)
+            if undeclared:
+                raise ValueError(
+                    f"RPC method {name!r} describes parameters it does not take: {undeclared}"
+                )
+        return cls(
+            name, func, None if var_keyword else frozenset(accepted), tuple(required), spec
+        )
 
-    def check(self, params: Mapping[str, Any]) -> None:
-        """Raise :class:`InvalidParams` for an unknown or missing parameter."""
+    def check(self, params: Mapping[str, Any]) -> dict[str, Any]:
+        """The params to call with; :class:`InvalidParams` for an unknown, missing
+        or invalid one."""
         if self.accepted is not None:
             for key in params:
                 if key not in self.accepted:
@@ -281,6 +335,10 @@ class _Method:
         for key in self.required:
             if key not in params:
                 raise InvalidParams.missing(key)
+        _check_json_values(params)
+        if self.spec is None:
+            return dict(params)
+        return dict(self.spec.validate(params))
 
 
 @dataclass(frozen=True, slots=True)
@@ -485,8 +543,7 @@ class JSONRPCDispatcher:
         method = self._methods.get(call.method)
         if method is None:
             raise MethodNotFound(call.method)
-        method.check(call.params)
-        result = method.func(**call.params)
+        result = method.func(**method.check(call.params))
         while inspect.isawaitable(result):
             result = await result
         return result
