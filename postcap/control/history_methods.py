@@ -105,7 +105,7 @@ class HistoryMethods(MethodGroup):
         limit=Int(1, MAX_PAGE, default=100),
         offset=Int(0, default=0),
         order=Enum(("asc", "desc"), optional=True, default="asc"),
-        **{"in": Strs(max_items=len(SEARCH_PLACES), optional=True, default=())},
+        **{"in": Strs(max_items=len(SEARCH_PLACES), optional=True)},
     )
     async def request_list(
         self,

@@ -291,11 +291,9 @@ class Strs:
     max_items: int = 1000
     max_length: int = 1000
     optional: bool = False
-    default: tuple[str, ...] | None = None
 
     def check(self, name: str, value: Any) -> Any:
-        default = None if self.default is None else list(self.default)
-        items = string_list(name, value, optional=self.optional, default=default)
+        items = string_list(name, value, optional=self.optional)
         if items is None:
             return None
         if len(items) > self.max_items:
@@ -361,8 +359,14 @@ class Custom:
 
 
 def _check_member(spec: Spec, name: str, given: bool, value: Any) -> Any:
-    if not given and not spec.optional:
-        raise InvalidParams.missing(name)
+    """A member's checked value; absent or ``null``, its default (a spec with a
+    default is optional)."""
+    if not given or value is None:
+        default = getattr(spec, "default", None)
+        if default is not None:
+            return default
+        if not given and not spec.optional:
+            raise InvalidParams.missing(name)
     return spec.check(name, value)
 
 
