@@ -429,6 +429,15 @@ class JSONRPCDispatcher:
         """The registered names, sorted."""
         return sorted(self._methods)
 
+    def parameter_names(self, name: str) -> frozenset[str] | None:
+        """The parameters method ``name`` takes by name (its signature's and its
+        description's); None when it takes any (``**kwargs`` with no description)."""
+        method = self._methods[name]
+        described = frozenset(method.spec.names()) if method.spec is not None else frozenset()
+        if method.accepted is None:
+            return described or None
+        return method.accepted | described
+
     def __contains__(self, name: object) -> bool:
         return name in self._methods
 
