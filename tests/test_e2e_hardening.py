@@ -11,7 +11,7 @@ from typing import Any, Iterator
 import pytest
 
 from tests.harness import Origin
-from tests.postcap_process import PostcapProcess, RPCError
+from tests.postcap_process import PostcapProcess
 
 TRACEBACK_MARKERS = ("Traceback (most recent call last)", "Unhandled Error", "internal error",
                      "raised an unexpected error")
