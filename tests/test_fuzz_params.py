@@ -7,6 +7,7 @@ traceback: every bad value is a documented error naming what is wrong."""
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import re
@@ -42,6 +43,7 @@ def documented_methods(text: str) -> list[str]:
     return sorted(n for n in names if not n.startswith(_NOT_METHODS))
 
 
+@functools.cache
 def registered_parameters() -> dict[str, list[str]]:
     """Each method the server registers, with the parameter names it takes (for one
     taking any names, the session options)."""
@@ -57,8 +59,12 @@ def registered_parameters() -> dict[str, list[str]]:
 
 DOC_TEXT = DOC.read_text("utf-8")
 DOCUMENTED = documented_methods(DOC_TEXT)
-PARAMETERS = registered_parameters()
-METHODS = sorted(set(DOCUMENTED) | set(PARAMETERS))
+
+
+def all_methods() -> list[str]:
+    return sorted(set(DOCUMENTED) | set(registered_parameters()))
+
+
 #: Every word the reference puts in backticks: the parameter names are among them.
 PARAM_NAMES = sorted(set(_PARAM_WORD.findall(DOC_TEXT)))
 #: Bounded for CI; ``POSTCAP_FUZZ_EXAMPLES=5000`` fuzzes longer, with a fresh seed.
@@ -73,7 +79,7 @@ def test_the_reference_lists_the_methods_the_server_serves() -> None:
     for name in ("server.info", "session.start", "request.replay", "cookiejar.add",
                  "collection.add", "interceptor.submit", "session.export"):
         assert name in DOCUMENTED
-    assert sorted(set(DOCUMENTED) - set(PARAMETERS)) == []
+    assert sorted(set(DOCUMENTED) - set(registered_parameters())) == []
 
 
 @pytest.fixture(scope="module")
@@ -140,8 +146,8 @@ def calls(draw: st.DrawFn, ids: list[str]) -> list[dict[str, Any]]:
     values = json_values(ids)
     batch = []
     for index in range(draw(st.integers(1, 30))):
-        method = draw(st.sampled_from(METHODS))
-        own = PARAMETERS.get(method) or ["id"]
+        method = draw(st.sampled_from(all_methods()))
+        own = registered_parameters().get(method) or ["id"]
         names = draw(st.lists(st.sampled_from(own), unique=True, max_size=len(own)))
         if draw(st.integers(0, 9)) == 0:
             names.append(draw(st.one_of(st.sampled_from(PARAM_NAMES), st.text(max_size=6))))
