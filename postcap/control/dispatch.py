@@ -16,7 +16,7 @@ the response's ``error`` object.  Anything else a method raises is a bug: the
 client sees ``-32603 internal error`` (never a traceback) and the failure is
 logged with ``Logger.failure``.
 
-This module imports nothing from the rest of postcap.
+This module imports nothing from the rest of postcap but :mod:`postcap.control.json_values`.
 """
 
 from __future__ import annotations
@@ -32,6 +32,8 @@ from typing import Any, TypeVar
 
 from twisted.internet.defer import CancelledError, Deferred, gatherResults
 from twisted.logger import Logger
+
+from postcap.control.json_values import first_bad_value
 
 __all__ = [
     "PARSE_ERROR",
@@ -237,42 +239,6 @@ def _object_depth_exceeds(obj: Any, limit: int) -> bool:
     return False
 
 
-_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
-
-
-def _has_lone_surrogate(text: str) -> bool:
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return True
-    return False
-
-
-def _check_json_values(params: Mapping[str, Any]) -> None:
-    """Raise :class:`InvalidParams` naming the first string with a lone surrogate
-    (``"\\ud800"``) or integer outside signed 64 bits, anywhere in ``params``."""
-    stack: list[tuple[str, Any]] = [(key, value) for key, value in params.items()]
-    while stack:
-        path, value = stack.pop()
-        if isinstance(value, str):
-            if _has_lone_surrogate(value):
-                raise InvalidParams(_printable(path), "must be valid Unicode (a lone surrogate)")
-        elif isinstance(value, int) and not isinstance(value, bool):
-            if not _INT64_MIN <= value <= _INT64_MAX:
-                raise InvalidParams(_printable(path), "integers must be between -2^63 and 2^63-1")
-        elif isinstance(value, dict):
-            for key, member in value.items():
-                stack.append((f"{path}.{key}", member))
-        elif isinstance(value, list):
-            stack.extend((f"{path}[{index}]", item) for index, item in enumerate(value))
-        if not isinstance(path, str) or _has_lone_surrogate(path):
-            raise InvalidParams(_printable(path), "names must be valid Unicode (a lone surrogate)")
-
-
-def _printable(path: str) -> str:
-    return path.encode("utf-8", "backslashreplace").decode("utf-8")
-
-
 def _valid_id(value: Any) -> bool:
     if isinstance(value, float):
         return math.isfinite(value)
@@ -335,7 +301,9 @@ class _Method:
         for key in self.required:
             if key not in params:
                 raise InvalidParams.missing(key)
-        _check_json_values(params)
+        bad = first_bad_value(params)
+        if bad is not None:
+            raise InvalidParams(*bad)
         if self.spec is None:
             return dict(params)
         return dict(self.spec.validate(params))
