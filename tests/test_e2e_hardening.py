@@ -156,3 +156,15 @@ def test_refused_cookiejar_add_leaves_the_jar_as_it_was_across_a_restart(
         port, control_port = running.port, running.control_port
     with PostcapProcess(data_dir, port=port, control_port=control_port) as restarted:
         assert restarted.rpc("cookiejar.list")["items"] == before
+
+
+@pytest.mark.parametrize(("pattern", "reason"), [("(a)\\1", "backreferences"),
+                                                 ("x(?=y)", "lookahead")])
+def test_pattern_re2_cannot_run_is_invalid_option_saying_why(
+    server: PostcapProcess, pattern: str, reason: str
+) -> None:
+    error = rpc_error(server, "session.start", {"filters": {"url_excludes": pattern}})
+    assert error["code"] == -32005
+    assert error["data"] == {"field": "filters.url_excludes"}
+    assert reason in error["message"] and "RE2" in error["message"]
+    assert server.rpc("server.info")["active_session"] is None
