@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import base64
+import json
+import os
 import shutil
 import tempfile
 from pathlib import Path
 from typing import Any, Coroutine
 
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from twisted.internet.defer import Deferred, ensureDeferred, succeed
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
@@ -174,6 +178,27 @@ class InterceptorMethodsTests(SynchronousTestCase):
         status = self.wait(self.link.status())
         assert status["bad_records"] == 2 and status["cookies_received"] == 1
         assert changes == [BrowserCookieChange(self.sessions.active.id, False, "explicit", cookie)]
+
+    def test_messages_the_store_cannot_hold_are_bad_records(self) -> None:
+        session = self.wait(self.sessions.start({"source": "interceptor"}))
+        for message in (
+            {"type": "request", "record": record(request_headers=[["X-A", "\ud800"]])},
+            {"type": "request", "record": record(url="http://shop.test/\udfff")},
+            {"type": "request", "record": record(status=10**30)},
+            {"type": "cookie", "removed": False, "cause": "explicit",
+             "cookie": {"name": "\ud800", "value": "b", "domain": "shop.test", "path": "/"}},
+        ):
+            # As the browser's JSON.stringify writes them: lone surrogates as \u escapes.
+            iv = os.urandom(12)
+            plaintext = json.dumps(message).encode("ascii")
+            sealed = AESGCM(self.key).encrypt(iv, plaintext, crypto.TO_SERVER)
+            frame = {"type": "sealed", "v": crypto.VERSION, "iv": base64.b64encode(iv).decode(),
+                     "ct": base64.b64encode(sealed).decode()}
+            assert self.wait(self.link.submit(frame=frame))["reply"] is None
+        status = self.wait(self.link.status())
+        assert (status["bad_records"], status["captured_requests"], status["cookies_received"]) == (4, 0, 0)
+        assert "lone surrogate" in status["last_error"]
+        assert self.successResultOf(self.store.list_transactions(session.id))[0] == 0
 
     def test_bridge_params_are_validated(self) -> None:
         dispatcher = JSONRPCDispatcher()

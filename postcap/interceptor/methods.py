@@ -27,6 +27,7 @@ from twisted.logger import Logger
 
 from postcap.control.params import Enum, Obj, Str, takes
 from postcap.control.dispatch import InvalidParams
+from postcap.control.json_values import first_bad_value
 from postcap.control.method_group import MethodGroup
 from postcap.interceptor import crypto
 from postcap.interceptor.extension_id import EXTENSION_ID
@@ -228,6 +229,12 @@ class InterceptorMethods(MethodGroup):
         if state.last_error is not None and "authentication" in state.last_error:
             state.last_error = None
         kind = message.get("type")
+        bad = first_bad_value(message)
+        if bad is not None and kind in ("request", "cookie"):
+            # Nothing the store cannot hold (a lone surrogate, a 100-digit number) gets in.
+            state.bad_records += 1
+            state.last_error = f"bad {kind} message from the extension: '{bad[0]}' {bad[1]}"
+            return {"reply": None}
         if kind == "request":
             self._record(message.get("record"))
         elif kind == "cookie":
