@@ -10,7 +10,7 @@ from typing import Any, Iterator
 
 import pytest
 
-from tests.harness import Origin
+from tests.harness import Origin, free_port
 from tests.postcap_process import PostcapProcess
 
 TRACEBACK_MARKERS = ("Traceback (most recent call last)", "Unhandled Error", "internal error",
@@ -168,3 +168,18 @@ def test_pattern_re2_cannot_run_is_invalid_option_saying_why(
     assert error["data"] == {"field": "filters.url_excludes"}
     assert reason in error["message"] and "RE2" in error["message"]
     assert server.rpc("server.info")["active_session"] is None
+
+
+def test_concurrent_proxy_enable_and_disable_in_one_batch(server: PostcapProcess) -> None:
+    other = free_port()
+    calls = []
+    for index in range(40):
+        method = ("proxy.enable", "proxy.disable")[index % 3 == 1]
+        params = {"port": (other, server.port, 0)[index % 3]} if method == "proxy.enable" else {}
+        calls.append({"jsonrpc": "2.0", "id": index, "method": method, "params": params})
+    answers = server.rpc_raw(calls)
+    assert [a.get("error", {}).get("code") for a in answers if "error" in a
+            and a["error"]["code"] != -32010] == []
+    server.rpc("proxy.enable", port=server.port)
+    assert server.rpc("proxy.status")["enabled"] is True
+    assert_no_traceback(server)
