@@ -22,9 +22,11 @@ from postcap.client import (
     PostcapError,
     ServerUnreachable,
     TokenUnreadable,
-    locate,
     read_token,
+    resolve,
 )
+from postcap.ctl_stats import add_stats_parser
+from postcap.discovery import BadControlEndpoint
 
 EXIT_OK = 0
 EXIT_SERVER_ERROR = 1
@@ -32,7 +34,7 @@ EXIT_USAGE = 2
 EXIT_UNREACHABLE = 3
 
 #: Options accepted anywhere on the command line: name → takes a value.
-GLOBAL_OPTIONS = {"--json": False, "--control": True, "--token-file": True}
+GLOBAL_OPTIONS = {"--json": False, "--control": True, "--token-file": True, "--data-dir": True}
 
 
 class UsageError(Exception):
@@ -469,17 +471,26 @@ def build_parser() -> Parser:
     parser.add_argument("--json", action="store_true", help="print results as JSON")
     parser.add_argument(
         "--control",
-        metavar="URL",
-        help="control URL (default: from DATA_DIR/server.json, else http://127.0.0.1:5556)",
+        metavar="ENDPOINT",
+        help="the server's control endpoint, as given to its --control (tcp:PORT:interface=ADDR, "
+        "unix:PATH, ssl:PORT) or a URL (http://HOST:PORT) "
+        "[default: what the running server wrote in DATA_DIR/server.json]",
     )
     parser.add_argument(
-        "--token-file", metavar="FILE", help="token file (default: DATA_DIR/control.token)"
+        "--data-dir",
+        metavar="DIR",
+        help="the server's data dir, for discovery [default: $POSTCAP_HOME or ~/.postcap]",
+    )
+    parser.add_argument(
+        "--token-file", metavar="FILE",
+        help="token file [default: the one the server names, else DATA_DIR/control.token]",
     )
     commands = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
 
     commands.add_parser("status", help="server, proxy and active session").set_defaults(
         handler=cmd_status
     )
+    add_stats_parser(commands)
 
     session = commands.add_parser("session", help="capture sessions")
     session.set_defaults(handler=cmd_session)
@@ -560,7 +571,7 @@ def build_parser() -> Parser:
 
 
 def split_global_options(argv: Sequence[str]) -> tuple[list[str], list[str]]:
-    """Move ``--json``, ``--control URL`` and ``--token-file FILE`` to the front so they
+    """Move ``--json``, ``--control``, ``--data-dir`` and ``--token-file`` to the front so they
     are accepted before or after the subcommand."""
     front: list[str] = []
     rest: list[str] = []
@@ -589,13 +600,14 @@ def main(argv: Sequence[str] | None = None, stdout: Any = None, stderr: Any = No
     try:
         front, rest = split_global_options(list(sys.argv[1:] if argv is None else argv))
         args = build_parser().parse_args(front + rest)
-        location = locate()
-        client = BlockingClient(
-            args.control or location.control_url, read_token(args.token_file or location.token_file)
-        )
+        endpoint, token_file = resolve(args.control, args.data_dir, args.token_file)
+        client = BlockingClient(endpoint.url, read_token(token_file))
         result, render = args.handler(client, args)
     except UsageError as exc:
         print(str(exc), file=stderr)
+        return EXIT_USAGE
+    except BadControlEndpoint as exc:
+        print(f"postcapctl: {exc}", file=stderr)
         return EXIT_USAGE
     except (ServerUnreachable, AuthenticationFailed, TokenUnreadable) as exc:
         print(f"postcapctl: {exc}", file=stderr)

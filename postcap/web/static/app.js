@@ -399,11 +399,19 @@ function prettyMarkup(text) {
 }
 
 function bodyView(part, contentType) {
-  const body = part.body || {};
-  if (!body.size) return el('p', { class: 'muted' }, 'No body.');
-  const notes = [`${humanBytes(body.size)}`];
-  if (body.truncated) notes.push('truncated');
-  if (body.captured === false) return el('p', {}, `${notes.join(', ')}, not stored.`);
+  const sent = part.body || {};
+  if (!sent.size) return el('p', { class: 'muted' }, 'No body.');
+  const notes = [`${humanBytes(sent.size)}`];
+  if (sent.truncated) notes.push('truncated');
+  if (sent.captured === false) return el('p', {}, `${notes.join(', ')}, not stored.`);
+  // A body sent with a Content-Encoding is shown decoded (the store decoded it).
+  let body = sent;
+  if (sent.content_encoding && sent.decoded) {
+    body = sent.decoded;
+    notes.push(`${sent.content_encoding}, ${humanBytes(body.size)} decoded${body.truncated ? ' (cut short)' : ''}`);
+  } else if (sent.content_encoding && sent.decode_error) {
+    notes.push(`${sent.content_encoding}, not decoded: ${sent.decode_error}`);
+  }
   const type = contentType.toLowerCase();
   if (type.startsWith('image/') && body.encoding === 'base64') {
     const mime = type.split(';')[0].trim();
