@@ -113,8 +113,8 @@ class MethodHelpers:
     def session_overview(self, id: str | None = None) -> Any:
         return self.call("session.overview", **_params(id=id))
 
-    def session_export(self, id: str) -> Any:
-        return self.call("session.export", id=id, format="har")
+    def session_export(self, id: str, format: str = "har") -> Any:
+        return self.call("session.export", id=id, format=format)
 
     def request_list(self, **filters: Any) -> Any:
         return self.call("request.list", **_params(**filters))
@@ -125,8 +125,16 @@ class MethodHelpers:
     def request_delete(self, ids: list[str]) -> Any:
         return self.call("request.delete", ids=list(ids))
 
-    def request_replay(self, id: str, use_cookie_jar: bool = False) -> Any:
-        return self.call("request.replay", id=id, use_cookie_jar=use_cookie_jar)
+    def request_replay(self, id: str, use_cookie_jar: bool = False, **overrides: Any) -> Any:
+        """``overrides``: ``method``, ``url``, ``headers``, ``body`` (see request.replay)."""
+        return self.call("request.replay", id=id, use_cookie_jar=use_cookie_jar,
+                         **_params(**overrides))
+
+    def request_export(self, id: str, format: str = "curl") -> Any:
+        return self.call("request.export", id=id, format=format)
+
+    def request_diff(self, a: str, b: str) -> Any:
+        return self.call("request.diff", a=a, b=b)
 
     def cookie_list(self, session_id: str | None = None) -> Any:
         return self.call("cookie.list", **_params(session_id=session_id))

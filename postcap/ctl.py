@@ -161,6 +161,41 @@ def show_detail(detail: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def show_diff(diff: dict[str, Any]) -> str:
+    """``request diff``: one line per difference, bodies last."""
+    if diff.get("same"):
+        return f"{diff['a']} and {diff['b']} do not differ"
+    lines = [f"--- {diff['a']}", f"+++ {diff['b']}"]
+    for key in ("method", "status"):
+        if diff.get(key):
+            lines.append(f"{key}: {diff[key]['a']} -> {diff[key]['b']}")
+    url = diff.get("url")
+    if url:
+        lines += [f"url: {url['a']}", f"  -> {url['b']}"]
+        lines += [f"  {name}: {part['a']} -> {part['b']}" for name, part in url["parts"].items()]
+        lines += [f"  query {q['name']} {q['change']}: {q['a']} -> {q['b']}" for q in url["query"]]
+    for key in ("request_headers", "response_headers"):
+        for change in diff.get(key) or []:
+            lines.append(f"{key.replace('_', ' ')[:-1]} {change['name']} {change['change']}: "
+                         f"{', '.join(change['a']) or '-'} -> {', '.join(change['b']) or '-'}")
+    for key in ("request_body", "response_body"):
+        body = diff.get(key)
+        if not body:
+            continue
+        title = key.replace("_", " ")
+        if body["kind"] == "json":
+            lines.append(f"{title} (JSON):")
+            lines += [f"  {c['path']} {c['change']}: {json.dumps(c['a'])} -> {json.dumps(c['b'])}"
+                      for c in body["changes"]]
+        elif body["kind"] == "text":
+            lines += [f"{title} (text):", body["unified"].rstrip("\n")]
+        else:
+            lines.append(f"{title} (binary): {body['a']['size']} bytes sha256 "
+                         f"{body['a']['sha256'][:16]} -> {body['b']['size']} bytes sha256 "
+                         f"{body['b']['sha256'][:16]}")
+    return "\n".join(lines)
+
+
 def show_overview(overview: dict[str, Any]) -> str:
     blocks = []
     for key, title in (
@@ -328,6 +363,10 @@ def cmd_requests(client: BlockingClient, args: argparse.Namespace) -> Any:
 def cmd_request(client: BlockingClient, args: argparse.Namespace) -> Any:
     if args.action == "show":
         return client.request_get(args.id), show_detail
+    if args.action == "export":
+        return client.request_export(args.id, format=args.format), str
+    if args.action == "diff":
+        return client.request_diff(args.a, args.b), show_diff
     if args.action == "replay":
         return client.request_replay(args.id, use_cookie_jar=args.use_cookie_jar), show_detail
     deleted = client.request_delete(args.ids)
@@ -529,6 +568,12 @@ def build_parser() -> Parser:
     replay = request_actions.add_parser("replay")
     replay.add_argument("id")
     replay.add_argument("--use-cookie-jar", action="store_true")
+    as_code = request_actions.add_parser("export", help="the request as a command or snippet")
+    as_code.add_argument("id")
+    as_code.add_argument("--format", choices=["curl", "httpie", "python", "fetch"], default="curl")
+    compare = request_actions.add_parser("diff", help="what differs between two requests")
+    compare.add_argument("a")
+    compare.add_argument("b")
     request_actions.add_parser("delete").add_argument("ids", nargs="+")
 
     export = commands.add_parser("export", help="export a session")

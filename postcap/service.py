@@ -30,6 +30,7 @@ from postcap.control.har_resource import SessionExports
 from postcap.control.history_methods import HistoryMethods
 from postcap.control.guard import HealthResource
 from postcap.control.methods import ControlMethods, ProxyUnavailable
+from postcap.control.request_tools import RequestToolMethods
 from postcap.events import EventHub, TransactionEvents
 from postcap.filters import OptionError
 from postcap.interceptor.cookies import BrowserCookieSync
@@ -274,6 +275,7 @@ class PostcapService(MultiService):
         control.install(self.dispatcher)
         self.history_methods = HistoryMethods(self.sessions, self.replayer, cookie_source=self.jar)
         self.history_methods.install(self.dispatcher)
+        RequestToolMethods(self.sessions).install(self.dispatcher)
         ExportMethods(self.sessions, self.jar, self.cookie_sync, self.collections).install(
             self.dispatcher)
         self.interceptor = InterceptorMethods(
@@ -339,6 +341,13 @@ class PostcapService(MultiService):
             parent.setComponent(ILogObserver, self.log_observer)
         super().setServiceParent(parent)
 
+    def proxy_facts(self) -> dict[str, Any]:
+        """``server.info``'s ``interface`` and ``mode`` (extensions: the proxy's
+        ``--interface`` and ``--mode``)."""
+        reverse = self.config.proxy.reverse
+        return {"interface": self.config.interface,
+                "mode": "regular" if reverse is None else f"reverse:{reverse.url}"}
+
     def startService(self) -> None:
         adopt_unix_lock(self.control_port)
         super().startService()
@@ -374,8 +383,9 @@ class PostcapService(MultiService):
         self.memory.start()
         control = self.control_port.getHost()
         self._log.info(
-            "postcap {version} ready: proxy on {interface}:{port}, control on {control_host}:{control_port}, data in {data_dir}",
+            "postcap {version} ready: proxy on {interface}:{port} ({mode}), control on {control_host}:{control_port}, data in {data_dir}",
             version=__version__,
+            mode=self.proxy_facts()["mode"],
             interface=self.config.interface,
             port=self.proxy.port,
             control_host=getattr(control, "host", "?"),

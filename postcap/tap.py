@@ -143,9 +143,16 @@ class Options(usage.Options):
         ["metrics", None, None, "Twisted endpoint serving GET /metrics (Prometheus) without "
          "a token, e.g. tcp:9464:interface=127.0.0.1."],
         ["log-format", None, "text", "text (twistd's lines) or json (one object per line)."],
+        ["mode", None, "regular",
+         "regular (forward proxy) or reverse:URL (stand in front of the server at URL)."],
+        ["certs", None, None,
+         "Reverse mode: serve TLS to clients with this PEM file (certificate chain + key)."],
     ]
     optFlags = [
         ["insecure-upstream", None, "Do not verify upstream TLS certificates."],
+        ["keep-host", None, "Reverse mode: forward the client's Host header unchanged."],
+        ["reverse-tls", None,
+         "Reverse mode: serve TLS to clients with a certificate minted by postcap's CA."],
     ]
 
     def __init__(self) -> None:
@@ -201,6 +208,7 @@ class Options(usage.Options):
             check_endpoint("--metrics", self["metrics"])
         if self["upstream-proxy"]:
             self["upstream-proxy-origin"] = upstream_proxy_origin(self["upstream-proxy"])
+        self["reverse"] = reverse_options(self)
 
 
 Options.optParameters = [
@@ -247,6 +255,36 @@ def upstream_proxy_origin(url: str) -> Any:
     return target.origin
 
 
+def reverse_options(options: "Options") -> Any:
+    """``--mode`` with ``--keep-host``, ``--certs``, ``--reverse-tls`` as a
+    :class:`~postcap.proxy.reverse.ReverseTarget` (None in regular mode)."""
+    import dataclasses
+
+    from postcap.proxy.reverse import CertificateServerCreator, ModeError, parse_mode
+
+    try:
+        reverse = parse_mode(options["mode"])
+    except ModeError as exc:
+        raise usage.UsageError(f"--mode: {exc}")
+    extras = [name for name in ("keep-host", "reverse-tls", "certs") if options[name]]
+    if reverse is None:
+        if extras:
+            raise usage.UsageError(f"--{extras[0]} needs --mode reverse:URL")
+        return None
+    if options["certs"] and options["reverse-tls"]:
+        raise usage.UsageError("--certs and --reverse-tls exclude each other")
+    if options["certs"]:
+        path = os.path.abspath(options["certs"])
+        try:
+            CertificateServerCreator(path)
+        except ValueError as exc:
+            raise usage.UsageError(f"--certs: {exc}")
+        return dataclasses.replace(reverse, keep_host=bool(options["keep-host"]),
+                                   client_tls="certs", certs_file=path)
+    return dataclasses.replace(reverse, keep_host=bool(options["keep-host"]),
+                               client_tls="minted" if options["reverse-tls"] else None)
+
+
 def prepare_data_dir(path: str) -> None:
     """Create the data dir (mode 0700; an existing looser one is tightened, see
     :mod:`postcap.startup`) and check it is writable; exit with one line if not."""
@@ -284,6 +322,8 @@ def makeService(options: Options) -> Any:
         max_client_connections=options["max-client-connections"],
         max_connections=max_connections(options["max-connections"], raise_fd_limit(),
                                         default_max_connections),
+        reverse=options.get("reverse"),
+        reverse_listen_host=options["interface"],
     )
     if options["allow"]:
         settings.allow = list(options["allow"])

@@ -193,14 +193,15 @@ class Exchange:
         head = self.head
         headers: RawHeaders = []
         host_seen = False
+        host = self.target.host_header or self.target.origin.authority().encode("ascii")
         for name, value in end_to_end(head.headers):
             if name.lower() == b"host":
                 if host_seen:
                     continue
-                host_seen, value = True, self.target.origin.authority().encode("ascii")
+                host_seen, value = True, host
             headers.append((name, value))
         if not host_seen:
-            headers.insert(0, (b"Host", self.target.origin.authority().encode("ascii")))
+            headers.insert(0, (b"Host", host))
         headers.append((b"Via", self.settings.via))
         if head.framing == "chunked":
             headers.append((b"Transfer-Encoding", b"chunked"))

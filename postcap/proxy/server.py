@@ -39,6 +39,7 @@ from postcap.proxy.connector import UpstreamConnector
 from postcap.proxy.onboarding import ONBOARDING_HOST, serve_onboarding
 from postcap.proxy.admission import Admission
 from postcap.proxy.own import OwnEndpoints
+from postcap.proxy.reverse import ReverseTarget, client_tls_creator
 from postcap.proxy.upstream import Origin, UpstreamPool, send_immediately
 from postcap.tls.minting import InterceptingServerCreator, LeafMinter
 
@@ -101,6 +102,10 @@ class ProxySettings:
     max_connections: int | None = None
     #: A request whose Via already lists postcap this many times is looping (508).
     max_via_hops: int = 4
+    #: ``--mode reverse:URL``: the one server every request goes to; None: forward proxy.
+    reverse: ReverseTarget | None = None
+    #: The name a ``--reverse-tls`` leaf carries when the client sends no SNI.
+    reverse_listen_host: str = "localhost"
 
     def ignores(self, host: str) -> bool:
         return any(pattern.search(host) for pattern in self.ignore_hosts)
@@ -176,6 +181,8 @@ class ProxyServerProtocol(Protocol):
         self._local = None
         send_immediately(self.transport)
         self.factory.connection_opened(self)
+        if self.factory.reverse_tls is not None:
+            self.transport.startTLS(self.factory.reverse_tls)
         self._await_request()
 
     def connectionLost(self, reason: Failure) -> None:
@@ -243,7 +250,8 @@ class ProxyServerProtocol(Protocol):
         if loop is not None:
             self.send_error(508, "loop", loop, keep_alive=False)
             return
-        if head.method == b"CONNECT":
+        reverse = self.factory.settings.reverse
+        if head.method == b"CONNECT" and reverse is None:
             if self.intercepted is not None:
                 self.send_error(400, "bad-request", "CONNECT inside an intercepted tunnel", keep_alive=False)
                 return
@@ -256,21 +264,24 @@ class ProxyServerProtocol(Protocol):
             return
         if self._refused_target(target.origin):
             return
-        if target.origin.host == ONBOARDING_HOST:
+        if target.origin.host == ONBOARDING_HOST and reverse is None:
             serve_onboarding(self, head, target)
             return
-        if target.origin.scheme != "http" and self.intercepted is None:
+        if target.origin.scheme != "http" and self.intercepted is None and reverse is None:
             self.send_error(501, "unsupported", "https:// URLs must be sent through CONNECT", keep_alive=False)
             return
-        if self.intercepted is not None and self.tls_info is None:
+        if (self.intercepted is not None or reverse is not None) and self.tls_info is None:
             self.tls_info = tls_info_of(self.transport)
         ticket = self.factory.recorder.begin(head.method.decode("latin-1"), target.url)
         self.exchange = Exchange(self, head, target, ticket)
         self.exchange.start()
 
     def _target(self, head: RequestHead) -> Target:
-        """Where the request goes: its absolute URL, or inside an intercepted tunnel the
-        tunnel's origin with the origin-form path."""
+        """Where the request goes: in reverse mode the one upstream; else its absolute
+        URL, or inside an intercepted tunnel the tunnel's origin with the origin-form path.
+        Every protocol layer asks here, so reverse mode applies to all of them."""
+        if self.factory.settings.reverse is not None:
+            return self.factory.settings.reverse.resolve(head)
         if self.intercepted is None:
             return parse_absolute_target(head.target)
         if head.target.startswith(b"/"):
@@ -483,6 +494,8 @@ class ProxyFactory(ServerFactory):
         self.spooler = spooler
         #: Mints certificates for intercepted hosts; None tunnels every CONNECT blind.
         self.minter = minter
+        #: TLS towards reverse-mode clients (``--certs``/``--reverse-tls``); None: plain.
+        self.reverse_tls = client_tls_creator(settings.reverse, minter, settings.reverse_listen_host)
         self.connections: set[ProxyServerProtocol] = set()
         #: Who may connect: --allow, the per-address and the global connection caps.
         self.admission = Admission(reactor, settings)
