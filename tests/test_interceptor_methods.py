@@ -226,7 +226,7 @@ class InterceptorMethodsTests(SynchronousTestCase):
         ):
             # As the browser's JSON.stringify writes them: lone surrogates as \u escapes.
             iv = os.urandom(12)
-            plaintext = json.dumps(message).encode("ascii")
+            plaintext = json.dumps(self.extension.stamp(message)).encode("ascii")
             sealed = AESGCM(self.key).encrypt(iv, plaintext, crypto.TO_SERVER)
             frame = {"type": "sealed", "v": crypto.VERSION, "iv": base64.b64encode(iv).decode(),
                      "ct": base64.b64encode(sealed).decode()}
