@@ -5,13 +5,14 @@ server, and a refused ``cookiejar.add`` leaves the jar as it was across a restar
 from __future__ import annotations
 
 import socket
+import subprocess
 import time
 from typing import Any, Iterator
 
 import pytest
 
 from tests.harness import Origin, free_port
-from tests.postcap_process import PostcapProcess
+from tests.postcap_process import TWISTD, PostcapProcess
 
 TRACEBACK_MARKERS = ("Traceback (most recent call last)", "Unhandled Error", "internal error",
                      "raised an unexpected error")
@@ -183,3 +184,15 @@ def test_concurrent_proxy_enable_and_disable_in_one_batch(server: PostcapProcess
     server.rpc("proxy.enable", port=server.port)
     assert server.rpc("proxy.status")["enabled"] is True
     assert_no_traceback(server)
+
+
+def test_ignore_hosts_pattern_re2_cannot_run_is_a_one_line_start_error(tmp_path: Any) -> None:
+    result = subprocess.run(
+        [TWISTD, "-n", "--pidfile=", "postcap", "--data-dir", str(tmp_path),
+         "--ignore-hosts", r"^(?!pinned\.)"],
+        capture_output=True, timeout=60, stdin=subprocess.DEVNULL,
+    )
+    output = (result.stdout + result.stderr).decode().strip()
+    assert result.returncode != 0
+    assert len(output.splitlines()) == 1, output
+    assert "--ignore-hosts" in output and "negative lookahead" in output
