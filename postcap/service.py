@@ -13,7 +13,7 @@ from typing import Any, Callable
 
 from twisted.application.service import MultiService
 from twisted.internet import error as ierror
-from twisted.internet.defer import Deferred, ensureDeferred
+from twisted.internet.defer import Deferred, DeferredLock, ensureDeferred
 from twisted.internet.task import LoopingCall
 from twisted.internet.endpoints import TCP4ServerEndpoint, TCP6ServerEndpoint, serverFromString
 from twisted.internet.interfaces import IListeningPort
@@ -102,6 +102,9 @@ class ProxyListener:
         self.port = port
         self.interface = interface
         self._listening: IListeningPort | None = None
+        #: enable/disable one at a time: calls of one batch run concurrently, and a
+        #: port stopped twice (or while another takes its place) breaks Twisted's Port.
+        self._lock = DeferredLock()
         self.ca_sha256: str | None = None
         #: Called after the proxy starts or stops listening or moves port.
         self.on_change: Callable[[], None] | None = None
@@ -125,6 +128,21 @@ class ProxyListener:
         self.port = self._listening.getHost().port
 
     async def enable(self, port: int | None = None) -> None:
+        """Listen on ``port`` (the current one when None), then leave the old port."""
+        await self._lock.acquire()
+        try:
+            await self._enable(port)
+        finally:
+            self._lock.release()
+
+    async def disable(self) -> None:
+        await self._lock.acquire()
+        try:
+            await self._disable()
+        finally:
+            self._lock.release()
+
+    async def _enable(self, port: int | None) -> None:
         wanted = self.port if port is None else port
         previous = self._listening
         if previous is not None and wanted in (self.port, 0):
@@ -143,7 +161,7 @@ class ProxyListener:
         self._log.info("proxy listening on {interface}:{port}", interface=self.interface, port=self.port)
         self._changed()
 
-    async def disable(self) -> None:
+    async def _disable(self) -> None:
         listening, self._listening = self._listening, None
         if listening is not None:
             await listening.stopListening()

@@ -9,7 +9,6 @@ with a short plain-text body, and enforces the header and idle timeouts.
 from __future__ import annotations
 
 import ipaddress
-import re
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Sequence
@@ -23,6 +22,7 @@ from twisted.python.failure import Failure
 from postcap.capture import Recorder, Spooler
 from postcap.metrics import Tally
 from postcap.model import Address, TLSInfo
+from postcap.patterns import UserPattern
 from postcap.proxy.exchange import Exchange, TransportPauser, format_headers
 from postcap.proxy.framing import (
     Data,
@@ -95,7 +95,7 @@ class ProxySettings:
     upstream_proxy: Origin | None = None
     insecure_upstream: bool = False
     #: CONNECT hosts matching any of these are tunnelled blind (``--ignore-hosts``).
-    ignore_hosts: Sequence[re.Pattern[str]] = ()
+    ignore_hosts: Sequence[UserPattern] = ()
     #: Open connections one client address may hold (``--max-client-connections``).
     max_client_connections: int = 256
     #: Open proxy client connections in all (``--max-connections``); None: no cap.
