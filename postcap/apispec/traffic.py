@@ -1,0 +1,166 @@
+"""One transaction detail (the contract's shape) as what API inference needs: origin,
+path, query, headers, status, and bodies decoded and parsed (JSON, form, multipart)."""
+
+from __future__ import annotations
+
+import base64
+import json
+import zlib
+from dataclasses import dataclass
+from email.parser import BytesParser
+from email.policy import HTTP
+from typing import Any
+from urllib.parse import parse_qsl, urlsplit
+
+from postcap.apispec.templates import split_path
+from postcap.apispec.values import typed_text
+
+MAX_DECODED = 8 * 1024 * 1024
+
+
+@dataclass(slots=True)
+class ParsedBody:
+    media_type: str
+    #: JSON value, a form as a dict, or None when the body is not structured
+    value: Any
+    structured: bool
+    #: multipart field names that carried files
+    files: tuple[str, ...] = ()
+
+
+@dataclass(slots=True)
+class Observation:
+    id: str
+    method: str
+    origin: str
+    host: str
+    path: str
+    segments: tuple[str, ...]
+    query: list[tuple[str, str]]
+    request_headers: list[list[str]]
+    request_body: ParsedBody | None
+    status: int | None
+    response_headers: list[list[str]]
+    response_body: ParsedBody | None
+
+
+def header(headers: list[list[str]], name: str) -> str | None:
+    wanted = name.lower()
+    for key, value in headers:
+        if key.lower() == wanted:
+            return value
+    return None
+
+
+def media_type(content_type: str | None) -> str:
+    return (content_type or "").split(";", 1)[0].strip().lower()
+
+
+def body_bytes(body: dict[str, Any], headers: list[list[str]]) -> bytes | None:
+    """The body's content, with any ``Content-Encoding`` (gzip, deflate, br) undone;
+    None when it was not stored whole or does not decode."""
+    if not body.get("captured") or body.get("truncated") or body.get("text") is None:
+        return None
+    text = body["text"]
+    data = base64.b64decode(text) if body.get("encoding") == "base64" else text.encode("utf-8")
+    coding = (body.get("content_encoding") or header(headers, "content-encoding") or "").strip().lower()
+    if body.get("decoded") or coding in ("", "identity"):
+        return data
+    try:
+        if coding in ("gzip", "x-gzip", "deflate"):
+            decoder = zlib.decompressobj(47 if coding != "deflate" else zlib.MAX_WBITS)
+            out = decoder.decompress(data, MAX_DECODED)
+            if coding == "deflate" and not out and data:
+                out = zlib.decompressobj(-zlib.MAX_WBITS).decompress(data, MAX_DECODED)
+            return out
+        if coding == "br":
+            import brotli
+
+            return bytes(brotli.decompress(data))[:MAX_DECODED]
+    except Exception:
+        return None
+    return None
+
+
+def parse_body(body: dict[str, Any] | None, headers: list[list[str]]) -> ParsedBody | None:
+    """The body as JSON, a form, a multipart form, or unstructured; None when empty."""
+    if body is None or not body.get("size"):
+        return None
+    content_type = header(headers, "content-type")
+    media = media_type(content_type) or "application/octet-stream"
+    data = body_bytes(body, headers)
+    if data is None:
+        return ParsedBody(media, None, False)
+    if media == "application/json" or media.endswith("+json"):
+        try:
+            return ParsedBody(media, json.loads(data), True)
+        except ValueError:
+            return ParsedBody(media, None, False)
+    if media == "application/x-www-form-urlencoded":
+        pairs = parse_qsl(data.decode("utf-8", "replace"), keep_blank_values=True)
+        return ParsedBody(media, {k: typed_text(v) for k, v in pairs}, True)
+    if media == "multipart/form-data" and content_type:
+        return _multipart(media, content_type, data)
+    return ParsedBody(media, None, False)
+
+
+def _multipart(media: str, content_type: str, data: bytes) -> ParsedBody:
+    message = BytesParser(policy=HTTP).parsebytes(
+        b"Content-Type: " + content_type.encode("latin-1", "replace") + b"\r\n\r\n" + data
+    )
+    if not message.is_multipart():
+        return ParsedBody(media, None, False)
+    fields: dict[str, Any] = {}
+    files: list[str] = []
+    for part in message.iter_parts():
+        name = part.get_param("name", header="content-disposition")
+        if name is None:
+            continue
+        if part.get_filename():
+            files.append(str(name))
+            fields[str(name)] = ""
+        else:
+            payload = part.get_payload(decode=True) or b""
+            fields[str(name)] = typed_text(payload.decode("utf-8", "replace"))
+    return ParsedBody(media, fields, True, tuple(files))
+
+
+def origin_of(scheme: str, host: str, port: int | None) -> str:
+    default = 443 if scheme == "https" else 80
+    shown = f"[{host}]" if ":" in host else host
+    return f"{scheme}://{shown}" + ("" if port in (None, default) else f":{port}")
+
+
+def observe(detail: dict[str, Any]) -> Observation | None:
+    """The observation of one detail; None for blind tunnels and unparseable URLs."""
+    if detail.get("kind") == "tunnel":
+        return None
+    try:
+        parts = urlsplit(detail["url"])
+        port = parts.port
+    except ValueError:
+        return None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return None
+    request = detail["request"]
+    response = detail.get("response")
+    origin = origin_of(parts.scheme, parts.hostname, port)
+    response_headers = response["headers"] if response else []
+    return Observation(
+        id=detail["id"],
+        method=detail["method"].upper(),
+        origin=origin,
+        host=origin.split("://", 1)[1],
+        path=parts.path or "/",
+        segments=split_path(parts.path or "/"),
+        query=parse_qsl(parts.query, keep_blank_values=True),
+        request_headers=request["headers"],
+        request_body=parse_body(request.get("body"), request["headers"]),
+        status=response["status"] if response else None,
+        response_headers=response_headers,
+        response_body=parse_body(response.get("body"), response_headers) if response else None,
+    )
+
+
+__all__ = ["Observation", "ParsedBody", "body_bytes", "header", "media_type", "observe",
+           "origin_of", "parse_body"]
