@@ -118,6 +118,8 @@ class Operation:
     #: lower-case name → values; ``header_names`` keeps the spelling first seen
     headers: dict[str, SchemaAccumulator] = field(default_factory=dict)
     header_names: dict[str, str] = field(default_factory=dict)
+    #: query or header parameter → a sample transaction where it was absent
+    absent: dict[str, str] = field(default_factory=dict)
     security: dict[str, dict[str, Any]] = field(default_factory=dict)
     anonymous_success: bool = False
     request_bodies: dict[str, BodyAccumulator] = field(default_factory=dict)
@@ -132,14 +134,21 @@ class Operation:
             if segment is PARAM:
                 self.path_values.setdefault(position, SchemaAccumulator()).add(
                     typed_text(obs.segments[position]), obs.id)
+        seen: set[str] = set()
         for name, value in obs.query:
             if not security.credential_parameter("query", name):
-                self.query.setdefault(name, SchemaAccumulator()).add(typed_text(value), obs.id)
+                self._value(self.query, name, "query:" + name, typed_text(value), obs.id)
+                seen.add("query:" + name)
         for name, value in obs.request_headers:
             if _api_header(name):
                 lower = name.lower()
                 self.header_names.setdefault(lower, name)
-                self.headers.setdefault(lower, SchemaAccumulator()).add(typed_text(value), obs.id)
+                self._value(self.headers, lower, "header:" + lower, typed_text(value), obs.id)
+                seen.add("header:" + lower)
+        if len(seen) < len(self.query) + len(self.headers):
+            for key in [*("query:" + n for n in self.query), *("header:" + n for n in self.headers)]:
+                if key not in seen:
+                    self.absent.setdefault(key, obs.id)
         credentials = security.recognise(obs.request_headers, obs.query)
         self.security.update(credentials)
         if not credentials and obs.status is not None and 200 <= obs.status < 300:
@@ -159,7 +168,26 @@ class Operation:
                 response.bodies.setdefault(obs.response_body.media_type, BodyAccumulator()).add(
                     obs.response_body, obs.id)
 
+    def _value(self, values: dict[str, SchemaAccumulator], name: str, key: str, value: Any,
+               sample: str) -> None:
+        accumulator = values.get(name)
+        if accumulator is None:
+            accumulator = values[name] = SchemaAccumulator()
+            if self.count > 1:
+                self.absent.setdefault(key, self.sample)
+        accumulator.add(value, sample)
+
     def merge(self, other: "Operation") -> None:
+        for key in (self.query.keys() - other.query.keys()):
+            self.absent.setdefault("query:" + key, other.sample)
+        for key in (other.query.keys() - self.query.keys()):
+            self.absent.setdefault("query:" + key, self.sample)
+        for key in (self.headers.keys() - other.headers.keys()):
+            self.absent.setdefault("header:" + key, other.sample)
+        for key in (other.headers.keys() - self.headers.keys()):
+            self.absent.setdefault("header:" + key, self.sample)
+        for key, sample in other.absent.items():
+            self.absent.setdefault(key, sample)
         self.count += other.count
         self.sample = self.sample or other.sample
         self.origins |= other.origins
