@@ -9,7 +9,9 @@ from postcap.control import params
 from postcap.control.dispatch import InvalidParams, NotFound
 from postcap.control.method_group import MethodGroup, session_id_param
 from postcap.cookies import SAME_SITE_VALUES, Cookie, netscape_file, parse_expires
+from postcap.apispec.spec import SpecError
 from postcap.export.har import har_document, har_entries
+from postcap.export.openapi import drift_report, openapi_export
 from postcap.export.postman import ORGANIZE_CHOICES
 from postcap.session import SessionManager
 from postcap.sinks.collections import Collections
@@ -109,6 +111,7 @@ class ExportMethods(MethodGroup):
             "collection.add": self.collection_add,
             "collection.delete": self.collection_delete,
             "session.export": self.session_export,
+            "api.diff": self.api_diff,
         }
 
 
@@ -202,16 +205,32 @@ class ExportMethods(MethodGroup):
             raise NotFound("collection", collection_id)
         return True
 
-    # -- HAR -------------------------------------------------------------------------------
+    # -- HAR and OpenAPI --------------------------------------------------------------------
 
     async def session_export(self, id: Any = None, format: Any = "har") -> dict[str, Any]:
+        chosen = params.one_of("format", format, ["har", "openapi"])
         session_id = await session_id_param(self.sessions, "id", id)
-        params.one_of("format", format, ["har"])
         record = await self.store.get_session(session_id)
-        entries = await har_entries(
-            lambda after, limit: self.store.details_after(session_id, after, limit)
-        )
+
+        def pages(after: int, limit: int) -> Any:
+            return self.store.details_after(session_id, after, limit)
+
+        if chosen == "openapi":
+            return await openapi_export(pages, f"API seen in postcap session {record.name}")
+        entries = await har_entries(pages)
         return har_document(entries, f"postcap session {record.name}")
+
+    async def api_diff(self, id: Any = None, spec: Any = None) -> dict[str, Any]:
+        if spec is None:
+            raise InvalidParams("spec", "required: an OpenAPI 3.0/3.1 document (object, or JSON/YAML text)")
+        if not isinstance(spec, (dict, str)):
+            raise InvalidParams("spec", "must be an OpenAPI document object, or its JSON/YAML text")
+        session_id = await session_id_param(self.sessions, "id", id)
+        try:
+            return await drift_report(
+                lambda after, limit: self.store.details_after(session_id, after, limit), spec)
+        except SpecError as exc:
+            raise InvalidParams("spec", str(exc)) from None
 
 
 __all__ = ["ExportMethods", "literal_cookie"]
