@@ -27,7 +27,10 @@ from urllib.parse import parse_qsl
 from twisted.web.resource import Resource
 from twisted.web.server import Request
 
-from origin import main
+try:
+    from tests.origin import main
+except ImportError:  # run as a script: tests/ is on sys.path, the repository may not be
+    from origin import main  # type: ignore[no-redef]
 
 PASSWORD = "correct-horse-battery-staple-77"
 TOKEN = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJhbGljZSJ9.c2lnbmF0dXJlLW9mLXRoZS10b2tlbg"
