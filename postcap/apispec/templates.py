@@ -115,8 +115,14 @@ class PathLearner:
 _WORD = re.compile(r"[A-Za-z0-9]+")
 
 
+_IRREGULAR = {"people": "person", "children": "child", "men": "man", "women": "woman",
+              "mice": "mouse", "geese": "goose", "indices": "index", "statuses": "status"}
+
+
 def singular(word: str) -> str:
     lower = word.lower()
+    if lower in _IRREGULAR:
+        return _IRREGULAR[lower]
     if lower.endswith("ies") and len(word) > 4:
         return word[:-3] + "y"
     if lower.endswith(("sses", "xes", "ches", "shes")):

@@ -26,7 +26,7 @@ _NUMBER = re.compile(r"^-?\d+\.\d+([eE][-+]?\d+)?$")
 FORMATS = ("date-time", "date", "uuid", "email", "uri")
 
 _SECRET_NAME = re.compile(
-    r"(pass(word|wd|phrase)?|secret|token|api[-_]?key|apikey|auth(?!or)|session|cookie|credential"
+    r"(pass(word|wd|phrase)?|secret|token|api[-_]?key|apikey|authoriz|auth(?!or)|session|cookie|credential"
     r"|signature|otp|private[-_]?key|csrf|xsrf|client[-_]?secret|^sid$|^pin$|^ssn$|cvv|cvc)",
     re.IGNORECASE,
 )
