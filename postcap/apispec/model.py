@@ -11,6 +11,7 @@ transaction id, and one redacted example per body.
 from __future__ import annotations
 
 import json
+from functools import lru_cache
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -35,6 +36,7 @@ x-requested-with purpose
 """.split())
 
 
+@lru_cache(maxsize=4096)
 def _api_header(name: str) -> bool:
     lower = name.lower()
     return not (lower in STANDARD_HEADERS or lower.startswith(("sec-", ":"))
@@ -216,7 +218,11 @@ class ApiModel:
         self.transactions = 0
 
     def add(self, detail: dict[str, Any]) -> None:
-        obs = observe(detail)
+        """Fold one transaction detail in."""
+        self.add_observation(observe(detail))
+
+    def add_observation(self, obs: Observation | None) -> None:
+        """Fold one :func:`~postcap.apispec.traffic.observe` result in."""
         if obs is None or _not_api(obs):
             return
         self.transactions += 1

@@ -71,11 +71,12 @@ class ObjectShape:
 
     def add(self, value: dict[str, Any], sample: str | None, depth: int, secret: bool) -> None:
         self.count += 1
-        if self.map_values is None and value and (
-            all(id_like(k) for k in value) or len(self.properties) + len(value) > MAX_PROPERTIES
-            and any(k not in self.properties for k in value)
-        ):
-            self._become_map()
+        if self.map_values is None and value:
+            properties = self.properties
+            new = [k for k in value if k not in properties]
+            if new and (len(properties) + len(new) > MAX_PROPERTIES
+                        or all(id_like(k) for k in value)):
+                self._become_map()
         if self.map_values is not None:
             for item in value.values():
                 self.map_values.add(item, sample, depth + 1, secret)
@@ -188,6 +189,8 @@ class SchemaAccumulator:
             kind.formats[fmt] = [1, sample]
         else:
             seen[0] += 1
+        if kind.values is None:
+            return
         if secret or len(value) > ENUM_MAX_LENGTH or secret_value(value):
             kind.values = None
             kind.long = True

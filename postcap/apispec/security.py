@@ -6,6 +6,7 @@ others as an API key header), API-key headers (``X-API-Key``…), API keys in th
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 from typing import Any, Iterable
 
 from postcap.apispec.values import secret_name
@@ -27,14 +28,17 @@ def _camel(name: str) -> str:
     return words[0].lower() + "".join(w[:1].upper() + w[1:].lower() for w in words[1:])
 
 
+@lru_cache(maxsize=4096)
 def is_key_header(name: str) -> bool:
     return bool(_KEY_HEADER.search(name))
 
 
+@lru_cache(maxsize=4096)
 def is_key_query(name: str) -> bool:
     return bool(_KEY_QUERY.match(name))
 
 
+@lru_cache(maxsize=4096)
 def is_session_cookie(name: str) -> bool:
     return bool(_SESSION_COOKIE.search(name))
 
@@ -73,6 +77,7 @@ def recognise(headers: Iterable[Iterable[str]], query: Iterable[tuple[str, str]]
     return found
 
 
+@lru_cache(maxsize=4096)
 def credential_parameter(location: str, name: str) -> bool:
     """True when a header or query parameter is a credential (a security scheme, not a parameter)."""
     if location == "header":

@@ -4,6 +4,7 @@ parameter values, and values or names that are secrets."""
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 from typing import Any
 
 UUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
@@ -41,9 +42,11 @@ REDACTED = "REDACTED"
 def id_like(segment: str) -> bool:
     """True for path segments that name one thing: numbers, UUIDs, hex digests,
     slugs and tokens with digits (``item-42``, ``a8f3kz92mq``); never ``v1``-style versions."""
-    if not segment or _VERSION.match(segment):
+    if segment.isdigit():
+        return True
+    if not segment or segment.isalpha() or _VERSION.match(segment):
         return False
-    if _DIGITS.match(segment) or UUID.match(segment):
+    if UUID.match(segment):
         return True
     if _HEX.match(segment) and any(c.isdigit() for c in segment) and any(c.isalpha() for c in segment):
         return True
@@ -53,17 +56,19 @@ def id_like(segment: str) -> bool:
 def string_format(value: str) -> str | None:
     """The OpenAPI format a string has (``date-time``, ``date``, ``uuid``, ``email``,
     ``uri``), or None."""
-    if len(value) > 2048:
+    size = len(value)
+    if size < 6 or size > 2048:
         return None
-    if _DATE_TIME.match(value):
-        return "date-time"
-    if _DATE.match(value):
-        return "date"
-    if UUID.match(value):
+    if value[0].isdigit():
+        if size >= 19 and value[4] == "-" and _DATE_TIME.match(value):
+            return "date-time"
+        if size == 10 and value[4] == "-" and _DATE.match(value):
+            return "date"
+    if size == 36 and value[8] == "-" and UUID.match(value):
         return "uuid"
-    if _EMAIL.match(value):
+    if "@" in value and _EMAIL.match(value):
         return "email"
-    if _URI.match(value):
+    if "://" in value and _URI.match(value):
         return "uri"
     return None
 
@@ -80,6 +85,7 @@ def typed_text(value: str) -> Any:
     return value
 
 
+@lru_cache(maxsize=4096)
 def secret_name(name: str) -> bool:
     """True when a field, header, parameter or cookie name says it holds a secret."""
     return bool(_SECRET_NAME.search(name))

@@ -11,7 +11,7 @@ from postcap.control.method_group import MethodGroup, session_id_param
 from postcap.cookies import SAME_SITE_VALUES, Cookie, netscape_file, parse_expires
 from postcap.apispec.spec import SpecError
 from postcap.export.har import har_document, har_entries
-from postcap.export.openapi import drift_report, openapi_export
+from postcap.export.openapi import drift_report, openapi_export, store_pages
 from postcap.export.postman import ORGANIZE_CHOICES
 from postcap.session import SessionManager
 from postcap.sinks.collections import Collections
@@ -216,7 +216,8 @@ class ExportMethods(MethodGroup):
             return self.store.details_after(session_id, after, limit)
 
         if chosen == "openapi":
-            return await openapi_export(pages, f"API seen in postcap session {record.name}")
+            return await openapi_export(store_pages(self.store, session_id),
+                                        f"API seen in postcap session {record.name}")
         entries = await har_entries(pages)
         return har_document(entries, f"postcap session {record.name}")
 
@@ -227,8 +228,7 @@ class ExportMethods(MethodGroup):
             raise InvalidParams("spec", "must be an OpenAPI document object, or its JSON/YAML text")
         session_id = await session_id_param(self.sessions, "id", id)
         try:
-            return await drift_report(
-                lambda after, limit: self.store.details_after(session_id, after, limit), spec)
+            return await drift_report(store_pages(self.store, session_id), spec)
         except SpecError as exc:
             raise InvalidParams("spec", str(exc)) from None
 
