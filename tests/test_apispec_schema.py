@@ -8,7 +8,7 @@ import json
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from postcap.apispec.redact import redact_json, redact_text, redact_value
+from postcap.apispec.redact import known_secrets, redact_json, redact_text, redact_value
 from postcap.apispec.schema import MAX_PROPERTIES, SchemaAccumulator
 from postcap.apispec.security import recognise
 from postcap.apispec.traffic import body_bytes, observe, parse_body
@@ -101,6 +101,16 @@ class RedactionTests(SynchronousTestCase):
             "user": {"name": "a", "password": "REDACTED", "api_key": "REDACTED"},
             "items": [{"session": "REDACTED"}], "note": "REDACTED", "ok": True,
             "id": "123e4567-e89b-12d3-a456-426614174000"})
+
+    def test_values_the_transaction_carried_as_credentials(self) -> None:
+        known = known_secrets([["Cookie", "sid=abc123; theme=dark"], ["Authorization", "Token s3cr3t-v4lue"]],
+                              [["Set-Cookie", "fresh=zzz999; Path=/"]], [("access_token", "qqq111")],
+                              {"pin": "9876", "name": "bob"})
+        self.assertEqual(known, {"abc123", "dark", "Token s3cr3t-v4lue", "s3cr3t-v4lue", "zzz999", "qqq111",
+                                 "9876"})
+        self.assertEqual(redact_json({"set": [["sid", "abc123"]], "note": "your key is s3cr3t-v4lue"}, known=known),
+                         {"set": [["sid", "REDACTED"]], "note": "REDACTED"})
+        self.assertEqual(redact_text("cookie abc123 ok", "text/plain", known), "cookie REDACTED ok")
 
     def test_values_and_text(self) -> None:
         self.assertEqual(redact_value("Cookie", "a=b"), "REDACTED")

@@ -54,7 +54,7 @@ class BodyAccumulator:
     example: Any = None
     has_example: bool = False
 
-    def add(self, body: ParsedBody, sample: str) -> None:
+    def add(self, body: ParsedBody, sample: str, obs: Observation) -> None:
         self.count += 1
         if not body.structured:
             return
@@ -62,7 +62,7 @@ class BodyAccumulator:
         self.schema.add(body.value, sample)
         self.files.update(body.files)
         if not self.has_example:
-            example = redact_json(body.value)
+            example = redact_json(body.value, known=obs.secrets())
             if len(json.dumps(example)) <= MAX_EXAMPLE_BYTES:
                 self.example, self.has_example = example, True
 
@@ -159,7 +159,7 @@ class Operation:
             self.no_body += 1
         else:
             self.request_bodies.setdefault(obs.request_body.media_type, BodyAccumulator()).add(
-                obs.request_body, obs.id)
+                obs.request_body, obs.id, obs)
         if obs.status is not None:
             response = self.responses.setdefault(obs.status, ResponseAccumulator())
             response.count += 1
@@ -168,7 +168,7 @@ class Operation:
                 response.empty += 1
             else:
                 response.bodies.setdefault(obs.response_body.media_type, BodyAccumulator()).add(
-                    obs.response_body, obs.id)
+                    obs.response_body, obs.id, obs)
 
     def _value(self, values: dict[str, SchemaAccumulator], name: str, key: str, value: Any,
                sample: str) -> None:

@@ -43,6 +43,15 @@ class Observation:
     response_headers: list[list[str]]
     response_body: ParsedBody | None
 
+    def secrets(self) -> frozenset[str]:
+        """The credential values this transaction carried (see
+        :func:`postcap.apispec.redact.known_secrets`)."""
+        from postcap.apispec.redact import known_secrets
+
+        form = self.request_body.value if self.request_body is not None and isinstance(
+            self.request_body.value, dict) else None
+        return known_secrets(self.request_headers, self.response_headers, self.query, form)
+
 
 def header(headers: list[list[str]], name: str) -> str | None:
     wanted = name.lower()

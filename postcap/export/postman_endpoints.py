@@ -24,7 +24,7 @@ from typing import Any, Iterable, Sequence
 from urllib.parse import parse_qsl, urlsplit
 
 from postcap.apispec import security
-from postcap.apispec.redact import CREDENTIAL_HEADERS, redact_json, redact_text
+from postcap.apispec.redact import CREDENTIAL_HEADERS, known_secrets, redact_text
 from postcap.apispec.templates import PARAM, PathLearner, parameter_names, parse_template, split_path
 from postcap.apispec.traffic import body_bytes, header, media_type, origin_of
 from postcap.apispec.values import REDACTED, secret_name, secret_value
@@ -44,8 +44,8 @@ def _camel(name: str) -> str:
     return words[0].lower() + "".join(w[:1].upper() + w[1:].lower() for w in words[1:])
 
 
-def _placeholder(name: str, value: str) -> str:
-    if secret_name(name) or secret_value(value):
+def _placeholder(name: str, value: str, known: frozenset[str] = frozenset()) -> str:
+    if secret_name(name) or secret_value(value) or any(secret in value for secret in known):
         return "{{" + _camel(name) + "}}"
     return value
 
@@ -71,23 +71,24 @@ def _auth(headers: list[list[str]], query: list[tuple[str, str]]) -> dict[str, A
     return None
 
 
-def _headers(headers: list[list[str]]) -> list[dict[str, str]]:
+def _headers(headers: list[list[str]], known: frozenset[str]) -> list[dict[str, str]]:
     kept = []
     for name, value in headers:
         lower = name.lower()
         if lower in _DROPPED_HEADERS or security.is_key_header(name) or lower.startswith(":"):
             continue
-        kept.append({"key": name, "value": _placeholder(name, value)})
+        kept.append({"key": name, "value": _placeholder(name, value, known)})
     return kept
 
 
-def _response_headers(headers: list[list[str]]) -> list[dict[str, str]]:
-    return [{"key": name, "value": REDACTED if secret_name(name) or secret_value(value) else value}
+def _response_headers(headers: list[list[str]], known: frozenset[str]) -> list[dict[str, str]]:
+    return [{"key": name, "value": REDACTED if secret_name(name) or secret_value(value)
+             or any(secret in value for secret in known) else value}
             for name, value in headers
             if name.lower() not in _DROPPED_HEADERS]
 
 
-def _body(request: dict[str, Any]) -> dict[str, Any] | None:
+def _body(request: dict[str, Any], known: frozenset[str]) -> dict[str, Any] | None:
     body = request["body"]
     if not body.get("size"):
         return None
@@ -100,7 +101,7 @@ def _body(request: dict[str, Any]) -> dict[str, Any] | None:
     if media == "application/x-www-form-urlencoded":
         pairs = parse_qsl(text, keep_blank_values=True)
         return {"mode": "urlencoded", "urlencoded": [
-            {"key": k, "value": _placeholder(k, v), "type": "text"} for k, v in pairs]}
+            {"key": k, "value": _placeholder(k, v, known), "type": "text"} for k, v in pairs]}
     if media == "multipart/form-data":
         from postcap.apispec.traffic import parse_body
 
@@ -108,13 +109,13 @@ def _body(request: dict[str, Any]) -> dict[str, Any] | None:
         if parsed is not None and parsed.structured:
             return {"mode": "formdata", "formdata": [
                 {"key": k, "type": "file", "src": []} if k in parsed.files
-                else {"key": k, "value": _placeholder(k, str(v)), "type": "text"}
+                else {"key": k, "value": _placeholder(k, str(v), known), "type": "text"}
                 for k, v in parsed.value.items()]}
     language = next((lang for needle, lang in _RAW_LANGUAGES if needle in media), "text")
-    return {"mode": "raw", "raw": redact_text(text, media), "options": {"raw": {"language": language}}}
+    return {"mode": "raw", "raw": redact_text(text, media, known), "options": {"raw": {"language": language}}}
 
 
-def _response_text(response: dict[str, Any]) -> str:
+def _response_text(response: dict[str, Any], known: frozenset[str]) -> str:
     data = body_bytes(response["body"], response["headers"])
     if data is None:
         return ""
@@ -122,17 +123,11 @@ def _response_text(response: dict[str, Any]) -> str:
         text = data.decode("utf-8")
     except UnicodeDecodeError:
         return ""
-    media = media_type(header(response["headers"], "content-type"))
-    if "json" in media:
-        try:
-            return json.dumps(redact_json(json.loads(text)), indent=2)
-        except ValueError:
-            pass
-    return redact_text(text, media)
+    return redact_text(text, media_type(header(response["headers"], "content-type")), known)
 
 
 def _url(variable: str, template: tuple[str | None, ...], segments: Sequence[str],
-         query: list[tuple[str, str]]) -> dict[str, Any]:
+         query: list[tuple[str, str]], known: frozenset[str]) -> dict[str, Any]:
     names = iter(parameter_names(template))
     path: list[str] = []
     variables: list[dict[str, str]] = []
@@ -147,22 +142,22 @@ def _url(variable: str, template: tuple[str | None, ...], segments: Sequence[str
     raw = "{{" + variable + "}}/" + "/".join(path)
     url: dict[str, Any] = {"raw": raw, "host": ["{{" + variable + "}}"], "path": path}
     if kept:
-        url["query"] = [{"key": k, "value": _placeholder(k, v)} for k, v in kept]
+        url["query"] = [{"key": k, "value": _placeholder(k, v, known)} for k, v in kept]
         url["raw"] += "?" + "&".join(f"{q['key']}={q['value']}" for q in url["query"])
     if variables:
         url["variable"] = variables
     return url
 
 
-def _example(detail: dict[str, Any], request: dict[str, Any]) -> dict[str, Any]:
+def _example(detail: dict[str, Any], request: dict[str, Any], known: frozenset[str]) -> dict[str, Any]:
     response = detail["response"]
     example: dict[str, Any] = {
         "name": f"{response['status']} {response['reason']}".strip(),
         "originalRequest": request,
         "status": response["reason"] or str(response["status"]),
         "code": response["status"],
-        "header": _response_headers(response["headers"]),
-        "body": _response_text(response),
+        "header": _response_headers(response["headers"], known),
+        "body": _response_text(response, known),
     }
     media = media_type(header(response["headers"], "content-type"))
     language = next((lang for needle, lang in _RAW_LANGUAGES if needle in media), None)
@@ -226,17 +221,19 @@ def plan_endpoint_items(existing: Sequence[Existing], details: Sequence[dict[str
         item_id = _item_id(origin, method, template)
         entry = changed.get(item_id) or by_id.get(item_id)
         request = detail["request"]
+        response = detail.get("response")
+        known = known_secrets(request["headers"], response["headers"] if response else [], query)
         if entry is None:
             variable = _variable_for(origin, variables)
             request_object: dict[str, Any] = {
                 "method": method,
-                "header": _headers(request["headers"]),
-                "url": _url(variable, template, segments, query),
+                "header": _headers(request["headers"], known),
+                "url": _url(variable, template, segments, query, known),
             }
             auth = _auth(request["headers"], query)
             if auth is not None:
                 request_object["auth"] = auth
-            body = _body(request)
+            body = _body(request, known)
             if body is not None:
                 request_object["body"] = body
             item = {"id": item_id, "name": f"{method} {'/' + '/'.join(request_object['url']['path'])}",
@@ -247,9 +244,8 @@ def plan_endpoint_items(existing: Sequence[Existing], details: Sequence[dict[str
         else:
             entry = (entry[0], entry[1], json.loads(json.dumps(entry[2])))
         item = entry[2]
-        response = detail.get("response")
         if response is not None and all(r.get("code") != response["status"] for r in item["response"]):
-            item["response"].append(_example(detail, item["request"]))
+            item["response"].append(_example(detail, item["request"], known))
             item["response"].sort(key=lambda r: r.get("code", 0))
             changed[item_id] = entry
         elif entry[0] is None:
