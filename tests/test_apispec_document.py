@@ -169,6 +169,16 @@ components:
         self.assertEqual(report["mismatches"], [])
         self.assertEqual([(u["method"], u["path"]) for u in report["unused"]], [("POST", "/unused")])
 
+    def test_self_referencing_schemas_end(self) -> None:
+        spec = {"openapi": "3.1.0", "info": {"title": "t", "version": "1"},
+                "paths": {"/a": {"get": {"responses": {"200": {"description": "", "content": {
+                    "application/json": {"schema": {"$ref": "#/components/schemas/A"}}}}}}}},
+                "components": {"schemas": {"A": {"allOf": [{"$ref": "#/components/schemas/A"}],
+                                                 "properties": {"x": {"$ref": "#/components/schemas/A"}}}}}}
+        report = api_diff(model_of([detail("https://h.test/a", response={"x": {"x": {"x": 1}}}, id="r")]), spec)
+        self.assertEqual([(m["kind"], m["field"], m["observed"]) for m in report["mismatches"]],
+                         [("type", "x.x.x", "integer")])
+
     def test_bad_specs_say_why(self) -> None:
         for given, why in (("swagger: '2.0'", "Swagger 2.0"), ("{", "neither JSON nor YAML"),
                            ({"openapi": "4.0"}, "3.0.x or 3.1.x"), ([], "must be an OpenAPI document"),

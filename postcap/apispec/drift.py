@@ -20,6 +20,7 @@ from postcap.apispec.spec import (
 from postcap.apispec.templates import PARAM, render
 from postcap.apispec.values import FORMATS
 
+MAX_ALL_OF_DEPTH = 16
 _JSON_TYPES = ("null", "boolean", "integer", "number", "string", "array", "object")
 
 
@@ -67,16 +68,16 @@ def _allowed_types(schema: dict[str, Any]) -> set[str] | None:
     return types
 
 
-def _flatten(schema: Any, resolve: Resolver) -> dict[str, Any]:
+def _flatten(schema: Any, resolve: Resolver, depth: int = 0) -> dict[str, Any]:
     """``allOf`` merged into one schema (properties, required, type)."""
     schema = resolve(schema)
-    if not isinstance(schema, dict):
+    if not isinstance(schema, dict) or depth > MAX_ALL_OF_DEPTH:
         return {}
-    if "allOf" not in schema:
+    if "allOf" not in schema or not isinstance(schema["allOf"], list):
         return schema
     merged = {k: v for k, v in schema.items() if k != "allOf"}
-    for part in schema.get("allOf") or []:
-        flat = _flatten(part, resolve)
+    for part in schema["allOf"]:
+        flat = _flatten(part, resolve, depth + 1)
         for key, value in flat.items():
             if key == "properties":
                 merged.setdefault("properties", {}).update(value)
