@@ -70,10 +70,16 @@ def body_bytes(body: dict[str, Any], headers: list[list[str]]) -> bytes | None:
     None when it was not stored whole or does not decode."""
     if not body.get("captured") or body.get("truncated") or body.get("text") is None:
         return None
-    text = body["text"]
-    data = base64.b64decode(text) if body.get("encoding") == "base64" else text.encode("utf-8")
+    decoded = body.get("decoded")
+    if isinstance(decoded, dict):  # the store decoded it already
+        if decoded.get("truncated") or decoded.get("text") is None:
+            return None
+        return _text_bytes(decoded)
+    if body.get("decode_error"):
+        return None
+    data = _text_bytes(body)
     coding = (body.get("content_encoding") or header(headers, "content-encoding") or "").strip().lower()
-    if body.get("decoded") or coding in ("", "identity"):
+    if coding in ("", "identity"):
         return data
     try:
         if coding in ("gzip", "x-gzip", "deflate"):
@@ -89,6 +95,11 @@ def body_bytes(body: dict[str, Any], headers: list[list[str]]) -> bytes | None:
     except Exception:
         return None
     return None
+
+
+def _text_bytes(body: dict[str, Any]) -> bytes:
+    text = body["text"]
+    return base64.b64decode(text) if body.get("encoding") == "base64" else text.encode("utf-8")
 
 
 def parse_body(body: dict[str, Any] | None, headers: list[list[str]]) -> ParsedBody | None:
