@@ -219,7 +219,11 @@ class EndpointCollectionTests(SynchronousTestCase):
         variables = {v["key"]: v["value"] for v in document["variable"]}
         self.assertEqual(variables, {"baseUrl": "https://api.test", "baseUrl2": "http://other.test:8080",
                                      "bearerToken": "", "apiKey": "", "basicUsername": "", "basicPassword": ""})
-        self.assertEqual(document["auth"]["type"], "bearer")
+        self.assertNotIn("auth", document)  # lifted to each host's folder
+        folders = {f["name"]: f for f in document["item"]}
+        self.assertEqual(folders["api.test"]["auth"]["type"], "bearer")
+        self.assertEqual(folders["other.test:8080"]["auth"]["apikey"][2], {"key": "in", "value": "query",
+                                                                           "type": "string"})
         text = json.dumps(document)
         for secret in (TOKEN, "hunter2", "k3y", "YWxpY2U6aHVudGVyMg=="):
             self.assertNotIn(secret, text)

@@ -6,7 +6,8 @@ with the same model as the OpenAPI export (:mod:`postcap.apispec.templates`).
   variables declared in ``url.variable`` with the first value seen;
 - credentials become the item's ``auth`` with a ``{{…}}`` variable (``bearerToken``,
   ``basicUsername``/``basicPassword``, ``apiKey``, ``sessionCookie``), never the captured
-  value; ``Authorization``, ``Cookie`` and API-key headers are dropped, secrets in
+  value (:func:`lift_endpoint_variables` moves the most common one to the collection or
+  folder); ``Authorization``, ``Cookie`` and API-key headers are dropped, secrets in
   bodies, queries and headers become ``{{name}}``;
 - one saved example (``response``) per status code, redacted likewise (no
   ``Set-Cookie``);
@@ -256,24 +257,38 @@ def plan_endpoint_items(existing: Sequence[Existing], details: Sequence[dict[str
 
 
 def lift_endpoint_variables(document: dict[str, Any]) -> dict[str, Any]:
-    """Move endpoint items' origin variables to the collection, and their most common
-    auth to the collection's ``auth`` (items without auth get ``noauth``), declaring a
-    ``{{…}}`` variable, with no value, for each credential."""
-    items = list(_endpoint_items(document["item"]))
-    if not items:
-        return document
+    """Move endpoint items' origin variables to the collection, and the most common
+    auth of the endpoint items in each container (the collection, or a folder) to that
+    container's ``auth`` (items there without auth get ``noauth``), declaring a ``{{…}}``
+    variable, with no value, for each credential."""
     variables: dict[str, str] = {}
-    counts: dict[str, int] = {}
+    if not _lift(document, variables):
+        return document
+    document["variable"] = [{"key": k, "value": v, "type": "string"} for k, v in variables.items()]
+    return document
+
+
+def _lift(container: dict[str, Any], variables: dict[str, str]) -> bool:
+    """Lift within ``container`` and its folders; True when it holds endpoint items."""
+    found = False
+    items = []
+    for child in container["item"]:
+        if "item" in child:
+            found = _lift(child, variables) or found
+        elif is_endpoint_item(child):
+            items.append(child)
     for item in items:
         for variable in item.pop("variable", []):
             variables.setdefault(variable["key"], variable["value"])
+    counts: dict[str, int] = {}
+    for item in items:
         auth = item["request"].get("auth")
         if auth is not None:
             key = json.dumps(auth, sort_keys=True)
             counts[key] = counts.get(key, 0) + 1
     if counts:
         chosen = max(sorted(counts), key=lambda k: counts[k])
-        document["auth"] = json.loads(chosen)
+        container["auth"] = json.loads(chosen)
         for item in items:
             auth = item["request"].get("auth")
             if auth is None:
@@ -281,20 +296,12 @@ def lift_endpoint_variables(document: dict[str, Any]) -> dict[str, Any]:
             elif json.dumps(auth, sort_keys=True) == chosen:
                 del item["request"]["auth"]
         for key in counts:
-            for attribute in json.loads(key).get(json.loads(key)["type"], []):
+            auth = json.loads(key)
+            for attribute in auth.get(auth["type"], []):
                 match = re.fullmatch(r"\{\{(\w+)\}\}", str(attribute.get("value", "")))
                 if match:
                     variables.setdefault(match.group(1), "")
-    document["variable"] = [{"key": k, "value": v, "type": "string"} for k, v in variables.items()]
-    return document
-
-
-def _endpoint_items(items: list[dict[str, Any]]) -> Iterable[dict[str, Any]]:
-    for item in items:
-        if "item" in item:
-            yield from _endpoint_items(item["item"])
-        elif is_endpoint_item(item):
-            yield item
+    return found or bool(items)
 
 
 __all__ = ["ITEM_PREFIX", "is_endpoint_item", "lift_endpoint_variables", "plan_endpoint_items"]
