@@ -16,7 +16,7 @@ from postcap.apispec.drift import api_diff
 from postcap.apispec.model import ApiModel
 from postcap.apispec.spec import load_spec
 from postcap.apispec.traffic import Observation, observe
-from postcap.sinks.history import _select_details_after
+from postcap.sinks.history import SQLiteHistoryStore, _select_details_after
 
 PAGE = 500
 
@@ -33,9 +33,10 @@ def observations_after(cursor: Any, session_id: str, after: int, limit: int
 
 
 def store_pages(store: Any, session_id: str) -> FetchPage:
-    """Pages of observations from a history store that can ``run`` interactions, else of
-    details (``details_after``)."""
-    if hasattr(store, "run"):
+    """Pages of observations made in the database process of a
+    :class:`~postcap.sinks.history.SQLiteHistoryStore`; pages of details
+    (``details_after``) from any other store."""
+    if isinstance(store, SQLiteHistoryStore):
         return lambda after, limit: store.run(observations_after, session_id, after, limit)
     return lambda after, limit: store.details_after(session_id, after, limit)
 
