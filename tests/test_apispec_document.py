@@ -42,7 +42,7 @@ def traffic() -> list[dict[str, Any]]:
         detail("https://api.test/users", "POST", 201, body={"email": "n@x.io", "password": "hunter2"},
                response={"id": 9, "email": "n@x.io", "at": "2026-01-01T00:00:00Z"}, id="p1"),
         detail("https://api.test/users/7", status=404, response={"error": "no"}, id="n1"),
-        detail("https://api.test/users/7", "DELETE", 204, id="d1"),
+        detail("https://api.test/users/7?expand=1&expand=2", "DELETE", 204, id="d1"),
         detail("https://api.test/health", headers=(), response={"ok": True}, id="h1"),
         detail("http://other.test:8080/ping?api_key=k3y", headers=((b"X-Trace", b"1"),), id="o1"),
         detail("https://api.test/app.js", id="static"),
@@ -85,6 +85,11 @@ class DocumentTests(SynchronousTestCase):
         self.assertNotIn(TOKEN, text)
         self.assertNotIn("hunter2", text)
         self.assertNotIn("k3y", text)
+
+    def test_a_repeated_query_parameter_is_required_only_when_every_request_had_it(self) -> None:
+        model = model_of([detail("https://h.test/s?tag=a&tag=b", id="1"), detail("https://h.test/s", id="2")])
+        (parameter,) = openapi_document(model, "t")["paths"]["/s"]["get"]["parameters"]
+        self.assertEqual((parameter["name"], parameter["required"]), ("tag", False))
 
     def test_streaming_from_pages_folds_everything_once(self) -> None:
         details = traffic()

@@ -29,7 +29,7 @@ def learn(paths: list[str], threshold: int = 20, host: str = "h") -> dict[str, s
 class ValueTests(SynchronousTestCase):
     def test_id_like_segments(self) -> None:
         for segment in ("42", "0", "123e4567-e89b-12d3-a456-426614174000", "9f8e7d6c5b4a3928",
-                        "deadbeef01", "item-42", "my_post_2024", "a8f3kz92mq"):
+                        "deadbeef01", "item-42", "my_post_2024", "a8f3kz92mq", "2026-01-02", "ann@example.org"):
             self.assertTrue(id_like(segment), segment)
         for segment in ("users", "v1", "v2.1", "api", "me", "oauth2", "", "line-items", "deadbeef"):
             self.assertFalse(id_like(segment), segment)

@@ -70,12 +70,12 @@ def parameters(operation: Operation) -> list[dict[str, Any]]:
         result.append({"name": name, "in": "path", "required": True, "schema": schema or {"type": "string"}})
     for name in sorted(operation.query):
         values = operation.query[name]
-        result.append({"name": name, "in": "query", "required": values.count >= operation.count,
+        result.append({"name": name, "in": "query", "required": f"query:{name}" not in operation.absent,
                        "schema": values.schema()})
     for lower in sorted(operation.headers):
         values = operation.headers[lower]
         result.append({"name": operation.header_names[lower], "in": "header",
-                       "required": values.count >= operation.count,
+                       "required": f"header:{lower}" not in operation.absent,
                        "schema": _without_enum(values.schema())})
     return result
 

@@ -220,7 +220,7 @@ def _compare_parameters(report: _Report, spec_op: SpecOperation, op: Operation) 
             continue
         if "schema" in parameter:
             _compare(report, spec_op, f"{where} parameter {display}", "", parameter["schema"], values)
-        if parameter.get("required") is True and values.count < op.count:
+        if parameter.get("required") is True and f"{where}:{name}" in op.absent:
             report.mismatch("required", spec_op, f"{where} parameter {display}", "", "required",
                             "sometimes absent", op.absent.get(f"{where}:{name}", op.sample),
                             "the spec requires it, the traffic left it out")

@@ -40,13 +40,14 @@ REDACTED = "REDACTED"
 
 
 def id_like(segment: str) -> bool:
-    """True for path segments that name one thing: numbers, UUIDs, hex digests,
-    slugs and tokens with digits (``item-42``, ``a8f3kz92mq``); never ``v1``-style versions."""
+    """True for path segments that name one thing: numbers, UUIDs, dates, e-mail addresses,
+    hex digests, slugs and tokens with digits (``item-42``, ``a8f3kz92mq``); never
+    ``v1``-style versions."""
     if segment.isdigit():
         return True
     if not segment or segment.isalpha() or _VERSION.match(segment):
         return False
-    if UUID.match(segment):
+    if string_format(segment) not in (None, "uri"):  # a UUID, a date, an e-mail address
         return True
     if _HEX.match(segment) and any(c.isdigit() for c in segment) and any(c.isalpha() for c in segment):
         return True
