@@ -11,7 +11,7 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from postcap.apispec.document import openapi_document
 from postcap.apispec.drift import api_diff
-from postcap.apispec.model import ApiModel
+from postcap.apispec.model import MAX_PARAMETERS, ApiModel
 from postcap.apispec.spec import SpecError, load_spec
 from postcap.export.openapi import model_from_pages
 from postcap.export.postman import collection_document
@@ -90,6 +90,11 @@ class DocumentTests(SynchronousTestCase):
         model = model_of([detail("https://h.test/s?tag=a&tag=b", id="1"), detail("https://h.test/s", id="2")])
         (parameter,) = openapi_document(model, "t")["paths"]["/s"]["get"]["parameters"]
         self.assertEqual((parameter["name"], parameter["required"]), ("tag", False))
+
+    def test_parameters_per_operation_are_bounded(self) -> None:
+        model = model_of([detail(f"https://h.test/s?k{n}=1", id=str(n)) for n in range(MAX_PARAMETERS + 20)])
+        (operation,) = model.operations().values()
+        self.assertEqual(len(operation.query), MAX_PARAMETERS)
 
     def test_streaming_from_pages_folds_everything_once(self) -> None:
         details = traffic()

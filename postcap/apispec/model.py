@@ -23,6 +23,8 @@ from postcap.apispec.traffic import Observation, ParsedBody, observe
 from postcap.apispec.values import typed_text
 
 MAX_EXAMPLE_BYTES = 4096
+#: query or header parameter names kept per operation (more are ignored: cache busters…)
+MAX_PARAMETERS = 64
 
 #: Request headers every client sends: not API parameters.
 STANDARD_HEADERS = frozenset("""
@@ -139,14 +141,14 @@ class Operation:
         seen: set[str] = set()
         for name, value in obs.query:
             if not security.credential_parameter("query", name):
-                self._value(self.query, name, "query:" + name, typed_text(value), obs.id)
-                seen.add("query:" + name)
+                if self._value(self.query, name, "query:" + name, typed_text(value), obs.id):
+                    seen.add("query:" + name)
         for name, value in obs.request_headers:
             if _api_header(name):
                 lower = name.lower()
                 self.header_names.setdefault(lower, name)
-                self._value(self.headers, lower, "header:" + lower, typed_text(value), obs.id)
-                seen.add("header:" + lower)
+                if self._value(self.headers, lower, "header:" + lower, typed_text(value), obs.id):
+                    seen.add("header:" + lower)
         if len(seen) < len(self.query) + len(self.headers):
             for key in [*("query:" + n for n in self.query), *("header:" + n for n in self.headers)]:
                 if key not in seen:
@@ -171,13 +173,17 @@ class Operation:
                     obs.response_body, obs.id, obs)
 
     def _value(self, values: dict[str, SchemaAccumulator], name: str, key: str, value: Any,
-               sample: str) -> None:
+               sample: str) -> bool:
+        """Fold a parameter value in; False when the parameter is one too many to keep."""
         accumulator = values.get(name)
         if accumulator is None:
+            if len(values) >= MAX_PARAMETERS:
+                return False
             accumulator = values[name] = SchemaAccumulator()
             if self.count > 1:
                 self.absent.setdefault(key, self.sample)
         accumulator.add(value, sample)
+        return True
 
     def merge(self, other: "Operation") -> None:
         for key in (self.query.keys() - other.query.keys()):
