@@ -139,6 +139,8 @@ class DriftTests(SynchronousTestCase):
         body["properties"]["name"] = {"type": "string"}
         del body["properties"]["id"]
         spec["paths"]["/users/{userId}"]["get"]["parameters"][0]["schema"] = {"type": "string", "format": "uuid"}
+        spec["paths"]["/users/{userId}"]["delete"]["requestBody"] = {
+            "required": True, "content": {"application/json": {"schema": {"type": "object"}}}}
         report = api_diff(model_of(traffic()), spec)
         undocumented = {(u["kind"], u.get("name") or u.get("field") or u.get("status")) for u in report["undocumented"]}
         self.assertEqual(undocumented, {("parameter", "expand"), ("status", 404), ("field", "id")})
@@ -149,6 +151,7 @@ class DriftTests(SynchronousTestCase):
             ("format", "response 200 body", "email", "u1"),
             ("required", "response 200 body", "name", "u1"),
             ("type", "path parameter userId", "", "u1"),
+            ("required", "request body", "", "d1"),
         })
         self.assertEqual(report["unused"], [])
 

@@ -275,6 +275,9 @@ def api_diff(model: ApiModel, spec: Any) -> dict[str, list[dict[str, Any]]]:
         used.add((spec_op.method, spec_op.path))
         _compare_parameters(report, spec_op, op)
         request_body = report.resolve(spec_op.operation.get("requestBody"))
+        if isinstance(request_body, dict) and request_body.get("required") is True and op.no_body:
+            report.mismatch("required", spec_op, "request body", "", "required", "sometimes absent",
+                            op.no_body_sample, "the spec requires a body, the traffic sent none")
         if op.request_bodies:
             _compare_bodies(report, spec_op, "request",
                             request_body.get("content") if isinstance(request_body, dict) else None,

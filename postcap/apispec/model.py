@@ -128,6 +128,7 @@ class Operation:
     anonymous_success: bool = False
     request_bodies: dict[str, BodyAccumulator] = field(default_factory=dict)
     no_body: int = 0
+    no_body_sample: str = ""
     responses: dict[int, ResponseAccumulator] = field(default_factory=dict)
 
     def add(self, obs: Observation, shape: Segments) -> None:
@@ -159,6 +160,7 @@ class Operation:
             self.anonymous_success = True
         if obs.request_body is None:
             self.no_body += 1
+            self.no_body_sample = self.no_body_sample or obs.id
         else:
             self.request_bodies.setdefault(obs.request_body.media_type, BodyAccumulator()).add(
                 obs.request_body, obs.id, obs)
@@ -208,6 +210,7 @@ class Operation:
         self.anonymous_success = self.anonymous_success or other.anonymous_success
         _merge_bodies(self.request_bodies, other.request_bodies)
         self.no_body += other.no_body
+        self.no_body_sample = self.no_body_sample or other.no_body_sample
         for status, response in other.responses.items():
             if status in self.responses:
                 self.responses[status].merge(response)
