@@ -224,8 +224,9 @@ def test_postcapctl_export_and_diff(captured: tuple[PostcapProcess, dict[str, An
     assert bad.returncode == 1 and "missing.yaml" in bad.stderr
 
 
-def test_no_secret_in_stored_exports_subprocess_free(captured: tuple[PostcapProcess, dict[str, Any], str]) -> None:
-    """HAR keeps the wire as it was; the API description and the collection do not."""
+def test_the_har_keeps_what_was_sent(captured: tuple[PostcapProcess, dict[str, Any], str]) -> None:
+    """The secrets the other tests look for were really sent: the HAR, a faithful record
+    of the wire, has them; the API description and the collection do not."""
     server, session, _ = captured
     har = json.dumps(server.rpc("session.export", id=session["id"]))
     assert TOKEN in har  # the HAR is a faithful record, so the secrets above were really sent
