@@ -123,3 +123,23 @@ class TemplateTests(SynchronousTestCase):
         paths = ["/orders/1/items/2", "/orders/3/items/4", "/orders/5"]
         results = {tuple(sorted(learn(list(order)).items())) for order in itertools.permutations(paths)}
         self.assertEqual(len(results), 1)
+
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+_SEGMENTS = st.sampled_from(["users", "orders", "items", "me", "a", "b", "c", "d", "e", "7", "42",
+                             "123e4567-e89b-12d3-a456-426614174000", "v1"])
+_PATHS = st.lists(st.lists(_SEGMENTS, min_size=0, max_size=4).map(lambda s: "/" + "/".join(s)),
+                  min_size=1, max_size=30)
+
+
+@settings(max_examples=150, deadline=None)
+@given(_PATHS, st.randoms(use_true_random=False), st.integers(min_value=1, max_value=4))
+def test_templates_do_not_depend_on_the_order(paths: list[str], shuffler: random.Random, threshold: int) -> None:
+    expected = learn(paths, threshold)
+    shuffled = paths[:]
+    shuffler.shuffle(shuffled)
+    assert learn(shuffled, threshold) == expected
+    for path, template in expected.items():
+        assert matches(parse_template(template), split_path(path))
