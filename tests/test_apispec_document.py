@@ -67,6 +67,7 @@ class DocumentTests(SynchronousTestCase):
         self.assertEqual(sorted(document["paths"]), ["/health", "/ping", "/users", "/users/{userId}"])
         user = document["paths"]["/users/{userId}"]
         self.assertEqual(sorted(user), ["delete", "get", "servers"])
+        self.assertEqual(user["get"]["tags"], ["users"])
         self.assertEqual(sorted(user["get"]["responses"]), ["200", "404"])
         self.assertEqual([(p["name"], p["in"], p["required"]) for p in user["get"]["parameters"]],
                          [("userId", "path", True), ("expand", "query", False)])

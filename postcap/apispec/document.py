@@ -60,6 +60,18 @@ def operation_id(method: str, path: str, taken: set[str]) -> str:
     return name
 
 
+_VERSION_SEGMENT = re.compile(r"^(v\d+(\.\d+)*|api|rest)$", re.IGNORECASE)
+
+
+def tag_of(operation: Operation) -> str:
+    """The resource an operation is about: its first literal path segment that is not a
+    version or ``api`` (``/v1/users/{userId}`` → ``users``), else ``default``."""
+    for segment in operation.template:
+        if segment is not PARAM and segment and not _VERSION_SEGMENT.match(segment):
+            return segment
+    return "default"
+
+
 def parameters(operation: Operation) -> list[dict[str, Any]]:
     names = parameter_names(operation.template)
     result: list[dict[str, Any]] = []
@@ -82,6 +94,7 @@ def parameters(operation: Operation) -> list[dict[str, Any]]:
 
 def operation_object(operation: Operation, path: str, taken: set[str]) -> dict[str, Any]:
     result: dict[str, Any] = {
+        "tags": [tag_of(operation)],
         "operationId": operation_id(operation.method, path, taken),
         "summary": f"{operation.method} {path}",
         "description": f"Seen {operation.count} time(s); first in transaction {operation.sample}.",
