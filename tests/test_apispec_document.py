@@ -166,6 +166,7 @@ paths:
     get:
       parameters: [{name: id, in: path, required: true, schema: {type: integer}}]
       responses:
+        200: {description: ok, content: {application/json: {schema: {$ref: "#/components/schemas/Item"}}}}
         2XX: {description: ok, content: {application/json: {schema: {$ref: "#/components/schemas/Item"}}}}
   /unused: {post: {responses: {default: {description: x}}}}
 components:

@@ -199,8 +199,9 @@ def _compare_bodies(report: _Report, spec_op: SpecOperation, where: str, spec_co
             _compare(report, spec_op, f"{where} body", "", entry["schema"], body.schema)
 
 
-def _status_documented(responses: dict[str, Any], status: int) -> str | None:
-    for key in (str(status), f"{status // 100}XX", f"{status // 100}xx", "default"):
+def _status_documented(responses: dict[Any, Any], status: int) -> Any:
+    """The ``responses`` key that covers ``status`` (YAML may give ``200`` unquoted: an int)."""
+    for key in (str(status), status, f"{status // 100}XX", f"{status // 100}xx", "default"):
         if key in responses:
             return key
     return None
