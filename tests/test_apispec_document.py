@@ -194,11 +194,22 @@ components:
         self.assertEqual([(m["kind"], m["field"], m["observed"]) for m in report["mismatches"]],
                          [("type", "x.x.x", "integer")])
 
+    def test_shared_all_of_parts_are_flattened_once(self) -> None:
+        part: dict[str, Any] = {"type": "object", "properties": {"x": {"type": "integer"}}}
+        for _ in range(12):  # 10^12 paths through the allOf tree, one object per level
+            part = {"allOf": [part] * 10}
+        spec = {"openapi": "3.1.0", "info": {"title": "t", "version": "1"},
+                "paths": {"/a": {"get": {"responses": {"200": {"description": "", "content": {
+                    "application/json": {"schema": part}}}}}}}}
+        report = api_diff(model_of([detail("https://h.test/a", response={"x": "one"}, id="r")]), spec)
+        self.assertEqual([(m["kind"], m["field"]) for m in report["mismatches"]], [("type", "x")])
+
     def test_bad_specs_say_why(self) -> None:
         for given, why in (("swagger: '2.0'", "Swagger 2.0"), ("{", "neither JSON nor YAML"),
                            ({"openapi": "4.0"}, "3.0.x or 3.1.x"), ([], "must be an OpenAPI document"),
                            ({"openapi": "3.1.0", "paths": {"x": {}}}, "must start with"),
-                           ({"openapi": "3.1.0", "paths": []}, '"paths" must be an object')):
+                           ({"openapi": "3.1.0", "paths": []}, '"paths" must be an object'),
+                           ("[" * 100_000, "nested too deeply")):
             with self.assertRaises(SpecError) as raised:
                 load_spec(given)
             self.assertIn(why, str(raised.exception))

@@ -27,6 +27,8 @@ _JSON_TYPES = ("null", "boolean", "integer", "number", "string", "array", "objec
 class _Report:
     def __init__(self, resolve: Resolver) -> None:
         self.resolve = resolve
+        #: id of a schema object with ``allOf`` → its flattened form
+        self.flattened: dict[int, dict[str, Any]] = {}
         self.undocumented: list[dict[str, Any]] = []
         self.mismatches: list[dict[str, Any]] = []
 
@@ -68,16 +70,23 @@ def _allowed_types(schema: dict[str, Any]) -> set[str] | None:
     return types
 
 
-def _flatten(schema: Any, resolve: Resolver, depth: int = 0) -> dict[str, Any]:
-    """``allOf`` merged into one schema (properties, required, type)."""
+def _flatten(schema: Any, resolve: Resolver, depth: int = 0,
+             memo: dict[int, dict[str, Any]] | None = None) -> dict[str, Any]:
+    """``allOf`` merged into one schema (properties, required, type); each schema object
+    is flattened once (``memo``), so shared parts cost nothing however often they appear."""
     schema = resolve(schema)
     if not isinstance(schema, dict) or depth > MAX_ALL_OF_DEPTH:
         return {}
     if "allOf" not in schema or not isinstance(schema["allOf"], list):
         return schema
+    memo = {} if memo is None else memo
+    if id(schema) in memo:
+        return memo[id(schema)]
+    memo[id(schema)] = {}
     merged = {k: v for k, v in schema.items() if k != "allOf"}
+    memo[id(schema)] = merged
     for part in schema["allOf"]:
-        flat = _flatten(part, resolve, depth + 1)
+        flat = _flatten(part, resolve, depth + 1, memo)
         for key, value in flat.items():
             if key == "properties":
                 merged.setdefault("properties", {}).update(value)
@@ -95,12 +104,12 @@ def _fits(schema: dict[str, Any], observed: SchemaAccumulator) -> bool:
 
 def _compare(report: _Report, spec_op: SpecOperation, where: str, field: str, schema: Any,
              observed: SchemaAccumulator) -> None:
-    schema = _flatten(schema, report.resolve)
+    schema = _flatten(schema, report.resolve, memo=report.flattened)
     if not schema or not observed.kinds:
         return
     alternatives = schema.get("oneOf") or schema.get("anyOf")
     if isinstance(alternatives, list) and alternatives:
-        flat = [_flatten(a, report.resolve) for a in alternatives]
+        flat = [_flatten(a, report.resolve, memo=report.flattened) for a in alternatives]
         fitting = [a for a in flat if _fits(a, observed)]
         if fitting:
             best = max(fitting, key=lambda a: len(set(a.get("properties", {}))

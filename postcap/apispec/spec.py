@@ -28,14 +28,9 @@ def load_spec(value: Any) -> dict[str, Any]:
     if isinstance(value, (bytes, str)):
         text = value.decode("utf-8", "replace") if isinstance(value, bytes) else value
         try:
-            document = json.loads(text)
-        except ValueError:
-            try:
-                document = yaml.safe_load(text)
-            except yaml.YAMLError as exc:
-                mark = getattr(exc, "problem_mark", None)
-                where = f" at line {mark.line + 1}" if mark is not None else ""
-                raise SpecError(f"is neither JSON nor YAML{where}") from None
+            document = _parse(text)
+        except RecursionError:
+            raise SpecError("is nested too deeply") from None
     if not isinstance(document, dict):
         raise SpecError("must be an OpenAPI document (an object, or JSON/YAML text of one)")
     version = document.get("openapi")
@@ -52,6 +47,19 @@ def load_spec(value: Any) -> dict[str, Any]:
         if not isinstance(item, dict):
             raise SpecError(f'path item {path!r} must be an object')
     return document
+
+
+def _parse(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except ValueError:
+        pass
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark is not None else ""
+        raise SpecError(f"is neither JSON nor YAML{where}") from None
 
 
 class Resolver:
