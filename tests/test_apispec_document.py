@@ -97,6 +97,17 @@ class DocumentTests(SynchronousTestCase):
         (operation,) = model.operations().values()
         self.assertEqual(len(operation.query), MAX_PARAMETERS)
 
+    def test_deeply_nested_bodies_cost_their_depth_only(self) -> None:
+        deep = make_transaction(url="https://h.test/deep", response_body=b"[" * 50_000 + b"]" * 50_000,
+                                response_headers=(JSON,)).detail()
+        nested = make_transaction(url="https://h.test/nested", response_body=b"[" * 900 + b"]" * 900,
+                                  response_headers=(JSON,)).detail()
+        document = openapi_document(model_of([deep, nested]), "t")
+        validate(document)
+        self.assertEqual(document["paths"]["/deep"]["get"]["responses"]["200"]["content"]["application/json"],
+                         {"schema": {}})
+        self.assertEqual(plan_endpoint_items([], [deep, nested], ["endpoint"])[1][0][1]["name"], "GET /deep")
+
     def test_streaming_from_pages_folds_everything_once(self) -> None:
         details = traffic()
 

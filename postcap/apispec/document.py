@@ -34,8 +34,9 @@ def _media_schema(media: str, body: BodyAccumulator) -> dict[str, Any]:
         return schema
     if media.startswith("text/") or media in ("application/xml", "application/javascript"):
         return {"type": "string"}
-    return {"type": "string", "format": "binary"} if media != "application/octet-stream" or body.count \
-        else {}
+    if "json" in media:  # not stored whole, or not parseable: any JSON
+        return {}
+    return {"type": "string", "format": "binary"}
 
 
 def content(bodies: dict[str, BodyAccumulator]) -> dict[str, Any]:

@@ -64,9 +64,12 @@ class BodyAccumulator:
         self.schema.add(body.value, sample)
         self.files.update(body.files)
         if not self.has_example:
-            example = redact_json(body.value, known=obs.secrets())
-            if len(json.dumps(example)) <= MAX_EXAMPLE_BYTES:
-                self.example, self.has_example = example, True
+            try:
+                example = redact_json(body.value, known=obs.secrets())
+                if len(json.dumps(example)) <= MAX_EXAMPLE_BYTES:
+                    self.example, self.has_example = example, True
+            except RecursionError:  # nested deeper than Python recurses: no example
+                pass
 
     def merge(self, other: "BodyAccumulator") -> None:
         self.count += other.count

@@ -84,7 +84,7 @@ def redact_text(text: str, media_type: str = "", known: frozenset[str] = frozens
     if "json" in media_type:
         try:
             return json.dumps(redact_json(json.loads(text), known=known), indent=2)
-        except ValueError:
+        except (ValueError, RecursionError):
             pass
     if media_type == "application/x-www-form-urlencoded":
         pairs = parse_qsl(text, keep_blank_values=True)

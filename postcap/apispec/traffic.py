@@ -114,7 +114,7 @@ def parse_body(body: dict[str, Any] | None, headers: list[list[str]]) -> ParsedB
     if media == "application/json" or media.endswith("+json"):
         try:
             return ParsedBody(media, json.loads(data), True)
-        except ValueError:
+        except (ValueError, RecursionError):
             return ParsedBody(media, None, False)
     if media == "application/x-www-form-urlencoded":
         pairs = parse_qsl(data.decode("utf-8", "replace"), keep_blank_values=True)
