@@ -237,6 +237,7 @@ class ApiModel:
         """Fold one :func:`~postcap.apispec.traffic.observe` result in."""
         if obs is None or _not_api(obs):
             return
+        obs.parse_bodies()
         self.transactions += 1
         shape = self.learner.add(obs.host, obs.segments)
         key = (obs.host, obs.method, shape)

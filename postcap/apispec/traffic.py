@@ -38,18 +38,26 @@ class Observation:
     segments: tuple[str, ...]
     query: list[tuple[str, str]]
     request_headers: list[list[str]]
-    request_body: ParsedBody | None
+    #: a :class:`RawBody` until :meth:`parse_bodies`
+    request_body: ParsedBody | RawBody | None
     status: int | None
     response_headers: list[list[str]]
-    response_body: ParsedBody | None
+    response_body: ParsedBody | RawBody | None
+
+    def parse_bodies(self) -> None:
+        """Parse bodies still raw (observations made with ``parse=False``)."""
+        if isinstance(self.request_body, RawBody):
+            self.request_body = self.request_body.parse()
+        if isinstance(self.response_body, RawBody):
+            self.response_body = self.response_body.parse()
 
     def secrets(self) -> frozenset[str]:
         """The credential values this transaction carried (see
         :func:`postcap.apispec.redact.known_secrets`)."""
         from postcap.apispec.redact import known_secrets
 
-        form = self.request_body.value if self.request_body is not None and isinstance(
-            self.request_body.value, dict) else None
+        body = self.request_body
+        form = body.value if isinstance(body, ParsedBody) and isinstance(body.value, dict) else None
         return known_secrets(self.request_headers, self.response_headers, self.query, form)
 
 
@@ -102,26 +110,45 @@ def _text_bytes(body: dict[str, Any]) -> bytes:
     return base64.b64decode(text) if body.get("encoding") == "base64" else text.encode("utf-8")
 
 
-def parse_body(body: dict[str, Any] | None, headers: list[list[str]]) -> ParsedBody | None:
-    """The body as JSON, a form, a multipart form, or unstructured; None when empty."""
+@dataclass(slots=True)
+class RawBody:
+    """A body read but not yet parsed (cheap to send between processes)."""
+
+    media_type: str
+    content_type: str | None
+    #: the decoded content, or None when it was not stored whole
+    data: bytes | None
+
+    def parse(self) -> ParsedBody:
+        media, data = self.media_type, self.data
+        if data is None:
+            return ParsedBody(media, None, False)
+        if media == "application/json" or media.endswith("+json"):
+            try:
+                return ParsedBody(media, json.loads(data), True)
+            except (ValueError, RecursionError):
+                return ParsedBody(media, None, False)
+        if media == "application/x-www-form-urlencoded":
+            pairs = parse_qsl(data.decode("utf-8", "replace"), keep_blank_values=True)
+            return ParsedBody(media, {k: typed_text(v) for k, v in pairs}, True)
+        if media == "multipart/form-data" and self.content_type:
+            return _multipart(media, self.content_type, data)
+        return ParsedBody(media, None, False)
+
+
+def raw_body(body: dict[str, Any] | None, headers: list[list[str]]) -> RawBody | None:
+    """The body's media type and decoded content; None when empty."""
     if body is None or not body.get("size"):
         return None
     content_type = header(headers, "content-type")
-    media = media_type(content_type) or "application/octet-stream"
-    data = body_bytes(body, headers)
-    if data is None:
-        return ParsedBody(media, None, False)
-    if media == "application/json" or media.endswith("+json"):
-        try:
-            return ParsedBody(media, json.loads(data), True)
-        except (ValueError, RecursionError):
-            return ParsedBody(media, None, False)
-    if media == "application/x-www-form-urlencoded":
-        pairs = parse_qsl(data.decode("utf-8", "replace"), keep_blank_values=True)
-        return ParsedBody(media, {k: typed_text(v) for k, v in pairs}, True)
-    if media == "multipart/form-data" and content_type:
-        return _multipart(media, content_type, data)
-    return ParsedBody(media, None, False)
+    return RawBody(media_type(content_type) or "application/octet-stream", content_type,
+                   body_bytes(body, headers))
+
+
+def parse_body(body: dict[str, Any] | None, headers: list[list[str]]) -> ParsedBody | None:
+    """The body as JSON, a form, a multipart form, or unstructured; None when empty."""
+    raw = raw_body(body, headers)
+    return None if raw is None else raw.parse()
 
 
 def _multipart(media: str, content_type: str, data: bytes) -> ParsedBody:
@@ -151,36 +178,40 @@ def origin_of(scheme: str, host: str, port: int | None) -> str:
     return f"{scheme}://{shown}" + ("" if port in (None, default) else f":{port}")
 
 
-def observe(detail: dict[str, Any]) -> Observation | None:
-    """The observation of one detail; None for blind tunnels and unparseable URLs."""
+def observe(detail: dict[str, Any], parse: bool = True) -> Observation | None:
+    """The observation of one detail; None for blind tunnels and unparseable URLs.
+    With ``parse=False`` bodies stay :class:`RawBody` (parse them with
+    :meth:`Observation.parse_bodies`)."""
+    read = parse_body if parse else raw_body
     if detail.get("kind") == "tunnel":
         return None
     try:
         parts = urlsplit(detail["url"])
-        port = parts.port
+        port, hostname = parts.port, parts.hostname
     except ValueError:
         return None
-    if parts.scheme not in ("http", "https") or not parts.hostname:
+    if parts.scheme not in ("http", "https") or not hostname:
         return None
     request = detail["request"]
     response = detail.get("response")
-    origin = origin_of(parts.scheme, parts.hostname, port)
+    origin = origin_of(parts.scheme, hostname, port)
     response_headers = response["headers"] if response else []
+    path = parts.path or "/"
     return Observation(
         id=detail["id"],
         method=detail["method"].upper(),
         origin=origin,
         host=origin.split("://", 1)[1],
-        path=parts.path or "/",
-        segments=split_path(parts.path or "/"),
-        query=parse_qsl(parts.query, keep_blank_values=True),
+        path=path,
+        segments=split_path(path),
+        query=parse_qsl(parts.query, keep_blank_values=True) if parts.query else [],
         request_headers=request["headers"],
-        request_body=parse_body(request.get("body"), request["headers"]),
+        request_body=read(request.get("body"), request["headers"]),
         status=response["status"] if response else None,
         response_headers=response_headers,
-        response_body=parse_body(response.get("body"), response_headers) if response else None,
+        response_body=read(response.get("body"), response_headers) if response else None,
     )
 
 
-__all__ = ["Observation", "ParsedBody", "body_bytes", "header", "media_type", "observe",
+__all__ = ["Observation", "ParsedBody", "RawBody", "raw_body", "body_bytes", "header", "media_type", "observe",
            "origin_of", "parse_body"]

@@ -3,8 +3,9 @@
 pages), then the document or the drift against a given spec.
 
 The store's database process turns each page of details into observations
-(:func:`observations_after`: JSON, bodies and URLs parsed there, on its own core) while
-this process folds the previous page in.
+(:func:`observations_after`: detail JSON, URLs and body decoding there, on its own core;
+bodies cross as bytes) while this process parses the bodies of the previous page and
+folds it in.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ def observations_after(cursor: Any, session_id: str, after: int, limit: int
                        ) -> tuple[int, list[Observation | None]]:
     """A page of the session's transactions as observations (runs in the store's process)."""
     after, details = _select_details_after(cursor, session_id, after, limit)
-    return after, [observe(detail) for detail in details]
+    return after, [observe(detail, parse=False) for detail in details]
 
 
 def store_pages(store: Any, session_id: str) -> FetchPage:
