@@ -35,7 +35,7 @@ def peak_rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-async def run(reactor: Any, count: int, out: str | None) -> None:
+async def run(reactor: Any, count: int, out: str | None, repeat: int) -> None:
     directory = tempfile.mkdtemp(prefix="postcap-bench-openapi-")
     try:
         path = os.path.join(directory, "history.sqlite3")
@@ -54,9 +54,12 @@ async def run(reactor: Any, count: int, out: str | None) -> None:
         model = await model_from_pages(pages)
         results["fold_s"] = round(time.perf_counter() - started, 2)
         results["fold_cpu_s_this_process"] = round(time.process_time() - cpu, 2)
-        started = time.perf_counter()
-        document = await openapi_export(pages, "bench")
-        results["export_s"] = round(time.perf_counter() - started, 2)
+        best = float("inf")
+        for _ in range(repeat):
+            started = time.perf_counter()
+            document = await openapi_export(pages, "bench")
+            best = min(best, time.perf_counter() - started)
+        results[f"export_s_best_of_{repeat}"] = round(best, 2)
         results["paths"] = sorted(document["paths"])
         results["provisional_endpoints"] = len(model._provisional)
         started = time.perf_counter()
@@ -68,7 +71,8 @@ async def run(reactor: Any, count: int, out: str | None) -> None:
         results["peak_rss_mib"] = round(peak_rss_mib(), 1)
         await store.close()
         children = resource.getrusage(resource.RUSAGE_CHILDREN)
-        results["cpu_s_database_process_all_runs"] = round(children.ru_utime + children.ru_stime, 2)
+        results["cpu_s_database_process_per_pass"] = round(
+            (children.ru_utime + children.ru_stime) / (repeat + 2), 2)
         print(json.dumps(results, indent=2))
         if out:
             Path(out).write_text(json.dumps(results, indent=2))
@@ -80,8 +84,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--count", type=int, default=100_000)
     parser.add_argument("--json", help="also write the results here")
+    parser.add_argument("--repeat", type=int, default=3, help="exports timed (the best is shown)")
     args = parser.parse_args()
-    task.react(lambda reactor: defer.Deferred.fromCoroutine(run(reactor, args.count, args.json)))
+    task.react(lambda reactor: defer.Deferred.fromCoroutine(run(reactor, args.count, args.json, args.repeat)))
 
 
 if __name__ == "__main__":
