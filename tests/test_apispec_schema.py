@@ -170,3 +170,30 @@ class TrafficTests(SynchronousTestCase):
         self.assertEqual((obs.origin, obs.host, obs.segments, obs.query),
                          ("https://api.test:8443", "api.test:8443", ("a", "b"), [("x", "1"), ("y", "")]))
         self.assertIsNone(observe(make_transaction(kind="tunnel").detail()))
+
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+_JSON = st.recursive(
+    st.none() | st.booleans() | st.integers(-5, 5) | st.floats(allow_nan=False, allow_infinity=False, width=16)
+    | st.sampled_from(["a", "b", "2026-01-02", "x@y.io", "123e4567-e89b-12d3-a456-426614174000"]),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.sampled_from(["id", "n", "t", "u"]), inner,
+                                                                max_size=3),
+    max_leaves=12,
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(_JSON, min_size=1, max_size=8), st.integers(min_value=0, max_value=8))
+def test_merging_two_halves_equals_folding_all(values: list[object], cut: int) -> None:
+    whole, left, right = SchemaAccumulator(), SchemaAccumulator(), SchemaAccumulator()
+    for value in values:
+        whole.add(value)
+    for value in values[:cut]:
+        left.add(value)
+    for value in values[cut:]:
+        right.add(value)
+    left.merge(right)
+    assert left.schema() == whole.schema()
+    assert left.count == whole.count == len(values)

@@ -113,7 +113,7 @@ def _compare(report: _Report, spec_op: SpecOperation, where: str, field: str, sc
         fitting = [a for a in flat if _fits(a, observed)]
         if fitting:
             best = max(fitting, key=lambda a: len(set(a.get("properties", {}))
-                                                   & {k for s in observed.shapes for k in s.properties}))
+                                                   & {k for s in observed.object_shapes() for k in s.properties}))
             _compare(report, spec_op, where, field, best, observed)
             return
         schema = {"type": sorted({t for a in flat for t in (_allowed_types(a) or set(_JSON_TYPES))})}
@@ -146,7 +146,7 @@ def _compare_object(report: _Report, spec_op: SpecOperation, where: str, field: 
     extra = report.resolve(schema.get("additionalProperties"))
     required = schema.get("required") if isinstance(schema.get("required"), list) else []
     prefix = field + "." if field else ""
-    for shape in observed.shapes:
+    for shape in observed.object_shapes():
         if shape.map_values is not None:
             if isinstance(extra, dict):
                 _compare(report, spec_op, where, prefix + "*", extra, shape.map_values)

@@ -136,10 +136,16 @@ class ObjectShape:
                 self.map_values.merge(accumulator)
 
 
+def _joins(shape: ObjectShape, keys: Any) -> bool:
+    """Does an object with ``keys`` belong to ``shape``?  Anything joins a map, otherwise
+    they must share a field."""
+    return shape.map_values is not None or not shape.properties or any(key in shape.properties for key in keys)
+
+
 class SchemaAccumulator:
     """See the module docstring.  ``count`` is how many values reached this place."""
 
-    __slots__ = ("count", "kinds", "shapes", "items")
+    __slots__ = ("count", "kinds", "shapes", "items", "empty_objects", "empty_sample")
 
     def __init__(self) -> None:
         self.count = 0
@@ -147,6 +153,9 @@ class SchemaAccumulator:
         self.kinds: dict[str, _Kind] = {}
         self.shapes: list[ObjectShape] = []
         self.items: SchemaAccumulator | None = None
+        #: ``{}`` samples, folded into every shape when read (they make every field optional)
+        self.empty_objects = 0
+        self.empty_sample: str | None = None
 
     def add(self, value: Any, sample: str | None = None, depth: int = 0, secret: bool = False) -> None:
         """Fold one JSON value in; ``secret`` says it sits under a secret's name (no enum)."""
@@ -165,7 +174,11 @@ class SchemaAccumulator:
             self._add_string(value, sample, secret)
         elif isinstance(value, dict):
             self._kind("object", sample).count += 1
-            self._shape_for(value, sample).add(value, sample, depth, secret)
+            if value:
+                self._shape_for(value, sample).add(value, sample, depth, secret)
+            else:
+                self.empty_objects += 1
+                self.empty_sample = self.empty_sample or sample
         elif isinstance(value, list):
             self._kind("array", sample).count += 1
             if self.items is None:
@@ -199,8 +212,7 @@ class SchemaAccumulator:
 
     def _shape_for(self, value: dict[str, Any], sample: str | None) -> ObjectShape:
         for shape in self.shapes:
-            if shape.map_values is not None or not value or not shape.properties \
-                    or any(key in shape.properties for key in value):
+            if _joins(shape, value):
                 return shape
         if len(self.shapes) >= MAX_SHAPES:
             return self.shapes[0]
@@ -241,11 +253,36 @@ class SchemaAccumulator:
             return None
         return sorted(strings.values)
 
+    def object_shapes(self) -> list[ObjectShape]:
+        """The object families, those that came to share a field merged (so the result
+        does not depend on the order the samples came in)."""
+        merged = True
+        while merged and len(self.shapes) > 1:
+            merged = False
+            for i, first in enumerate(self.shapes):
+                for second in self.shapes[i + 1:]:
+                    if _joins(first, second.properties) or _joins(second, first.properties):
+                        first.merge(second)
+                        self.shapes.remove(second)
+                        merged = True
+                        break
+                if merged:
+                    break
+        if self.empty_objects:
+            if not self.shapes:
+                self.shapes.append(ObjectShape(self.empty_sample))
+            for shape in self.shapes:
+                shape.count += self.empty_objects
+                for name in shape.properties:
+                    shape.missing.setdefault(name, self.empty_sample)
+            self.empty_objects = 0
+        return self.shapes
+
     def schema(self) -> dict[str, Any]:
         types = self.types()
         if not types:
             return {}
-        if len(self.shapes) > 1:
+        if len(self.object_shapes()) > 1:
             alternatives = [shape.schema() for shape in self.shapes]
             rest = [t for t in types if t != "object"]
             if rest:
@@ -273,6 +310,8 @@ class SchemaAccumulator:
     def merge(self, other: "SchemaAccumulator") -> None:
         """Fold another accumulator of the same place in (templates that turned out equal)."""
         self.count += other.count
+        self.empty_objects += other.empty_objects
+        self.empty_sample = self.empty_sample or other.empty_sample
         for name, kind in other.kinds.items():
             mine = self._kind(name, kind.sample)
             mine.count += kind.count
@@ -287,7 +326,8 @@ class SchemaAccumulator:
                     seen = mine.formats.setdefault(fmt, [0, sample])
                     seen[0] += count
         for shape in other.shapes:
-            target = next((s for s in self.shapes if s.properties.keys() & shape.properties.keys()), None)
+            target = next((s for s in self.shapes if _joins(s, shape.properties) or _joins(shape, s.properties)),
+                          None)
             if target is None and len(self.shapes) < MAX_SHAPES:
                 self.shapes.append(shape)
             else:
