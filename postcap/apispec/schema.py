@@ -12,7 +12,9 @@ formats, small sets of distinct values and one sample transaction id per observe
   objects keyed by ids, or with more than :data:`MAX_PROPERTIES` keys, become maps
   (``additionalProperties``);
 - arrays with one merged ``items`` schema;
-- ``oneOf`` only when objects genuinely differ: samples that share no field.
+- ``oneOf`` only when objects genuinely differ: families of samples that share no field
+  (families that come to share one are merged, so the order of samples does not matter;
+  an empty object ``{}`` makes every field optional).
 """
 
 from __future__ import annotations
