@@ -11,7 +11,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from postcap.apispec.redact import known_secrets, redact_json, redact_text, redact_value
 from postcap.apispec.schema import MAX_PROPERTIES, SchemaAccumulator
 from postcap.apispec.security import recognise
-from postcap.apispec.traffic import body_bytes, observe, parse_body
+from postcap.apispec.traffic import decoded_content, observe, parse_body
 from postcap.testing import make_transaction
 
 
@@ -142,13 +142,16 @@ class TrafficTests(SynchronousTestCase):
     def test_gzip_bodies_are_decoded(self) -> None:
         packed = gzip.compress(b'{"a": 1}')
         body = {"size": len(packed), "captured": True, "truncated": False, "encoding": "base64",
-                "text": base64.b64encode(packed).decode()}
+                "text": base64.b64encode(packed).decode(), "content_encoding": "gzip"}
         headers = [["Content-Encoding", "gzip"], ["Content-Type", "application/json"]]
-        self.assertEqual(body_bytes(body, headers), b'{"a": 1}')
+        self.assertEqual(decoded_content(body), b'{"a": 1}')
         parsed = parse_body(body, headers)
         assert parsed is not None
         self.assertEqual((parsed.media_type, parsed.value, parsed.structured), ("application/json", {"a": 1}, True))
-        self.assertIsNone(body_bytes(dict(body, truncated=True), headers))
+        self.assertIsNone(decoded_content(dict(body, truncated=True)))
+        self.assertIsNone(decoded_content(dict(body, text=base64.b64encode(b"not gzip").decode())))
+        stored = dict(body, decoded={"size": 8, "truncated": False, "encoding": "utf-8", "text": '{"b": 2}'})
+        self.assertEqual(decoded_content(stored), b'{"b": 2}')
 
     def test_forms_and_multipart(self) -> None:
         form = parse_body({"size": 9, "captured": True, "encoding": "utf-8", "text": "a=1&b=two"},

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import base64
 import json
-import zlib
 from dataclasses import dataclass
 from email.parser import BytesParser
 from email.policy import HTTP
@@ -13,9 +12,9 @@ from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 from postcap.apispec.templates import split_path
+from postcap.encodings import decoded_json
 from postcap.apispec.values import typed_text
 
-MAX_DECODED = 8 * 1024 * 1024
 
 
 @dataclass(slots=True)
@@ -73,36 +72,18 @@ def media_type(content_type: str | None) -> str:
     return (content_type or "").split(";", 1)[0].strip().lower()
 
 
-def body_bytes(body: dict[str, Any], headers: list[list[str]]) -> bytes | None:
-    """The body's content, with any ``Content-Encoding`` (gzip, deflate, br) undone;
-    None when it was not stored whole or does not decode."""
+def decoded_content(body: dict[str, Any]) -> bytes | None:
+    """The body's content with any ``Content-Encoding`` undone (the store's decoded copy,
+    see :func:`postcap.encodings.decoded_json`); None when it was not stored whole or
+    does not decode."""
     if not body.get("captured") or body.get("truncated") or body.get("text") is None:
         return None
-    decoded = body.get("decoded")
-    if isinstance(decoded, dict):  # the store decoded it already
-        if decoded.get("truncated") or decoded.get("text") is None:
-            return None
-        return _text_bytes(decoded)
-    if body.get("decode_error"):
+    decoded = decoded_json(body)
+    if decoded is None:
+        return _text_bytes(body)
+    if "error" in decoded or decoded.get("truncated") or decoded.get("text") is None:
         return None
-    data = _text_bytes(body)
-    coding = (body.get("content_encoding") or header(headers, "content-encoding") or "").strip().lower()
-    if coding in ("", "identity"):
-        return data
-    try:
-        if coding in ("gzip", "x-gzip", "deflate"):
-            decoder = zlib.decompressobj(47 if coding != "deflate" else zlib.MAX_WBITS)
-            out = decoder.decompress(data, MAX_DECODED)
-            if coding == "deflate" and not out and data:
-                out = zlib.decompressobj(-zlib.MAX_WBITS).decompress(data, MAX_DECODED)
-            return out
-        if coding == "br":
-            import brotli
-
-            return bytes(brotli.decompress(data))[:MAX_DECODED]
-    except Exception:
-        return None
-    return None
+    return _text_bytes(decoded)
 
 
 def _text_bytes(body: dict[str, Any]) -> bytes:
@@ -142,7 +123,7 @@ def raw_body(body: dict[str, Any] | None, headers: list[list[str]]) -> RawBody |
         return None
     content_type = header(headers, "content-type")
     return RawBody(media_type(content_type) or "application/octet-stream", content_type,
-                   body_bytes(body, headers))
+                   decoded_content(body))
 
 
 def parse_body(body: dict[str, Any] | None, headers: list[list[str]]) -> ParsedBody | None:
@@ -213,5 +194,5 @@ def observe(detail: dict[str, Any], parse: bool = True) -> Observation | None:
     )
 
 
-__all__ = ["Observation", "ParsedBody", "RawBody", "raw_body", "body_bytes", "header", "media_type", "observe",
+__all__ = ["Observation", "ParsedBody", "RawBody", "raw_body", "decoded_content", "header", "media_type", "observe",
            "origin_of", "parse_body"]

@@ -27,7 +27,7 @@ from urllib.parse import parse_qsl, urlsplit
 from postcap.apispec import security
 from postcap.apispec.redact import CREDENTIAL_HEADERS, known_secrets, redact_text
 from postcap.apispec.templates import PARAM, PathLearner, parameter_names, parse_template, split_path
-from postcap.apispec.traffic import body_bytes, header, media_type, origin_of
+from postcap.apispec.traffic import decoded_content, header, media_type, origin_of
 from postcap.apispec.values import REDACTED, secret_name, secret_value
 from postcap.export.postman import host_label
 
@@ -93,7 +93,7 @@ def _body(request: dict[str, Any], known: frozenset[str]) -> dict[str, Any] | No
     body = request["body"]
     if not body.get("size"):
         return None
-    data = body_bytes(body, request["headers"])
+    data = decoded_content(body)
     if data is None:
         return None
     content_type = header(request["headers"], "content-type") or ""
@@ -117,7 +117,7 @@ def _body(request: dict[str, Any], known: frozenset[str]) -> dict[str, Any] | No
 
 
 def _response_text(response: dict[str, Any], known: frozenset[str]) -> str:
-    data = body_bytes(response["body"], response["headers"])
+    data = decoded_content(response["body"])
     if data is None:
         return ""
     try:
