@@ -116,6 +116,10 @@ class MethodHelpers:
     def session_export(self, id: str, format: str = "har") -> Any:
         return self.call("session.export", id=id, format=format)
 
+    def api_diff(self, id: str, spec: Any) -> Any:
+        """Drift between a session's traffic and an OpenAPI document (object or JSON/YAML text)."""
+        return self.call("api.diff", id=id, spec=spec)
+
     def request_list(self, **filters: Any) -> Any:
         return self.call("request.list", **_params(**filters))
 

@@ -4,7 +4,7 @@ A thin JSON-RPC client over :class:`postcap.client.BlockingClient`.  ``--json``
 prints each result as JSON; otherwise results are short human tables.
 
 Exit codes: 0 success; 1 the server answered with an error (its message is
-printed); 2 usage error; 3 the server cannot be reached, or the token was refused
+printed), or ``api diff`` found drift; 2 usage error; 3 the server cannot be reached, or the token was refused
 or cannot be read.  Errors are a single line on stderr, never a traceback.
 """
 
@@ -25,6 +25,7 @@ from postcap.client import (
     read_token,
     resolve,
 )
+from postcap.ctl_api import add_api_commands, add_openapi_export
 from postcap.ctl_stats import add_stats_parser
 from postcap.discovery import BadControlEndpoint
 
@@ -505,7 +506,7 @@ def build_parser() -> Parser:
     parser = Parser(
         prog="postcapctl",
         description="Control a running postcap server.",
-        epilog="exit codes: 0 ok, 1 server error, 2 usage, 3 unreachable or refused token",
+        epilog="exit codes: 0 ok, 1 server error (or drift, for api diff), 2 usage, 3 unreachable or refused token",
     )
     parser.add_argument("--json", action="store_true", help="print results as JSON")
     parser.add_argument(
@@ -582,6 +583,8 @@ def build_parser() -> Parser:
     har = export_formats.add_parser("har", help="HAR 1.2, streamed from the server")
     har.add_argument("session")
     har.add_argument("-o", "--output", help="file to write (default: SESSION.har)")
+    add_openapi_export(export_formats, Parser)
+    add_api_commands(commands, Parser)
 
     collection = commands.add_parser("collection", help="Postman collections")
     collection.set_defaults(handler=cmd_collection)
@@ -673,7 +676,7 @@ def main(argv: Sequence[str] | None = None, stdout: Any = None, stderr: Any = No
         print(json.dumps(result, indent=2), file=stdout)
     else:
         print(render(result), file=stdout)
-    return EXIT_OK
+    return int(getattr(args, "exit_status", EXIT_OK))
 
 
 if __name__ == "__main__":  # pragma: no cover

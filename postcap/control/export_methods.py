@@ -12,7 +12,9 @@ from postcap.control.params import (
     MAX_IDS, Bool, Custom, Enum, Ids, Int, Str, Strs, takes, timestamp,
 )
 from postcap.cookies import SAME_SITE_VALUES, Cookie, netscape_file, parse_expires
+from postcap.apispec.spec import SpecError
 from postcap.export.har import har_document, har_entries
+from postcap.export.openapi import drift_report, openapi_export, store_pages
 from postcap.export.postman import ORGANIZE_CHOICES
 from postcap.session import SessionManager
 from postcap.sinks.collections import Collections
@@ -113,6 +115,13 @@ def _cookie_from_captured(captured: dict[str, Any]) -> Cookie:
     )
 
 
+def _spec_param(name: str, value: Any) -> Any:
+    """``api.diff``'s ``spec``: an OpenAPI document as an object, or its JSON/YAML text."""
+    if not isinstance(value, (dict, str)):
+        raise InvalidParams(name, "must be an OpenAPI 3.0/3.1 document object, or its JSON/YAML text")
+    return value
+
+
 class ExportMethods(MethodGroup):
     def __init__(self, sessions: SessionManager, jar: CookieJar, sync: CookieSync,
                  collections: Collections) -> None:
@@ -142,6 +151,7 @@ class ExportMethods(MethodGroup):
             "collection.add": self.collection_add,
             "collection.delete": self.collection_delete,
             "session.export": self.session_export,
+            "api.diff": self.api_diff,
         }
 
 
@@ -234,16 +244,30 @@ class ExportMethods(MethodGroup):
             raise NotFound("collection", id)
         return True
 
-    # -- HAR -------------------------------------------------------------------------------
+    # -- HAR and OpenAPI --------------------------------------------------------------------
 
-    @takes(id=OPTIONAL_ID, format=Enum(("har",), optional=True, default="har"))
+    @takes(id=OPTIONAL_ID, format=Enum(("har", "openapi"), optional=True, default="har"))
     async def session_export(self, id: str | None = None, format: str = "har") -> dict[str, Any]:
+        chosen = format
         session_id = await session_id_param(self.sessions, "id", id)
         record = await self.store.get_session(session_id)
-        entries = await har_entries(
-            lambda after, limit: self.store.details_after(session_id, after, limit)
-        )
+
+        def pages(after: int, limit: int) -> Any:
+            return self.store.details_after(session_id, after, limit)
+
+        if chosen == "openapi":
+            return await openapi_export(store_pages(self.store, session_id),
+                                        f"API seen in postcap session {record.name}")
+        entries = await har_entries(pages)
         return har_document(entries, f"postcap session {record.name}")
+
+    @takes(id=OPTIONAL_ID, spec=Custom(_spec_param))
+    async def api_diff(self, id: str | None = None, spec: Any = None) -> dict[str, Any]:
+        session_id = await session_id_param(self.sessions, "id", id)
+        try:
+            return await drift_report(store_pages(self.store, session_id), spec)
+        except SpecError as exc:
+            raise InvalidParams("spec", str(exc)) from None
 
 
 __all__ = ["ExportMethods", "literal_cookie"]

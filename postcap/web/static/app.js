@@ -595,6 +595,15 @@ async function exportHar() {
   } catch (error) { reportError(error); }
 }
 
+async function exportOpenApi() {
+  if (!state.current) return;
+  try {
+    const document_ = await rpc('session.export', { id: state.current.id, format: 'openapi' });
+    const blob = new Blob([JSON.stringify(document_, null, 2)], { type: 'application/json' });
+    await download(`${state.current.name || state.current.id}.openapi.json`, blob);
+  } catch (error) { reportError(error); }
+}
+
 async function exportCollection() {
   if (!state.current) return;
   try {
@@ -715,6 +724,7 @@ function init() {
   $('#stop-button').addEventListener('click', () => lifecycle('stop'));
   $('#export-har').addEventListener('click', exportHar);
   $('#export-collection').addEventListener('click', exportCollection);
+  $('#export-openapi').addEventListener('click', exportOpenApi);
   for (const tab of document.querySelectorAll('[data-tab]')) tab.addEventListener('click', () => selectTab(tab.dataset.tab));
   const refilter = debounce(() => loadRequests().catch(reportError), 250);
   $('#search').addEventListener('input', refilter);
