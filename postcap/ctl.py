@@ -123,6 +123,19 @@ def show_requests(result: dict[str, Any]) -> str:
     return table(rows, ["ID", "METHOD", "STATUS", "TIME", "SIZE", "URL"]) + footer
 
 
+def show_messages(result: dict[str, Any]) -> str:
+    """WebSocket messages as a table: time, direction, type, size, the payload's start."""
+    rows = []
+    for message in result["items"]:
+        arrow = "->" if message["direction"] == "client" else "<-"
+        text = message["text"] if message["encoding"] == "utf-8" else f"[base64] {message['text']}"
+        if "code" in message:
+            text = f"{message['code']} {text}".strip()
+        rows.append([message["at"], arrow, message["type"], message["size"],
+                     text[:80].replace("\n", " ") + ("…" if message["truncated"] or len(text) > 80 else "")])
+    return table(rows, ["AT", "DIR", "TYPE", "SIZE", "DATA"]) + f"\n{len(rows)} of {result['total']} message(s)"
+
+
 def show_detail(detail: dict[str, Any]) -> str:
     lines = [
         f"{detail['method']} {detail['url']}",
@@ -328,6 +341,8 @@ def cmd_request(client: BlockingClient, args: argparse.Namespace) -> Any:
         return client.request_get(args.id), show_detail
     if args.action == "replay":
         return client.request_replay(args.id, use_cookie_jar=args.use_cookie_jar), show_detail
+    if args.action == "messages":
+        return client.request_messages(args.id, limit=args.limit, offset=args.offset), show_messages
     deleted = client.request_delete(args.ids)
     return deleted, lambda n: f"deleted {n} request(s)"
 
@@ -519,6 +534,10 @@ def build_parser() -> Parser:
     replay.add_argument("id")
     replay.add_argument("--use-cookie-jar", action="store_true")
     request_actions.add_parser("delete").add_argument("ids", nargs="+")
+    messages = request_actions.add_parser("messages", help="messages of a WebSocket request")
+    messages.add_argument("id")
+    messages.add_argument("--limit", type=int)
+    messages.add_argument("--offset", type=int)
 
     export = commands.add_parser("export", help="export a session")
     export.set_defaults(handler=cmd_export)

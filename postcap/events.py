@@ -20,9 +20,12 @@ from twisted.logger import Logger
 from zope.interface import implementer
 
 from postcap.interfaces import ICaptureSink
-from postcap.model import SessionRecord, Transaction
+from postcap.model import SessionRecord, Transaction, WebSocketMessage
 
-EVENT_KINDS = ("session", "transaction", "cookie")
+EVENT_KINDS = ("session", "transaction", "cookie", "message")
+
+#: Bytes of a WebSocket message's payload a ``message`` event carries (request.messages has all).
+MESSAGE_EVENT_TEXT = 4096
 
 
 class Event:
@@ -113,6 +116,13 @@ class EventHub:
     def cookies_captured(self, cookies: Iterable[dict[str, Any]]) -> None:
         for cookie in cookies:
             self.publish("cookie", cookie)
+
+    def message_captured(self, session_id: str, message: WebSocketMessage) -> None:
+        """A ``message`` event: the message, its payload cut to :data:`MESSAGE_EVENT_TEXT`."""
+        payload = message.to_json(MESSAGE_EVENT_TEXT)
+        payload["transaction_id"] = message.transaction_id
+        payload["session_id"] = session_id
+        self.publish("message", payload)
 
 
 @implementer(ICaptureSink)

@@ -37,7 +37,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from postcap.interfaces import IHistoryStore
+from postcap.interfaces import IHistoryStore, IWebSocketHistory
 from postcap.datamode import data_mode
 from postcap.model import (
     Body,
@@ -53,6 +53,13 @@ from postcap.model import (
     media_type,
 )
 from postcap.sinks.dbprocess import ProcessConnectionPool
+from postcap.sinks.messages import (
+    PendingMessages,
+    attach_websocket,
+    insert_messages,
+    migration_websocket_messages,
+    select_messages,
+)
 from postcap.sinks.packing import pack, unpack
 from postcap.sinks.query import (
     SUMMARY_COLUMNS as _SUMMARY_COLUMNS,
@@ -258,7 +265,8 @@ def _migration_3(cursor: Cursor) -> None:
 
 
 #: Migration N (1-based) takes the schema from version N-1 to N.  Append only.
-MIGRATIONS: list[Migration] = [_migration_1, _migration_2, _migration_3]
+MIGRATIONS: list[Migration] = [_migration_1, _migration_2, _migration_3,
+                               migration_websocket_messages]
 
 
 def _user_version(cursor: Cursor) -> int:
@@ -819,7 +827,9 @@ def _select_detail(cursor: Cursor, transaction_id: str) -> dict[str, Any] | None
     if row is None:
         return None
     bodies = _select_bodies(cursor, [transaction_id]).get(transaction_id, {})
-    return _detail_from_row(row[0], bodies)
+    detail = _detail_from_row(row[0], bodies)
+    attach_websocket(cursor, [detail])
+    return detail
 
 
 def _select_details(
@@ -836,7 +846,9 @@ def _select_details(
 def _details_of(cursor: Cursor, rows: Sequence[Sequence[Any]]) -> list[dict[str, Any]]:
     """Details, bodies included, of ``(id, detail)`` rows."""
     bodies = _select_bodies(cursor, [row[0] for row in rows])
-    return [_detail_from_row(detail, bodies.get(tid, {})) for tid, detail in rows]
+    details = [_detail_from_row(detail, bodies.get(tid, {})) for tid, detail in rows]
+    attach_websocket(cursor, details, limit=None)
+    return details
 
 
 def _select_details_after(
@@ -891,7 +903,7 @@ def _first_failure(failure: Failure) -> Failure:
     return failure.value.subFailure
 
 
-@implementer(IHistoryStore)
+@implementer(IHistoryStore, IWebSocketHistory)
 class SQLiteHistoryStore:
     """History of sessions and transactions in one SQLite file (see module docs).
 
@@ -934,6 +946,7 @@ class SQLiteHistoryStore:
                 cp_reactor=reactor,
             )
         self._pending = _Batch()
+        self._pending_ws = PendingMessages()
         self._inflight: list[_Batch] = []
         self._timer: IDelayedCall | None = None
         self._closing = False
@@ -1149,6 +1162,7 @@ class SQLiteHistoryStore:
             self._timer = None
         batch = self._pending
         if not batch.transactions:
+            self._write_pending_ws()
             return
         self._pending = _Batch()
         self._inflight.append(batch)
@@ -1159,6 +1173,57 @@ class SQLiteHistoryStore:
             callbackArgs=(batch,),
             errbackArgs=(batch,),
         )
+        self._write_pending_ws()
+
+    # -- WebSocket messages (postcap/sinks/messages.py), written after each batch ------
+
+    def append_message(self, message: Any) -> None:
+        """Queue a :class:`~postcap.model.WebSocketMessage`; it is written with the next batch."""
+        if self._closed:
+            return
+        self._pending_ws.add_message(message)
+        self._ws_queued()
+
+    def websocket_closed(self, transaction_id: str, closed_by: str | None,
+                         close_code: int | None) -> None:
+        """Queue the end of a WebSocket transaction's connection."""
+        if self._closed:
+            return
+        self._pending_ws.add_close(transaction_id, closed_by, close_code)
+        self._ws_queued()
+
+    def list_messages(self, transaction_id: str, limit: int | None = None, offset: int = 0
+                      ) -> Deferred[tuple[int, list[dict[str, Any]]] | None]:
+        """``(total, messages)`` of a transaction, oldest first; None if it is unknown."""
+        return self._after_writes(select_messages, transaction_id, _sql_limit(limit),
+                                  max(0, int(offset)))
+
+    def _ws_queued(self) -> None:
+        pending = self._pending_ws
+        if len(pending.messages) >= self.batch_size or pending.size >= self.batch_bytes:
+            self._write_pending()
+        elif self._timer is None:
+            self._timer = self._clock.callLater(self.batch_delay, self._on_timer)
+
+    def _write_pending_ws(self) -> None:
+        pending = self._pending_ws
+        if not pending:
+            return
+        self._pending_ws = PendingMessages()
+        batch = _Batch()
+        self._inflight.append(batch)
+        written = self._pool.runInteraction(insert_messages, pending.messages, pending.closes)
+
+        def settled(result: Any) -> None:
+            self._inflight.remove(batch)
+            if isinstance(result, Failure):
+                self._log.failure("History could not write {count} WebSocket messages", result,
+                                  count=len(pending.messages))
+                batch.settle(result)
+            else:
+                batch.settle(None)
+
+        written.addBoth(settled)
 
     def _batch_written(self, report: _BatchReport, batch: _Batch) -> None:
         self._inflight.remove(batch)
@@ -1192,7 +1257,7 @@ class SQLiteHistoryStore:
 
     async def _close(self) -> None:
         try:
-            while self._pending.transactions or self._inflight:
+            while self._pending.transactions or self._pending_ws or self._inflight:
                 await self._settled()
         finally:
             self._closed = True

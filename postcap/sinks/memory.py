@@ -18,9 +18,10 @@ from twisted.internet.defer import Deferred, fail, succeed
 from twisted.logger import Logger
 from zope.interface import implementer
 
-from postcap.interfaces import ICaptureSink, IHistoryStore
-from postcap.model import SessionRecord, Transaction
+from postcap.interfaces import ICaptureSink, IHistoryStore, IWebSocketHistory
+from postcap.model import SessionRecord, Transaction, WebSocketMessage
 from postcap.sinks.history import HistoryStoreClosed, TransactionFilter, storable_text
+from postcap.sinks.messages import DETAIL_MESSAGES, websocket_field
 
 __all__ = ["MemoryHistoryStore", "MemorySink"]
 
@@ -86,6 +87,9 @@ class _Stored:
     detail: str
     size: int
     ends_at: float
+    #: A WebSocket transaction's messages and (closed_by, close_code) once it ended.
+    messages: list[WebSocketMessage] | None = None
+    close: tuple[str | None, int | None] | None = None
 
 
 def _matcher(where: TransactionFilter) -> Callable[[_Stored], bool]:
@@ -117,7 +121,7 @@ def _matcher(where: TransactionFilter) -> Callable[[_Stored], bool]:
     return matches
 
 
-@implementer(IHistoryStore)
+@implementer(IHistoryStore, IWebSocketHistory)
 class MemoryHistoryStore:
     """History of sessions and transactions in dicts; every result already fired.
 
@@ -367,13 +371,52 @@ class MemoryHistoryStore:
 
     def _get_transaction(self, transaction_id: str) -> dict[str, Any] | None:
         stored = self._transactions.get(transaction_id)
-        return None if stored is None else json.loads(stored.detail)
+        return None if stored is None else self._detail(stored, DETAIL_MESSAGES)
 
     def _list_details(
         self, session_id: str, limit: int | None, offset: int
     ) -> list[dict[str, Any]]:
         found = [t for t in self._transactions.values() if t.session_id == session_id]
-        return [json.loads(t.detail) for t in _page(found, limit, offset)]
+        return [self._detail(t, None) for t in _page(found, limit, offset)]
+
+    @staticmethod
+    def _detail(stored: _Stored, message_limit: int | None) -> dict[str, Any]:
+        detail: dict[str, Any] = json.loads(stored.detail)
+        if detail.get("kind") == "websocket":
+            messages = stored.messages or []
+            shown = _page(messages, message_limit, 0)
+            detail["websocket"] = websocket_field(
+                [m.to_json() for m in shown], len(messages), stored.close)
+        return detail
+
+    # IWebSocketHistory
+
+    def append_message(self, message: WebSocketMessage) -> None:
+        """Keep ``message`` with its transaction (dropped if the transaction is unknown)."""
+        stored = self._transactions.get(message.transaction_id)
+        if self.closed or stored is None:
+            return
+        if stored.messages is None:
+            stored.messages = []
+        stored.messages.append(message)
+
+    def websocket_closed(self, transaction_id: str, closed_by: str | None,
+                         close_code: int | None) -> None:
+        stored = self._transactions.get(transaction_id)
+        if not self.closed and stored is not None:
+            stored.close = (closed_by, close_code)
+
+    def list_messages(self, transaction_id: str, limit: int | None = None, offset: int = 0
+                      ) -> Deferred[tuple[int, list[dict[str, Any]]] | None]:
+        return self._run(self._list_messages, transaction_id, limit, offset)
+
+    def _list_messages(self, transaction_id: str, limit: int | None, offset: int
+                       ) -> tuple[int, list[dict[str, Any]]] | None:
+        stored = self._transactions.get(transaction_id)
+        if stored is None:
+            return None
+        messages = stored.messages or []
+        return len(messages), [m.to_json() for m in _page(messages, limit, offset)]
 
     def _delete_transactions(self, ids: list[str]) -> int:
         deleted = 0

@@ -1,0 +1,160 @@
+"""WebSocket messages in the history file: schema, batched writes, reads.
+
+Messages live in ``ws_messages`` (one row each, the stored copy as a BLOB) and
+the end of each connection in ``ws_closes``; both reference their handshake's
+row in ``transactions`` and go with it (``ON DELETE CASCADE``).  A message whose
+transaction is not stored (filtered out, deleted meanwhile) is dropped on insert.
+Rows travel to the database as plain tuples (see :class:`PendingMessages`).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+from postcap.model import WebSocketMessage
+
+Cursor = Any
+
+#: Messages a transaction detail (``request.get``) carries; ``request.messages`` pages the rest.
+DETAIL_MESSAGES = 1000
+
+_SCHEMA = (
+    """
+    CREATE TABLE ws_messages (
+        seq INTEGER PRIMARY KEY,
+        transaction_id TEXT NOT NULL REFERENCES transactions (id) ON DELETE CASCADE,
+        direction TEXT NOT NULL,
+        type TEXT NOT NULL,
+        at REAL NOT NULL,
+        size INTEGER NOT NULL,
+        truncated INTEGER NOT NULL,
+        data BLOB NOT NULL,
+        code INTEGER
+    )
+    """,
+    "CREATE INDEX ws_messages_by_transaction ON ws_messages (transaction_id, seq)",
+    """
+    CREATE TABLE ws_closes (
+        transaction_id TEXT PRIMARY KEY REFERENCES transactions (id) ON DELETE CASCADE,
+        closed_by TEXT,
+        close_code INTEGER
+    )
+    """,
+)
+
+
+def migration_websocket_messages(cursor: Cursor) -> None:
+    """WebSocket messages and connection ends."""
+    for statement in _SCHEMA:
+        cursor.execute(statement)
+
+
+MessageRow = tuple[str, str, str, float, int, int, bytes, "int | None", str]
+CloseRow = tuple[str, "str | None", "int | None", str]
+
+
+class PendingMessages:
+    """Messages and closes waiting for the next history batch."""
+
+    __slots__ = ("messages", "closes", "size")
+
+    def __init__(self) -> None:
+        self.messages: list[MessageRow] = []
+        self.closes: list[CloseRow] = []
+        #: Bytes of the stored copies held.
+        self.size = 0
+
+    def __bool__(self) -> bool:
+        return bool(self.messages or self.closes)
+
+    def add_message(self, m: WebSocketMessage) -> None:
+        self.messages.append((m.transaction_id, m.direction, m.type, m.at, m.size,
+                              int(m.truncated), m.data, m.code, m.transaction_id))
+        self.size += len(m.data)
+
+    def add_close(self, transaction_id: str, closed_by: str | None, code: int | None) -> None:
+        self.closes.append((transaction_id, closed_by, code, transaction_id))
+
+
+_INSERT_MESSAGE = (
+    "INSERT INTO ws_messages (transaction_id, direction, type, at, size, truncated, data, code)"
+    " SELECT ?, ?, ?, ?, ?, ?, ?, ? WHERE EXISTS (SELECT 1 FROM transactions WHERE id = ?)"
+)
+_UPSERT_CLOSE = (
+    "INSERT INTO ws_closes (transaction_id, closed_by, close_code)"
+    " SELECT ?, ?, ? WHERE EXISTS (SELECT 1 FROM transactions WHERE id = ?)"
+    " ON CONFLICT (transaction_id) DO UPDATE SET"
+    " closed_by = excluded.closed_by, close_code = excluded.close_code"
+)
+
+
+def insert_messages(cursor: Cursor, messages: Sequence[MessageRow], closes: Sequence[CloseRow]) -> int:
+    """One SQL transaction of messages and closes; returns the messages stored."""
+    if not cursor.connection.in_transaction:
+        cursor.execute("BEGIN IMMEDIATE")
+    cursor.executemany(_INSERT_MESSAGE, messages)
+    stored = cursor.rowcount
+    cursor.executemany(_UPSERT_CLOSE, closes)
+    return int(stored)
+
+
+def _message_json(row: Sequence[Any]) -> dict[str, Any]:
+    direction, kind, at, size, truncated, data, code = row
+    return WebSocketMessage("", direction, kind, at, size, bool(truncated), bytes(data),
+                            code).to_json()
+
+
+_MESSAGE_COLUMNS = "direction, type, at, size, truncated, data, code"
+
+
+def select_messages(cursor: Cursor, transaction_id: str, limit: int, offset: int
+                    ) -> tuple[int, list[dict[str, Any]]] | None:
+    """``(total, messages)`` of one transaction, oldest first; None if it is not stored."""
+    cursor.execute("SELECT 1 FROM transactions WHERE id = ?", (transaction_id,))
+    if cursor.fetchone() is None:
+        return None
+    cursor.execute("SELECT COUNT(*) FROM ws_messages WHERE transaction_id = ?", (transaction_id,))
+    total = int(cursor.fetchone()[0])
+    cursor.execute(
+        f"SELECT {_MESSAGE_COLUMNS} FROM ws_messages WHERE transaction_id = ?"
+        " ORDER BY seq LIMIT ? OFFSET ?",
+        (transaction_id, limit, offset),
+    )
+    return total, [_message_json(row) for row in cursor.fetchall()]
+
+
+def attach_websocket(cursor: Cursor, details: Sequence[dict[str, Any]],
+                     limit: int | None = DETAIL_MESSAGES) -> None:
+    """Give each WebSocket detail its ``websocket`` field (messages, closed_by, close_code,
+    message_count); ``limit`` None attaches every message (exports)."""
+    for detail in details:
+        if detail.get("kind") != "websocket":
+            continue
+        transaction_id = detail["id"]
+        total, messages = select_messages(cursor, transaction_id, -1 if limit is None else limit, 0) or (0, [])
+        cursor.execute("SELECT closed_by, close_code FROM ws_closes WHERE transaction_id = ?",
+                       (transaction_id,))
+        row = cursor.fetchone()
+        detail["websocket"] = websocket_field(messages, total, row)
+
+
+def websocket_field(messages: list[dict[str, Any]], total: int,
+                    close: Sequence[Any] | None) -> dict[str, Any]:
+    """The detail's ``websocket`` object."""
+    return {
+        "messages": messages,
+        "message_count": total,
+        "closed_by": None if close is None else close[0],
+        "close_code": None if close is None else close[1],
+    }
+
+
+__all__ = [
+    "DETAIL_MESSAGES",
+    "PendingMessages",
+    "attach_websocket",
+    "insert_messages",
+    "migration_websocket_messages",
+    "select_messages",
+    "websocket_field",
+]
