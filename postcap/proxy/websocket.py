@@ -223,7 +223,10 @@ class WebSocketBridge:
                       size=0 if code == int(CloseReason.NO_STATUS_RCVD) else 2 + len(reason.encode("utf-8")))
         self._note_close(source.name, code)
         if target.state in _MAY_CLOSE:
-            self._write(step, target, target.send(CloseConnection(code, event.reason)))
+            # A close without a code (1005) is forwarded without one.
+            no_code = code == int(CloseReason.NO_STATUS_RCVD)
+            forwarded = CloseReason.NO_STATUS_RCVD if no_code else code
+            self._write(step, target, target.send(CloseConnection(forwarded, None if no_code else reason)))
         for side in (source, target):
             if side.state is ConnectionState.CLOSED:
                 self._close(step, side)
