@@ -115,11 +115,15 @@ class UpgradedTunnel:
         self.client.transport.write(data)
 
     def client_lost(self) -> None:
-        self.upstream.transport.loseConnection()
+        from postcap.proxy.wsrelay import close_transport
+
+        close_transport(self.upstream.transport)
         self._end()
 
     def upstream_lost(self) -> None:
-        self.client.transport.loseConnection()
+        from postcap.proxy.wsrelay import close_transport
+
+        close_transport(self.client.transport)
         self._end()
 
     def going_away(self) -> None:

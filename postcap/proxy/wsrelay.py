@@ -24,6 +24,13 @@ if TYPE_CHECKING:
     from postcap.proxy.upstream import UpstreamProtocol
 
 
+def close_transport(transport: Any) -> None:
+    """Close after what is written is sent.  The producer goes first: a TLS transport
+    would otherwise wait for it to unregister before it shuts down."""
+    transport.unregisterProducer()
+    transport.loseConnection()
+
+
 class WebSocketRelay:
     """One upgraded WebSocket connection, client ⇄ origin."""
 
@@ -111,10 +118,10 @@ class WebSocketRelay:
             self._record(step)
         if step.close_client and not self._closing_client:
             self._closing_client = True
-            self.client.transport.loseConnection()
+            close_transport(self.client.transport)
         if step.close_server and not self._closing_upstream:
             self._closing_upstream = True
-            self.upstream.transport.loseConnection()
+            close_transport(self.upstream.transport)
         if self.bridge is not None and self.bridge.close_code is not None:
             self._arm_close_timer()
 
