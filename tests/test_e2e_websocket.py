@@ -326,3 +326,30 @@ def test_server_stop_is_not_held_up_by_open_websockets(tmp_path: Path, ws_origin
         with pytest.raises(ConnectionClosed) as closed:
             ws.recv(timeout=10)
         assert closed.value.rcvd is not None and closed.value.rcvd.code == 1001
+
+
+def test_request_messages_params_and_other_faces(
+    server: PostcapProcess, ws_origin: int, session: dict[str, Any]
+) -> None:
+    from postcap.client import BlockingClient
+    from tests.test_postcapctl import ctl
+
+    with open_ws(server, f"ws://127.0.0.1:{ws_origin}/faces") as ws:
+        ws.send("from the client")
+        assert ws.recv(timeout=10) == "from the client"
+    item = only_websocket(server, session["id"])
+    settled(server, item["id"], 4)
+    for params in ({"id": item["id"], "limit": 0}, {"id": item["id"], "offset": -1}, {"id": 5}, {}):
+        with pytest.raises(RPCError) as raised:
+            server.rpc("request.messages", **params)
+        assert raised.value.code == -32602, params
+    with pytest.raises(RPCError) as raised:
+        server.rpc("request.messages", id="no-such-request")
+    assert raised.value.code == -32004
+    client = BlockingClient(server.control_url, server.token)
+    assert client.request_messages(item["id"], limit=1)["items"][0]["text"] == "from the client"
+    shown = ctl(server, "request", "messages", item["id"])
+    assert shown.returncode == 0, shown.stderr
+    assert "from the client" in shown.stdout and "4 of 4 message(s)" in shown.stdout
+    as_json = ctl(server, "--json", "request", "messages", item["id"], "--limit", "2")
+    assert json.loads(as_json.stdout)["total"] == 4
