@@ -25,7 +25,7 @@ from postcap.model import SessionRecord, Transaction, WebSocketMessage
 EVENT_KINDS = ("session", "transaction", "cookie", "message")
 
 #: Bytes of a WebSocket message's payload a ``message`` event carries (request.messages has all).
-MESSAGE_EVENT_TEXT = 4096
+MESSAGE_EVENT_TEXT = 1024
 
 
 class Event:

@@ -197,7 +197,7 @@ def test_message_events(server: PostcapProcess, ws_origin: int, session: dict[st
     assert echoed["direction"] == "server"
     assert (first["direction"], first["type"], first["size"]) == ("client", "text", 10000)
     assert first["session_id"] == session["id"]
-    assert len(first["text"]) == 4096 and first["truncated"]  # events carry a bounded payload
+    assert len(first["text"]) == 1024 and first["truncated"]  # events carry a bounded payload
 
 
 def test_pause_and_stop_end_message_capture_but_not_traffic(
