@@ -353,3 +353,28 @@ def test_request_messages_params_and_other_faces(
     assert "from the client" in shown.stdout and "4 of 4 message(s)" in shown.stdout
     as_json = ctl(server, "--json", "request", "messages", item["id"], "--limit", "2")
     assert json.loads(as_json.stdout)["total"] == 4
+
+
+def test_long_connection_memory_stays_flat(server: PostcapProcess, ws_origin: int, session: dict[str, Any]) -> None:
+    """Tens of thousands of messages on one connection, captured: the server's memory
+    does not grow with their number once the capture budget and event buffer are full."""
+    from tests.postcap_process import rss_kib
+
+    def burst(ws: ClientConnection, count: int) -> None:
+        for _ in range(count // 100):
+            for n in range(100):
+                ws.send(f"message {n:04d} " + "x" * 200)
+            for _ in range(100):
+                ws.recv(timeout=10)
+
+    with open_ws(server, f"ws://127.0.0.1:{ws_origin}/long-lived") as ws:
+        burst(ws, 10_000)  # fills the 2 MB capture budget and the event buffer
+        before = rss_kib(server.pid)
+        burst(ws, 10_000)
+        grown = rss_kib(server.pid) - before
+    assert grown < 4096, f"RSS grew {grown} KiB over 10,000 more messages"
+    item = only_websocket(server, session["id"])
+    stored = settled(server, item["id"], 40_000)
+    assert stored["total"] >= 40_000
+    last = server.rpc("request.messages", id=item["id"], offset=stored["total"] - 3)["items"][0]  # before the closes
+    assert (last["truncated"], last["text"], last["size"]) == (True, "", 213)
