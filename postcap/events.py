@@ -44,7 +44,10 @@ class Event:
     @property
     def data(self) -> str:
         if self._data is None:
-            self._data = json.dumps(self._payload, separators=(",", ":"))
+            payload = self._payload
+            if callable(payload):  # built only once a client needs it
+                payload = payload()
+            self._data = json.dumps(payload, separators=(",", ":"))
             self._payload = None
         return self._data
 
@@ -118,10 +121,15 @@ class EventHub:
             self.publish("cookie", cookie)
 
     def message_captured(self, session_id: str, message: WebSocketMessage) -> None:
-        """A ``message`` event: the message, its payload cut to :data:`MESSAGE_EVENT_TEXT`."""
-        payload = message.to_json(MESSAGE_EVENT_TEXT)
-        payload["transaction_id"] = message.transaction_id
-        payload["session_id"] = session_id
+        """A ``message`` event: the message, its payload cut to :data:`MESSAGE_EVENT_TEXT`
+        (shaped only when some client reads it)."""
+
+        def payload() -> dict[str, Any]:
+            shape = message.to_json(MESSAGE_EVENT_TEXT)
+            shape["transaction_id"] = message.transaction_id
+            shape["session_id"] = session_id
+            return shape
+
         self.publish("message", payload)
 
 

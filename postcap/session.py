@@ -371,15 +371,19 @@ class SessionManager:
         return "running" if active.state == "running" else "paused"
 
     def message_captured(self, ticket: CaptureTicket, message: WebSocketMessage) -> None:
+        # Called for every message of busy connections: plain try/except, no context managers.
         store = self.store
         if IWebSocketHistory.providedBy(store):
-            with self._log.failuresHandled("storing WebSocket message of {txn_id} failed",
-                                           txn_id=message.transaction_id):
+            try:
                 store.append_message(message)
+            except Exception:
+                self._log.failure("storing WebSocket message of {txn_id} failed",
+                                  txn_id=message.transaction_id)
         for listener in self._message_listeners:
-            with self._log.failuresHandled("message listener failed on {txn_id}",
-                                           txn_id=message.transaction_id):
+            try:
                 listener(ticket.session_id, message)
+            except Exception:
+                self._log.failure("message listener failed on {txn_id}", txn_id=message.transaction_id)
 
     def websocket_closed(self, ticket: CaptureTicket, transaction_id: str,
                          closed_by: str | None, close_code: int | None) -> None:
