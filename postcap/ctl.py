@@ -160,6 +160,12 @@ def show_detail(detail: dict[str, Any]) -> str:
             )
             if body.get("encoding") == "utf-8" and body.get("text"):
                 lines.append("  " + body["text"][:2000].replace("\n", "\n  "))
+    websocket = detail.get("websocket")
+    if websocket:
+        ended = "open" if websocket["close_code"] is None else (
+            f"closed by {websocket['closed_by'] or 'postcap'} with {websocket['close_code']}")
+        lines += ["", f"websocket: {websocket['message_count']} message(s), {ended}"
+                      f" (postcapctl request messages {detail['id']})"]
     if detail.get("error"):
         lines += ["", f"error: {detail['error']}"]
     timings = detail.get("timings") or {}

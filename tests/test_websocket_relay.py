@@ -232,3 +232,49 @@ class OtherUpgradeTests(ProxyTestCase):
         self.assertTrue(upstream.sent().endswith(b"raw"))
         client.lose()
         self.assertEqual(self.recorder.only().kind, "tunnel")
+
+
+class PlainInsideConnectTests(ProxyTestCase):
+    """Inside a CONNECT, the first bytes decide: TLS is intercepted, anything else is
+    plain HTTP to the CONNECT's host and port (how clients send ws:// through a proxy)."""
+
+    def setUp(self) -> None:
+        super().setUp()
+        from postcap.tls.ca import create_ca
+        from postcap.tls.minting import LeafMinter
+
+        self.make_proxy(MessageRecorder())
+        self.factory.minter = LeafMinter(create_ca())
+
+    def test_plain_http_inside_connect(self) -> None:
+        client = self.client()
+        client.send(b"CONNECT chat.test:8080 HTTP/1.1\r\nHost: chat.test:8080\r\n\r\n")
+        self.assertEqual(client.take(), b"HTTP/1.1 200 Connection established\r\n\r\n")
+        client.send(b"GET /socket HTTP/1.1\r\nHost: chat.test:8080\r\n\r\n")
+        upstream = self.network.last
+        self.assertEqual(upstream.origin.scheme, "http")
+        self.assertEqual((upstream.origin.host, upstream.origin.port), ("chat.test", 8080))
+        self.assertEqual(upstream.sent(), b"GET /socket HTTP/1.1\r\nHost: chat.test:8080\r\nVia: 1.1 postcap\r\n\r\n")
+        upstream.respond(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+        self.assertTrue(client.take().endswith(b"\r\n\r\nok"))
+        self.assertEqual(self.recorder.only().url, "http://chat.test:8080/socket")
+        self.assertIsNone(self.recorder.only().tls)
+
+    def test_tls_inside_connect_is_intercepted(self) -> None:
+        started: list[tuple[object, bytes]] = []
+        client = self.client()
+        client.transport.protocol = client.protocol  # what TLS would wrap
+
+        def start_tls(creator: object) -> None:
+            started.append((creator, client.transport.value()))
+
+        client.transport.startTLS = start_tls  # type: ignore[attr-defined]
+        client.protocol.dataReceived = lambda data: started.append((None, data))  # type: ignore[method-assign]
+        ProxyServer = type(client.protocol)
+        ProxyServer.dataReceived(client.protocol, b"CONNECT secure.test:443 HTTP/1.1\r\nHost: secure.test:443\r\n\r\n")
+        self.assertEqual(started, [])  # nothing decided before the first byte
+        ProxyServer.dataReceived(client.protocol, b"\x16\x03\x01\x00\x05hello")  # a ClientHello starts
+        (creator, _), (_, handed) = started
+        self.assertEqual(type(creator).__name__, "InterceptingServerCreator")
+        self.assertEqual(handed, b"\x16\x03\x01\x00\x05hello")  # given to the TLS layer
+        self.assertEqual(self.network.attempts, [])

@@ -12,7 +12,7 @@ for any other token (relayed blind and recorded as a ``tunnel`` when it closes).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from postcap.proxy.framing import RawHeaders, ResponseHead, connection_tokens, end_to_end, header_values
 
@@ -56,9 +56,16 @@ def switched_head(head: ResponseHead, via: bytes) -> bytes:
     return b"HTTP/1.1 101 %s\r\n%s\r\n" % (head.reason or b"Switching Protocols", fields)
 
 
+def close_transport(transport: Any) -> None:
+    """Close after what is written is sent.  The producer goes first: a TLS transport
+    would otherwise wait for it to unregister before it shuts down."""
+    transport.unregisterProducer()
+    transport.loseConnection()
+
+
 def hand_over(exchange: "Exchange", upstream: "UpstreamProtocol", head: ResponseHead) -> None:
     """After a 101: write it to the client and give both connections to a relay."""
-    from postcap.proxy.wsrelay import WebSocketRelay
+    from postcap.proxy.wsrelay import WebSocketRelay  # it imports exchange.py, which imports this
 
     client = exchange.client
     client.transport.write(switched_head(head, exchange.settings.via))
@@ -97,7 +104,7 @@ class UpgradedTunnel:
         exchange.response_capture.drop()
 
     def start(self, client_early: bytes, upstream_early: bytes) -> None:
-        from postcap.proxy.exchange import TransportPauser
+        from postcap.proxy.exchange import TransportPauser  # exchange.py imports this module
 
         self.upstream.transport.registerProducer(self.client.pauser, True)
         self.client.transport.registerProducer(TransportPauser(self.upstream.transport), True)
@@ -115,21 +122,17 @@ class UpgradedTunnel:
         self.client.transport.write(data)
 
     def client_lost(self) -> None:
-        from postcap.proxy.wsrelay import close_transport
-
-        close_transport(self.upstream.transport)
-        self._end()
+        self._end(self.upstream.transport)
 
     def upstream_lost(self) -> None:
-        from postcap.proxy.wsrelay import close_transport
-
-        close_transport(self.client.transport)
-        self._end()
+        self._end(self.client.transport)
 
     def going_away(self) -> None:
         """Draining: a blind tunnel has no polite close; it is aborted with the rest."""
 
-    def _end(self) -> None:
+    def _end(self, other: object) -> None:
+        """One side is gone: close the other (once) and record the exchange."""
         if not self.ended:
             self.ended = True
+            close_transport(other)
             self.exchange.finish_handshake()

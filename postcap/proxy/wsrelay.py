@@ -17,18 +17,12 @@ from twisted.logger import Logger
 
 from postcap.capture import CaptureTicket
 from postcap.proxy.exchange import TransportPauser
+from postcap.proxy.upgrade import close_transport
 from postcap.proxy.websocket import Step, WebSocketBridge
 
 if TYPE_CHECKING:
     from postcap.proxy.server import ProxyServerProtocol
     from postcap.proxy.upstream import UpstreamProtocol
-
-
-def close_transport(transport: Any) -> None:
-    """Close after what is written is sent.  The producer goes first: a TLS transport
-    would otherwise wait for it to unregister before it shuts down."""
-    transport.unregisterProducer()
-    transport.loseConnection()
 
 
 class WebSocketRelay:
@@ -116,10 +110,10 @@ class WebSocketRelay:
             self.upstream.transport.writeSequence(step.to_server)
         if step.messages:
             self._record(step)
-        if step.close_client and not self._closing_client:
+        if step.close_client and not self._closing_client and self._client_open:
             self._closing_client = True
             close_transport(self.client.transport)
-        if step.close_server and not self._closing_upstream:
+        if step.close_server and not self._closing_upstream and self._upstream_open:
             self._closing_upstream = True
             close_transport(self.upstream.transport)
         if self.bridge is not None and self.bridge.close_code is not None:
