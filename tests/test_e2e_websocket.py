@@ -353,6 +353,11 @@ def test_request_messages_params_and_other_faces(
     assert "from the client" in shown.stdout and "4 of 4 message(s)" in shown.stdout
     as_json = ctl(server, "--json", "request", "messages", item["id"], "--limit", "2")
     assert json.loads(as_json.stdout)["total"] == 4
+    deadline = time.monotonic() + 10
+    while "closed by" not in (detail := ctl(server, "request", "show", item["id"]).stdout):
+        assert time.monotonic() < deadline, detail
+        time.sleep(0.05)
+    assert "websocket: 4 message(s), closed by client with 1000" in detail
 
 
 def test_long_connection_memory_stays_flat(server: PostcapProcess, ws_origin: int, session: dict[str, Any]) -> None:
