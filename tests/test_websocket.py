@@ -299,7 +299,8 @@ class HandshakeTests(SynchronousTestCase):
     def test_switched_head(self) -> None:
         head = ResponseHead(b"HTTP/1.1", 101, b"Switching Protocols",
                             [(b"Upgrade", b"websocket"), (b"Connection", b"upgrade"),
-                             (b"Sec-WebSocket-Accept", b"abc")], "none", 0)
+                             (b"Sec-WebSocket-Accept", b"abc"),
+                             (b"Sec-WebSocket-Extensions", b"permessage-deflate")], "none", 0)
         self.assertEqual(
             switched_head(head, b"1.1 postcap"),
             b"HTTP/1.1 101 Switching Protocols\r\nSec-WebSocket-Accept: abc\r\nUpgrade: websocket\r\n"

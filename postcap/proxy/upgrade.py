@@ -49,8 +49,11 @@ def _raw_upgrade(headers: RawHeaders) -> RawHeaders:
 
 
 def switched_head(head: ResponseHead, via: bytes) -> bytes:
-    """The ``101`` sent to the client: the origin's, hop-by-hop fields put back."""
-    headers = end_to_end(head.headers) + _raw_upgrade(head.headers)
+    """The ``101`` sent to the client: the origin's, hop-by-hop fields put back.  An
+    extension the origin accepts although none was offered is not passed on (its frames
+    would then be refused as the protocol errors they are)."""
+    headers = [(k, v) for k, v in end_to_end(head.headers) if k.lower() != _EXTENSIONS]
+    headers += _raw_upgrade(head.headers)
     headers += [(b"Connection", b"Upgrade"), (b"Via", via)]
     fields = b"".join(b"%s: %s\r\n" % pair for pair in headers)
     return b"HTTP/1.1 101 %s\r\n%s\r\n" % (head.reason or b"Switching Protocols", fields)
