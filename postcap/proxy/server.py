@@ -306,6 +306,7 @@ class ProxyServerProtocol(Protocol):
         self.parser = MessageParser(is_request=True)
         self._await_request()
         if early:
+            self.factory.bytes_from_clients -= len(early)  # counted once already
             self.dataReceived(early)
 
     def _sniff(self, data: bytes) -> bool:
