@@ -94,7 +94,9 @@ class EchoOrigin:
         self.process: subprocess.Popen[bytes] | None = None
 
     def __enter__(self) -> "EchoOrigin":
-        self.process = subprocess.Popen([sys.executable, __file__, "--origin", str(self.port)])
+        # Quiet: connections reset when a proxy stops are no news.
+        self.process = subprocess.Popen([sys.executable, __file__, "--origin", str(self.port)],
+                                        stderr=subprocess.DEVNULL)
         wait_for_port(self.port, self.process)
         return self
 
