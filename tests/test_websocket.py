@@ -306,3 +306,34 @@ class HandshakeTests(SynchronousTestCase):
             b"HTTP/1.1 101 Switching Protocols\r\nSec-WebSocket-Accept: abc\r\nUpgrade: websocket\r\n"
             b"Connection: Upgrade\r\nVia: 1.1 postcap\r\n\r\n",
         )
+
+
+class HarTests(SynchronousTestCase):
+    def test_messages_as_chrome_writes_them(self) -> None:
+        from postcap.export.har import entry_from_detail
+        from postcap.sinks.messages import websocket_field
+        from postcap.testing import make_transaction
+
+        txn = make_transaction(kind="websocket", status=101, response_body=b"")
+        messages = [
+            WebSocketMessage(txn.id, "client", "text", 1700000000.25, 2, False, b"hi"),
+            WebSocketMessage(txn.id, "server", "binary", 1700000000.5, 2, False, b"\x00\x01"),
+            WebSocketMessage(txn.id, "server", "ping", 1700000001.0, 0, False, b""),
+            WebSocketMessage(txn.id, "client", "pong", 1700000001.0, 0, False, b""),
+            WebSocketMessage(txn.id, "client", "close", 1700000002.0, 5, False, b"bye", 1000),
+        ]
+        detail = txn.detail()
+        detail["websocket"] = websocket_field([m.to_json() for m in messages], 5, ("client", 1000))
+        entry = entry_from_detail(detail)
+        assert entry is not None
+        self.assertEqual(entry["_resourceType"], "websocket")
+        self.assertEqual(entry["_webSocketMessages"], [
+            {"type": "send", "time": 1700000000.25, "opcode": 1, "data": "hi"},
+            {"type": "receive", "time": 1700000000.5, "opcode": 2, "data": "AAE="},
+            {"type": "receive", "time": 1700000001.0, "opcode": 9, "data": ""},
+            {"type": "send", "time": 1700000001.0, "opcode": 10, "data": ""},
+            {"type": "send", "time": 1700000002.0, "opcode": 8, "data": "bye"},
+        ])
+        plain = entry_from_detail(make_transaction().detail())
+        assert plain is not None
+        self.assertNotIn("_webSocketMessages", plain)
