@@ -54,6 +54,7 @@ from postcap.model import (
 )
 from postcap.sinks.dbprocess import ProcessConnectionPool
 from postcap.sinks.messages import (
+    EXPORT_MESSAGES,
     PendingMessages,
     attach_websocket,
     insert_messages,
@@ -847,7 +848,7 @@ def _details_of(cursor: Cursor, rows: Sequence[Sequence[Any]]) -> list[dict[str,
     """Details, bodies included, of ``(id, detail)`` rows."""
     bodies = _select_bodies(cursor, [row[0] for row in rows])
     details = [_detail_from_row(detail, bodies.get(tid, {})) for tid, detail in rows]
-    attach_websocket(cursor, details, limit=None)
+    attach_websocket(cursor, details, limit=EXPORT_MESSAGES)
     return details
 
 

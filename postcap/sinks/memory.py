@@ -21,7 +21,7 @@ from zope.interface import implementer
 from postcap.interfaces import ICaptureSink, IHistoryStore, IWebSocketHistory
 from postcap.model import SessionRecord, Transaction, WebSocketMessage
 from postcap.sinks.history import HistoryStoreClosed, TransactionFilter, storable_text
-from postcap.sinks.messages import DETAIL_MESSAGES, websocket_field
+from postcap.sinks.messages import DETAIL_MESSAGES, EXPORT_MESSAGES, websocket_field
 
 __all__ = ["MemoryHistoryStore", "MemorySink"]
 
@@ -377,10 +377,10 @@ class MemoryHistoryStore:
         self, session_id: str, limit: int | None, offset: int
     ) -> list[dict[str, Any]]:
         found = [t for t in self._transactions.values() if t.session_id == session_id]
-        return [self._detail(t, None) for t in _page(found, limit, offset)]
+        return [self._detail(t, EXPORT_MESSAGES) for t in _page(found, limit, offset)]
 
     @staticmethod
-    def _detail(stored: _Stored, message_limit: int | None) -> dict[str, Any]:
+    def _detail(stored: _Stored, message_limit: int) -> dict[str, Any]:
         detail: dict[str, Any] = json.loads(stored.detail)
         if detail.get("kind") == "websocket":
             messages = stored.messages or []

@@ -17,6 +17,8 @@ Cursor = Any
 
 #: Messages a transaction detail (``request.get``) carries; ``request.messages`` pages the rest.
 DETAIL_MESSAGES = 1000
+#: Messages of one connection in exports (HAR): a page of details stays bounded in memory.
+EXPORT_MESSAGES = 100_000
 
 _SCHEMA = (
     """
@@ -124,14 +126,14 @@ def select_messages(cursor: Cursor, transaction_id: str, limit: int, offset: int
 
 
 def attach_websocket(cursor: Cursor, details: Sequence[dict[str, Any]],
-                     limit: int | None = DETAIL_MESSAGES) -> None:
+                     limit: int = DETAIL_MESSAGES) -> None:
     """Give each WebSocket detail its ``websocket`` field (messages, closed_by, close_code,
-    message_count); ``limit`` None attaches every message (exports)."""
+    message_count), with the first ``limit`` messages."""
     for detail in details:
         if detail.get("kind") != "websocket":
             continue
         transaction_id = detail["id"]
-        total, messages = select_messages(cursor, transaction_id, -1 if limit is None else limit, 0) or (0, [])
+        total, messages = select_messages(cursor, transaction_id, limit, 0) or (0, [])
         cursor.execute("SELECT closed_by, close_code FROM ws_closes WHERE transaction_id = ?",
                        (transaction_id,))
         row = cursor.fetchone()
@@ -151,6 +153,7 @@ def websocket_field(messages: list[dict[str, Any]], total: int,
 
 __all__ = [
     "DETAIL_MESSAGES",
+    "EXPORT_MESSAGES",
     "PendingMessages",
     "attach_websocket",
     "insert_messages",
