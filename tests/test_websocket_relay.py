@@ -142,6 +142,18 @@ class WebSocketRelayTests(ProxyTestCase):
         upstream.transport.producer.resumeProducing()
         self.assertEqual(client.transport.producerState, "producing")
 
+    def test_a_history_behind_pauses_both_sides_until_it_caught_up(self) -> None:
+        client, upstream = self.open()
+        self.recorder.congested = True  # type: ignore[misc]
+        self.browser_sends(client, TextMessage("one too many"))
+        self.assertEqual((client.transport.producerState, upstream.transport.producerState),
+                         ("paused", "paused"))
+        self.assertEqual(self.origin_got(upstream), [TextMessage("one too many")])  # relayed
+        self.recorder.congested = False  # type: ignore[misc]
+        self.recorder.drained.callback(None)
+        self.assertEqual((client.transport.producerState, upstream.transport.producerState),
+                         ("producing", "producing"))
+
     def test_pause_skips_messages_and_stop_ends_their_capture(self) -> None:
         client, upstream = self.open()
         self.recorder.state = "paused"

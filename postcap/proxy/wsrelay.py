@@ -43,6 +43,7 @@ class WebSocketRelay:
         self.settings = factory.settings
         self.ticket: CaptureTicket | None = None
         self.bridge: WebSocketBridge | None = None
+        self.upstream_pauser = TransportPauser(upstream.transport)
         self._client_open = True
         self._upstream_open = True
         self._closing_client = False
@@ -57,7 +58,7 @@ class WebSocketRelay:
         self.bridge = WebSocketBridge(self.transaction_id, self.reactor.seconds, limit,
                                       self.settings.max_websocket_message)
         self.upstream.transport.registerProducer(self.client.pauser, True)
-        self.client.transport.registerProducer(TransportPauser(self.upstream.transport), True)
+        self.client.transport.registerProducer(self.upstream_pauser, True)
         if client_early:
             self.from_client(client_early)
         if upstream_early:
@@ -127,8 +128,17 @@ class WebSocketRelay:
         if state == "running":
             for message in step.messages:
                 self.recorder.message_captured(ticket, message)
+            if self.recorder.congested and not self.client.pauser.paused_for("history"):
+                # The history is behind: read neither side until it has caught up.
+                self.client.pauser.pause("history")
+                self.upstream_pauser.pause("history")
+                self.recorder.when_drained().addCallback(self._history_caught_up)
         elif state == "ended":
             bridge.stop_capturing()
+
+    def _history_caught_up(self, _: object) -> None:
+        self.client.pauser.resume("history")
+        self.upstream_pauser.resume("history")
 
     # -- ending ------------------------------------------------------------------------
 
