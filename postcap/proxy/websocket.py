@@ -219,12 +219,13 @@ class WebSocketBridge:
     def _relay_close(self, step: Step, source: _Side, target: _Side, event: CloseConnection) -> None:
         code = int(event.code)
         reason = event.reason or ""
-        self._capture(step, source, "close", self._clock(), reason.encode("utf-8"), code,
-                      size=0 if code == int(CloseReason.NO_STATUS_RCVD) else 2 + len(reason.encode("utf-8")))
+        no_code = code == int(CloseReason.NO_STATUS_RCVD)  # an empty close frame
+        raw_reason = reason.encode("utf-8")
+        self._capture(step, source, "close", self._clock(), raw_reason, code,
+                      size=0 if no_code else 2 + len(raw_reason))
         self._note_close(source.name, code)
         if target.state in _MAY_CLOSE:
-            # A close without a code (1005) is forwarded without one.
-            no_code = code == int(CloseReason.NO_STATUS_RCVD)
+            # A close without a code is forwarded without one.
             forwarded = CloseReason.NO_STATUS_RCVD if no_code else code
             self._write(step, target, target.send(CloseConnection(forwarded, None if no_code else reason)))
         for side in (source, target):
