@@ -56,10 +56,9 @@ from postcap.sinks.dbprocess import ProcessConnectionPool
 from postcap.sinks.messages import (
     EXPORT_MESSAGES,
     PendingMessages,
+    StoredMessages,
     attach_websocket,
-    insert_messages,
     migration_websocket_messages,
-    select_messages,
 )
 from postcap.sinks.packing import pack, unpack
 from postcap.sinks.query import (
@@ -905,7 +904,7 @@ def _first_failure(failure: Failure) -> Failure:
 
 
 @implementer(IHistoryStore, IWebSocketHistory)
-class SQLiteHistoryStore:
+class SQLiteHistoryStore(StoredMessages):
     """History of sessions and transactions in one SQLite file (see module docs).
 
     ``reactor`` runs the pool's callbacks; ``clock`` (default: ``reactor``)
@@ -1155,6 +1154,12 @@ class SQLiteHistoryStore:
         self._timer = None
         self._write_pending()
 
+    def _begin_write(self) -> _Batch:
+        """A batch written apart (WebSocket messages) that flushes and reads wait for."""
+        batch = _Batch()
+        self._inflight.append(batch)
+        return batch
+
     def _write_pending(self) -> None:
         """Hand the pending transactions to the pool as one batch."""
         if self._timer is not None:
@@ -1175,56 +1180,6 @@ class SQLiteHistoryStore:
             errbackArgs=(batch,),
         )
         self._write_pending_ws()
-
-    # -- WebSocket messages (postcap/sinks/messages.py), written after each batch ------
-
-    def append_message(self, message: Any) -> None:
-        """Queue a :class:`~postcap.model.WebSocketMessage`; it is written with the next batch."""
-        if self._closed:
-            return
-        self._pending_ws.add_message(message)
-        self._ws_queued()
-
-    def websocket_closed(self, transaction_id: str, closed_by: str | None,
-                         close_code: int | None) -> None:
-        """Queue the end of a WebSocket transaction's connection."""
-        if self._closed:
-            return
-        self._pending_ws.add_close(transaction_id, closed_by, close_code)
-        self._ws_queued()
-
-    def list_messages(self, transaction_id: str, limit: int | None = None, offset: int = 0
-                      ) -> Deferred[tuple[int, list[dict[str, Any]]] | None]:
-        """``(total, messages)`` of a transaction, oldest first; None if it is unknown."""
-        return self._after_writes(select_messages, transaction_id, _sql_limit(limit),
-                                  max(0, int(offset)))
-
-    def _ws_queued(self) -> None:
-        pending = self._pending_ws
-        if len(pending.messages) >= self.batch_size or pending.size >= self.batch_bytes:
-            self._write_pending()
-        elif self._timer is None:
-            self._timer = self._clock.callLater(self.batch_delay, self._on_timer)
-
-    def _write_pending_ws(self) -> None:
-        pending = self._pending_ws
-        if not pending:
-            return
-        self._pending_ws = PendingMessages()
-        batch = _Batch()
-        self._inflight.append(batch)
-        written = self._pool.runInteraction(insert_messages, pending.messages, pending.closes)
-
-        def settled(result: Any) -> None:
-            self._inflight.remove(batch)
-            if isinstance(result, Failure):
-                self._log.failure("History could not write {count} WebSocket messages", result,
-                                  count=len(pending.messages))
-                batch.settle(result)
-            else:
-                batch.settle(None)
-
-        written.addBoth(settled)
 
     def _batch_written(self, report: _BatchReport, batch: _Batch) -> None:
         self._inflight.remove(batch)

@@ -11,6 +11,10 @@ from __future__ import annotations
 
 from typing import Any, Sequence
 
+from twisted.internet.defer import Deferred
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+
 from postcap.model import WebSocketMessage
 
 Cursor = Any
@@ -151,10 +155,77 @@ def websocket_field(messages: list[dict[str, Any]], total: int,
     }
 
 
+class StoredMessages:
+    """The :class:`~postcap.interfaces.IWebSocketHistory` writes of the SQLite store, as a
+    mixin: messages and closes wait in ``_pending_ws`` and go to the database right
+    after each transaction batch (so after the handshakes they belong to), in one SQL
+    transaction of their own.  The store provides ``_pool``, ``_clock``, ``_closed``,
+    ``_timer``, ``batch_*``, ``_write_pending``, ``_on_timer``, ``_after_writes`` and
+    ``_begin_write`` (an in-flight batch that flushes and reads wait for)."""
+
+    _log = Logger()
+    _pending_ws: PendingMessages
+    _pool: Any
+    _clock: Any
+    _closed: bool
+    _timer: Any
+    _inflight: list[Any]
+    batch_size: int
+    batch_bytes: int
+    batch_delay: float
+
+    def append_message(self, message: WebSocketMessage) -> None:
+        """Queue a message; it is written with the next batch."""
+        if self._closed:
+            return
+        self._pending_ws.add_message(message)
+        self._ws_queued()
+
+    def websocket_closed(self, transaction_id: str, closed_by: str | None,
+                         close_code: int | None) -> None:
+        """Queue the end of a WebSocket transaction's connection."""
+        if self._closed:
+            return
+        self._pending_ws.add_close(transaction_id, closed_by, close_code)
+        self._ws_queued()
+
+    def list_messages(self, transaction_id: str, limit: int | None = None, offset: int = 0
+                      ) -> Deferred[tuple[int, list[dict[str, Any]]] | None]:
+        """``(total, messages)`` of a transaction, oldest first; None if it is unknown."""
+        return self._after_writes(select_messages, transaction_id,  # type: ignore[attr-defined]
+                                  -1 if limit is None else max(0, int(limit)), max(0, int(offset)))
+
+    def _ws_queued(self) -> None:
+        pending = self._pending_ws
+        if len(pending.messages) >= self.batch_size or pending.size >= self.batch_bytes:
+            self._write_pending()  # type: ignore[attr-defined]
+        elif self._timer is None:
+            self._timer = self._clock.callLater(self.batch_delay, self._on_timer)  # type: ignore[attr-defined]
+
+    def _write_pending_ws(self) -> None:
+        pending = self._pending_ws
+        if not pending:
+            return
+        self._pending_ws = PendingMessages()
+        batch = self._begin_write()  # type: ignore[attr-defined]
+        written = self._pool.runInteraction(insert_messages, pending.messages, pending.closes)
+        written.addBoth(self._ws_written, batch, len(pending.messages))
+
+    def _ws_written(self, result: Any, batch: Any, count: int) -> None:
+        self._inflight.remove(batch)
+        if isinstance(result, Failure):
+            self._log.failure("History could not write {count} WebSocket messages", result,
+                              count=count)
+            batch.settle(result)
+        else:
+            batch.settle(None)
+
+
 __all__ = [
     "DETAIL_MESSAGES",
     "EXPORT_MESSAGES",
     "PendingMessages",
+    "StoredMessages",
     "attach_websocket",
     "insert_messages",
     "migration_websocket_messages",
