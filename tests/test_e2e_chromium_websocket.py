@@ -1,5 +1,6 @@
-"""Headless Chromium through postcap: an intercepted HTTPS page whose script talks to
-its origin over a WebSocket (wss through CONNECT), every message captured."""
+"""Headless Chromium through postcap: a page whose script talks to its origin over a
+WebSocket (wss through an intercepted CONNECT, ws through a plain one), every message
+captured."""
 
 from __future__ import annotations
 
@@ -17,14 +18,18 @@ from tests.wsorigin import port_of, websocket_origin
 pytestmark = pytest.mark.skipif(browser.missing() is not None, reason=str(browser.missing()))
 
 
-def test_chromium_page_with_a_websocket(tmp_path: Path) -> None:
+@pytest.mark.parametrize("scheme", ["https", "http"])
+def test_chromium_page_with_a_websocket(tmp_path: Path, scheme: str) -> None:
+    """wss:// (CONNECT, intercepted TLS) and ws:// (Chromium sends a CONNECT with plain
+    HTTP inside for it)."""
     pki = make_test_pki(str(tmp_path / "pki"))
-    with websocket_origin(tls=(pki.good.cert, pki.good.key)) as origin, PostcapProcess(
+    tls = (pki.good.cert, pki.good.key) if scheme == "https" else None
+    with websocket_origin(tls=tls) as origin, PostcapProcess(
         tmp_path / "data", env={"SSL_CERT_FILE": pki.ca_cert}
     ) as server:
         session = server.rpc("session.start", name="chromium websocket")
         home = browser.trusting_home(tmp_path / "home", server.ca_path)
-        base = f"https://127.0.0.1:{port_of(origin)}"
+        base = f"{scheme}://127.0.0.1:{port_of(origin)}"
         flags = [f"--proxy-server={server.proxy_url}", "--proxy-bypass-list=<-loopback>"]
         with PipeChromium(home, tmp_path / "profile", [], flags=flags) as chromium:
             page = chromium.open_page(base + "/page.html")
@@ -45,4 +50,7 @@ def test_chromium_page_with_a_websocket(tmp_path: Path) -> None:
         ]
         detail = server.rpc("request.get", id=socket_item["id"])
         assert detail["kind"] == "websocket"
-        assert detail["tls"]["version"] == "TLSv1.3"
+        if scheme == "https":
+            assert detail["tls"]["version"] == "TLSv1.3"
+        else:
+            assert detail["tls"] is None
