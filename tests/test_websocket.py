@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import struct
 
+from hypothesis import HealthCheck, given, settings, strategies as st
 from twisted.trial.unittest import SynchronousTestCase
 from wsproto.connection import Connection, ConnectionState, ConnectionType
 from wsproto.events import BytesMessage, CloseConnection, Ping, Pong, TextMessage
@@ -337,3 +338,49 @@ class HarTests(SynchronousTestCase):
         plain = entry_from_detail(make_transaction().detail())
         assert plain is not None
         self.assertNotIn("_webSocketMessages", plain)
+
+
+class PropertyTests(SynchronousTestCase):
+    """Whatever bytes arrive, the bridge answers with a Step (never an exception), and
+    valid messages in any fragmentation and any read sizes come out whole."""
+
+    @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+    @given(st.lists(st.binary(max_size=64), max_size=12), st.booleans())
+    def test_arbitrary_bytes_never_raise(self, chunks: list[bytes], from_client: bool) -> None:
+        bridge = WebSocketBridge("t", lambda: 0.0, 100)
+        feed = bridge.from_client if from_client else bridge.from_server
+        for chunk in chunks:
+            self.assertIsInstance(feed(chunk), Step)
+        self.assertIsInstance(bridge.client_lost(), Step)
+        self.assertIsInstance(bridge.server_lost(), Step)
+
+    @settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+    @given(
+        st.lists(st.one_of(st.text(max_size=40), st.binary(max_size=40)), min_size=1, max_size=6),
+        st.integers(min_value=1, max_value=4),
+        st.integers(min_value=1, max_value=50),
+    )
+    def test_messages_survive_any_fragmentation_and_read_size(
+        self, messages: list[str | bytes], pieces: int, read: int
+    ) -> None:
+        peers = Peers(capture_limit=10_000)
+        wire = b""
+        for message in messages:
+            size = max(1, -(-len(message) // pieces))
+            parts = [message[i:i + size] for i in range(0, len(message), size)] or [message[:0]]
+            for index, part in enumerate(parts):
+                kind = TextMessage if isinstance(message, str) else BytesMessage
+                wire += peers.browser.send(kind(part, message_finished=index == len(parts) - 1))  # type: ignore[arg-type]
+        for start in range(0, len(wire), read):
+            peers.deliver(peers.bridge.from_client(wire[start:start + read]))
+        received: list[str | bytes] = []
+        current: list[str | bytes] = []
+        for event in peers.origin_events():
+            current.append(event.data)  # type: ignore[attr-defined]
+            if event.message_finished:  # type: ignore[attr-defined]
+                joined = "".join(current) if isinstance(current[0], str) else b"".join(current)  # type: ignore[arg-type]
+                received.append(joined)
+                current = []
+        self.assertEqual(received, messages)
+        stored = [m.data.decode("utf-8") if m.type == "text" else m.data for m in peers.messages]
+        self.assertEqual(stored, messages)
