@@ -179,12 +179,12 @@ class MethodHelpers:
     def request_get(self, id: str) -> Any:
         return self.call("request.get", id=id)
 
-    def request_delete(self, ids: list[str]) -> Any:
-        return self.call("request.delete", ids=list(ids))
-
     def request_messages(self, id: str, limit: int | None = None, offset: int | None = None) -> Any:
         """``{total, items}``: the messages of a WebSocket request, oldest first."""
         return self.call("request.messages", **_params(id=id, limit=limit, offset=offset))
+
+    def request_delete(self, ids: list[str]) -> Any:
+        return self.call("request.delete", ids=list(ids))
 
     def request_replay(self, id: str, use_cookie_jar: bool = False) -> Any:
         return self.call("request.replay", id=id, use_cookie_jar=use_cookie_jar)

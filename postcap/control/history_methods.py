@@ -141,22 +141,6 @@ class HistoryMethods(MethodGroup):
             raise NotFound("request", transaction_id)
         return detail
 
-    async def request_messages(self, id: Any, limit: Any = 100, offset: Any = 0) -> dict[str, Any]:
-        """The messages of a WebSocket transaction, oldest first (empty for others)."""
-        transaction_id = params.string("id", id)
-        limit = params.integer("limit", limit, minimum=1, maximum=MAX_PAGE)
-        offset = params.integer("offset", offset, minimum=0)
-        list_messages = getattr(self.store, "list_messages", None)
-        found = None
-        if list_messages is not None:
-            found = await list_messages(transaction_id, limit, offset)
-        elif await self.store.get_transaction(transaction_id) is not None:
-            found = (0, [])
-        if found is None:
-            raise NotFound("request", transaction_id)
-        total, items = found
-        return {"total": total, "items": items}
-
     async def request_delete(self, ids: Any) -> int:
         chosen = params.id_list("ids", ids)
         if len(chosen) > MAX_IDS:
@@ -204,6 +188,22 @@ class HistoryMethods(MethodGroup):
             detail = transaction.detail()
         detail["replay_of"] = original["id"]
         return detail
+
+    async def request_messages(self, id: Any, limit: Any = 100, offset: Any = 0) -> dict[str, Any]:
+        """The messages of a WebSocket transaction, oldest first (empty for others)."""
+        transaction_id = params.string("id", id)
+        limit = params.integer("limit", limit, minimum=1, maximum=MAX_PAGE)
+        offset = params.integer("offset", offset, minimum=0)
+        list_messages = getattr(self.store, "list_messages", None)
+        found = None
+        if list_messages is not None:
+            found = await list_messages(transaction_id, limit, offset)
+        elif await self.store.get_transaction(transaction_id) is not None:
+            found = (0, [])
+        if found is None:
+            raise NotFound("request", transaction_id)
+        total, items = found
+        return {"total": total, "items": items}
 
 
 __all__ = ["HistoryMethods", "timestamp"]

@@ -80,6 +80,8 @@ class ProxySettings:
     """Everything the proxy is configured with (mapped from the twistd options)."""
 
     max_capture_body: int = 10 * 1024 * 1024
+    #: A WebSocket message larger than this closes its sender's connection (1009).
+    max_websocket_message: int = 64 * 1024 * 1024
     upstream_timeout: float = 60.0
     connect_timeout: float = 10.0
     header_timeout: float = 30.0
@@ -96,8 +98,6 @@ class ProxySettings:
     max_client_connections: int = 256
     #: A request whose Via already lists postcap this many times is looping (508).
     max_via_hops: int = 4
-    #: A WebSocket message larger than this closes its sender's connection (1009).
-    max_websocket_message: int = 64 * 1024 * 1024
 
     def ignores(self, host: str) -> bool:
         return any(pattern.search(host) for pattern in self.ignore_hosts)

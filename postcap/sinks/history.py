@@ -54,11 +54,10 @@ from postcap.model import (
 )
 from postcap.sinks.dbprocess import ProcessConnectionPool
 from postcap.sinks.messages import (
-    EXPORT_MESSAGES,
     PendingMessages,
     StoredMessages,
-    attach_websocket,
     migration_websocket_messages,
+    with_websocket,
 )
 from postcap.sinks.packing import pack, unpack
 from postcap.sinks.query import (
@@ -827,9 +826,7 @@ def _select_detail(cursor: Cursor, transaction_id: str) -> dict[str, Any] | None
     if row is None:
         return None
     bodies = _select_bodies(cursor, [transaction_id]).get(transaction_id, {})
-    detail = _detail_from_row(row[0], bodies)
-    attach_websocket(cursor, [detail])
-    return detail
+    return _detail_from_row(row[0], bodies)
 
 
 def _select_details(
@@ -846,9 +843,7 @@ def _select_details(
 def _details_of(cursor: Cursor, rows: Sequence[Sequence[Any]]) -> list[dict[str, Any]]:
     """Details, bodies included, of ``(id, detail)`` rows."""
     bodies = _select_bodies(cursor, [row[0] for row in rows])
-    details = [_detail_from_row(detail, bodies.get(tid, {})) for tid, detail in rows]
-    attach_websocket(cursor, details, limit=EXPORT_MESSAGES)
-    return details
+    return [_detail_from_row(detail, bodies.get(tid, {})) for tid, detail in rows]
 
 
 def _select_details_after(
@@ -1097,14 +1092,14 @@ class SQLiteHistoryStore(StoredMessages):
         return self._after_writes(_used_bytes)
 
     def get_transaction(self, transaction_id: str) -> Deferred[dict[str, Any] | None]:
-        return self._after_writes(_select_detail, transaction_id)
+        return self._after_writes(with_websocket, _select_detail, transaction_id)
 
     def list_details(
         self, session_id: str, limit: int | None = None, offset: int = 0
     ) -> Deferred[list[dict[str, Any]]]:
         """Full details (bodies included) in capture order, a page at a time (for exports)."""
         return self._after_writes(
-            _select_details, session_id, _sql_limit(limit), max(0, int(offset))
+            with_websocket, _select_details, session_id, _sql_limit(limit), max(0, int(offset))
         )
 
     def details_after(
@@ -1112,7 +1107,8 @@ class SQLiteHistoryStore(StoredMessages):
     ) -> Deferred[tuple[int, list[dict[str, Any]]]]:
         """``(next_after, details)``: the next page of full details in capture order,
         for exports (start with ``after=0``; an empty page means the end)."""
-        return self._after_writes(_select_details_after, session_id, int(after), max(1, int(limit)))
+        return self._after_writes(with_websocket, _select_details_after, session_id, int(after),
+                                  max(1, int(limit)))
 
     def delete_transactions(self, ids: Sequence[str]) -> Deferred[int]:
         """Delete transactions (and their sessions' counts); fires with the number deleted."""

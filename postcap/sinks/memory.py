@@ -87,9 +87,6 @@ class _Stored:
     detail: str
     size: int
     ends_at: float
-    #: A WebSocket transaction's messages and (closed_by, close_code) once it ended.
-    messages: list[WebSocketMessage] | None = None
-    close: tuple[str | None, int | None] | None = None
 
 
 def _matcher(where: TransactionFilter) -> Callable[[_Stored], bool]:
@@ -144,6 +141,9 @@ class MemoryHistoryStore:
         self._sessions: dict[str, SessionRecord] = {}
         #: In capture order, like the ``seq`` column of the SQLite store.
         self._transactions: dict[str, _Stored] = {}
+        #: WebSocket messages and (closed_by, close_code) by transaction id.
+        self._messages: dict[str, list[WebSocketMessage]] = {}
+        self._closes: dict[str, tuple[str | None, int | None]] = {}
         self.opened = False
         self.closed = False
 
@@ -371,40 +371,40 @@ class MemoryHistoryStore:
 
     def _get_transaction(self, transaction_id: str) -> dict[str, Any] | None:
         stored = self._transactions.get(transaction_id)
-        return None if stored is None else self._detail(stored, DETAIL_MESSAGES)
+        return None if stored is None else self._detail(transaction_id, stored, DETAIL_MESSAGES)
 
     def _list_details(
         self, session_id: str, limit: int | None, offset: int
     ) -> list[dict[str, Any]]:
         found = [t for t in self._transactions.values() if t.session_id == session_id]
-        return [self._detail(t, EXPORT_MESSAGES) for t in _page(found, limit, offset)]
+        return [self._detail(t.summary["id"], t, EXPORT_MESSAGES) for t in _page(found, limit, offset)]
 
-    @staticmethod
-    def _detail(stored: _Stored, message_limit: int) -> dict[str, Any]:
+    # IWebSocketHistory: messages and closes kept beside the transactions, by id; those
+    # of a transaction deleted since are never read again, and go when messages are listed.
+
+    def _detail(self, transaction_id: str, stored: _Stored, message_limit: int) -> dict[str, Any]:
         detail: dict[str, Any] = json.loads(stored.detail)
         if detail.get("kind") == "websocket":
-            messages = stored.messages or []
-            shown = _page(messages, message_limit, 0)
+            messages = self._messages.get(transaction_id, [])
             detail["websocket"] = websocket_field(
-                [m.to_json() for m in shown], len(messages), stored.close)
+                [m.to_json() for m in _page(messages, message_limit, 0)], len(messages),
+                self._closes.get(transaction_id))
         return detail
 
-    # IWebSocketHistory
+    def _forget_orphan_messages(self) -> None:
+        for table in (self._messages, self._closes):
+            for txn_id in [k for k in table if k not in self._transactions]:
+                del table[txn_id]
 
     def append_message(self, message: WebSocketMessage) -> None:
         """Keep ``message`` with its transaction (dropped if the transaction is unknown)."""
-        stored = self._transactions.get(message.transaction_id)
-        if self.closed or stored is None:
-            return
-        if stored.messages is None:
-            stored.messages = []
-        stored.messages.append(message)
+        if not self.closed and message.transaction_id in self._transactions:
+            self._messages.setdefault(message.transaction_id, []).append(message)
 
     def websocket_closed(self, transaction_id: str, closed_by: str | None,
                          close_code: int | None) -> None:
-        stored = self._transactions.get(transaction_id)
-        if not self.closed and stored is not None:
-            stored.close = (closed_by, close_code)
+        if not self.closed and transaction_id in self._transactions:
+            self._closes[transaction_id] = (closed_by, close_code)
 
     def list_messages(self, transaction_id: str, limit: int | None = None, offset: int = 0
                       ) -> Deferred[tuple[int, list[dict[str, Any]]] | None]:
@@ -412,10 +412,10 @@ class MemoryHistoryStore:
 
     def _list_messages(self, transaction_id: str, limit: int | None, offset: int
                        ) -> tuple[int, list[dict[str, Any]]] | None:
-        stored = self._transactions.get(transaction_id)
-        if stored is None:
+        if transaction_id not in self._transactions:
             return None
-        messages = stored.messages or []
+        self._forget_orphan_messages()
+        messages = self._messages.get(transaction_id, [])
         return len(messages), [m.to_json() for m in _page(messages, limit, offset)]
 
     def _delete_transactions(self, ids: list[str]) -> int:

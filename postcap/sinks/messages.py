@@ -144,6 +144,21 @@ def attach_websocket(cursor: Cursor, details: Sequence[dict[str, Any]],
         detail["websocket"] = websocket_field(messages, total, row)
 
 
+def with_websocket(cursor: Cursor, select: Any, *args: Any) -> Any:
+    """Run the read interaction ``select(cursor, *args)`` (one detail or None, a list of
+    details, or ``(position, details)``) and give its WebSocket details their messages:
+    the first :data:`DETAIL_MESSAGES` of one detail, up to :data:`EXPORT_MESSAGES` in
+    lists (exports).  ``select`` must be module-level (it travels to the database process)."""
+    result = select(cursor, *args)
+    if isinstance(result, dict):
+        attach_websocket(cursor, [result])
+    elif isinstance(result, tuple):
+        attach_websocket(cursor, result[1], EXPORT_MESSAGES)
+    elif result:
+        attach_websocket(cursor, result, EXPORT_MESSAGES)
+    return result
+
+
 def websocket_field(messages: list[dict[str, Any]], total: int,
                     close: Sequence[Any] | None) -> dict[str, Any]:
     """The detail's ``websocket`` object."""
@@ -226,6 +241,7 @@ __all__ = [
     "EXPORT_MESSAGES",
     "PendingMessages",
     "StoredMessages",
+    "with_websocket",
     "attach_websocket",
     "insert_messages",
     "migration_websocket_messages",
