@@ -460,6 +460,42 @@ async function openDetail(id) {
   pane.hidden = false;
 }
 
+// -- overview -----------------------------------------------------------------------------
+
+function scheduleOverview() {
+  if (state.overviewTimer) return;
+  state.overviewTimer = setTimeout(() => {
+    state.overviewTimer = null;
+    loadOverview().catch(reportError);
+  }, 500);
+}
+
+function barChart(key, title, counts) {
+  const entries = Object.entries(counts || {}).sort((a, b) => b[1] - a[1] || (a[0] < b[0] ? -1 : 1)).slice(0, 20);
+  const max = Math.max(1, ...entries.map(([, count]) => count));
+  const rowHeight = 20, labelWidth = 150, barWidth = 180;
+  const chart = svg('svg', { 'data-chart': key, width: labelWidth + barWidth + 60, height: Math.max(1, entries.length) * rowHeight + 4, role: 'img', 'aria-label': title });
+  entries.forEach(([name, count], index) => {
+    const y = index * rowHeight + 2;
+    const group = svg('g', { 'data-key': name, 'data-count': count });
+    group.append(svg('text', { x: 0, y: y + 13 }, name.length > 22 ? `${name.slice(0, 21)}…` : name));
+    group.append(svg('rect', { class: 'bar-fill', x: labelWidth, y, width: Math.max(1, (count / max) * barWidth), height: rowHeight - 6 }));
+    group.append(svg('text', { x: labelWidth + (count / max) * barWidth + 6, y: y + 13 }, count));
+    chart.append(group);
+  });
+  return el('div', { class: 'chart' }, el('h3', {}, title), chart);
+}
+
+async function loadOverview() {
+  if (!state.current) return;
+  const overview = await rpc('session.overview', { id: state.current.id });
+  $('#overview').replaceChildren(
+    barChart('by_method', 'By method', overview.by_method),
+    barChart('by_domain', 'By domain', overview.by_domain),
+    barChart('by_data_mode', 'By data mode', overview.by_data_mode),
+    barChart('by_status', 'By status', overview.by_status));
+}
+
 // -- WebSocket messages (text only: payloads never become markup) ------------------------
 
 function messageRow(message) {
@@ -497,42 +533,6 @@ function messageCaptured(message) {
   if (pane.hidden || pane.dataset.id !== message.transaction_id) return;
   const body = $('#ws-messages tbody');
   if (body) body.append(messageRow(message));
-}
-
-// -- overview -----------------------------------------------------------------------------
-
-function scheduleOverview() {
-  if (state.overviewTimer) return;
-  state.overviewTimer = setTimeout(() => {
-    state.overviewTimer = null;
-    loadOverview().catch(reportError);
-  }, 500);
-}
-
-function barChart(key, title, counts) {
-  const entries = Object.entries(counts || {}).sort((a, b) => b[1] - a[1] || (a[0] < b[0] ? -1 : 1)).slice(0, 20);
-  const max = Math.max(1, ...entries.map(([, count]) => count));
-  const rowHeight = 20, labelWidth = 150, barWidth = 180;
-  const chart = svg('svg', { 'data-chart': key, width: labelWidth + barWidth + 60, height: Math.max(1, entries.length) * rowHeight + 4, role: 'img', 'aria-label': title });
-  entries.forEach(([name, count], index) => {
-    const y = index * rowHeight + 2;
-    const group = svg('g', { 'data-key': name, 'data-count': count });
-    group.append(svg('text', { x: 0, y: y + 13 }, name.length > 22 ? `${name.slice(0, 21)}…` : name));
-    group.append(svg('rect', { class: 'bar-fill', x: labelWidth, y, width: Math.max(1, (count / max) * barWidth), height: rowHeight - 6 }));
-    group.append(svg('text', { x: labelWidth + (count / max) * barWidth + 6, y: y + 13 }, count));
-    chart.append(group);
-  });
-  return el('div', { class: 'chart' }, el('h3', {}, title), chart);
-}
-
-async function loadOverview() {
-  if (!state.current) return;
-  const overview = await rpc('session.overview', { id: state.current.id });
-  $('#overview').replaceChildren(
-    barChart('by_method', 'By method', overview.by_method),
-    barChart('by_domain', 'By domain', overview.by_domain),
-    barChart('by_data_mode', 'By data mode', overview.by_data_mode),
-    barChart('by_status', 'By status', overview.by_status));
 }
 
 // -- cookies ------------------------------------------------------------------------------
