@@ -103,6 +103,7 @@ class WebSocketRelayTests(ProxyTestCase):
     def test_handshake_is_recorded_at_once_and_frames_flow(self) -> None:
         client, upstream = self.open()
         txn = self.recorder.only()  # recorded while the connection is open
+        self.assertEqual(self.factory.tally.connections["websocket"], 1)
         self.assertEqual((txn.kind, txn.status, txn.url), ("websocket", 101, "http://chat.test/socket"))
         self.assertIsNone(txn.error)
         self.clock.advance(1.0)
@@ -122,6 +123,7 @@ class WebSocketRelayTests(ProxyTestCase):
         client.lose()
         upstream.close()
         self.assertEqual(self.recorder.closes, [(txn.id, "client", 4000)])
+        self.assertEqual(self.factory.tally.connections["websocket"], 0)
         self.assertEqual(len(self.recorder.transactions), 1)
         self.assert_serves()
 

@@ -54,6 +54,7 @@ class WebSocketRelay:
     def start(self, ticket: CaptureTicket | None, client_early: bytes, upstream_early: bytes) -> None:
         """Begin relaying (``ticket``: the recorded handshake's, or None: capture nothing)."""
         self.ticket = ticket
+        self.client.factory.tally.connection_opened("websocket")
         limit = None if ticket is None else self.settings.max_capture_body
         self.bridge = WebSocketBridge(self.transaction_id, self.reactor.seconds, limit,
                                       self.settings.max_websocket_message)
@@ -160,6 +161,8 @@ class WebSocketRelay:
         if self._ended or self._client_open or self._upstream_open:
             return
         self._ended = True
+        if self.bridge is not None:
+            self.client.factory.tally.connection_closed("websocket")
         if self._timer is not None and self._timer.active():
             self._timer.cancel()
         self._timer = None
