@@ -126,6 +126,10 @@ class MethodHelpers:
     def request_get(self, id: str) -> Any:
         return self.call("request.get", id=id)
 
+    def request_messages(self, id: str, limit: int | None = None, offset: int | None = None) -> Any:
+        """``{total, items}``: the messages of a WebSocket request, oldest first."""
+        return self.call("request.messages", **_params(id=id, limit=limit, offset=offset))
+
     def request_delete(self, ids: list[str]) -> Any:
         return self.call("request.delete", ids=list(ids))
 

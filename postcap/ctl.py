@@ -126,6 +126,19 @@ def show_requests(result: dict[str, Any]) -> str:
     return table(rows, ["ID", "METHOD", "STATUS", "TIME", "SIZE", "URL"]) + footer
 
 
+def show_messages(result: dict[str, Any]) -> str:
+    """WebSocket messages as a table: time, direction, type, size, the payload's start."""
+    rows = []
+    for message in result["items"]:
+        arrow = "->" if message["direction"] == "client" else "<-"
+        text = message["text"] if message["encoding"] == "utf-8" else f"[base64] {message['text']}"
+        if "code" in message:
+            text = f"{message['code']} {text}".strip()
+        rows.append([message["at"], arrow, message["type"], message["size"],
+                     text[:80].replace("\n", " ") + ("…" if message["truncated"] or len(text) > 80 else "")])
+    return table(rows, ["AT", "DIR", "TYPE", "SIZE", "DATA"]) + f"\n{len(rows)} of {result['total']} message(s)"
+
+
 def show_detail(detail: dict[str, Any]) -> str:
     lines = [
         f"{detail['method']} {detail['url']}",
@@ -150,6 +163,12 @@ def show_detail(detail: dict[str, Any]) -> str:
             )
             if body.get("encoding") == "utf-8" and body.get("text"):
                 lines.append("  " + body["text"][:2000].replace("\n", "\n  "))
+    websocket = detail.get("websocket")
+    if websocket:
+        ended = "open" if websocket["close_code"] is None else (
+            f"closed by {websocket['closed_by'] or 'postcap'} with {websocket['close_code']}")
+        lines += ["", f"websocket: {websocket['message_count']} message(s), {ended}"
+                      f" (postcapctl request messages {detail['id']})"]
     if detail.get("error"):
         lines += ["", f"error: {detail['error']}"]
     timings = detail.get("timings") or {}
@@ -370,6 +389,8 @@ def cmd_request(client: BlockingClient, args: argparse.Namespace) -> Any:
         return client.request_diff(args.a, args.b), show_diff
     if args.action == "replay":
         return client.request_replay(args.id, use_cookie_jar=args.use_cookie_jar), show_detail
+    if args.action == "messages":
+        return client.request_messages(args.id, limit=args.limit, offset=args.offset), show_messages
     deleted = client.request_delete(args.ids)
     return deleted, lambda n: f"deleted {n} request(s)"
 
@@ -576,6 +597,10 @@ def build_parser() -> Parser:
     compare.add_argument("a")
     compare.add_argument("b")
     request_actions.add_parser("delete").add_argument("ids", nargs="+")
+    messages = request_actions.add_parser("messages", help="messages of a WebSocket request")
+    messages.add_argument("id")
+    messages.add_argument("--limit", type=int)
+    messages.add_argument("--offset", type=int)
 
     export = commands.add_parser("export", help="export a session")
     export.set_defaults(handler=cmd_export)

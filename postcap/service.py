@@ -215,6 +215,7 @@ class PostcapService(MultiService):
             lambda change, record: self.events.session_changed(change, record, self.sessions.now())
         )
         self.sessions.add_sink(TransactionEvents(self.events))
+        self.sessions.add_message_listener(self.events.message_captured)
         self.events_resource = EventsResource(self.events, reactor)
         self.jar = CookieJar(self.store)
         self.cookie_sync = CookieSync(self.jar, self.store)

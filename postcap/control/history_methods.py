@@ -88,6 +88,7 @@ class HistoryMethods(MethodGroup):
         return {
             "request.list": self.request_list,
             "request.get": self.request_get,
+            "request.messages": self.request_messages,
             "request.delete": self.request_delete,
             "request.replay": self.request_replay,
             "session.overview": self.session_overview,
@@ -204,6 +205,22 @@ class HistoryMethods(MethodGroup):
             detail = transaction.detail()
         detail["replay_of"] = original["id"]
         return detail
+
+    async def request_messages(self, id: Any, limit: Any = 100, offset: Any = 0) -> dict[str, Any]:
+        """The messages of a WebSocket transaction, oldest first (empty for others)."""
+        transaction_id = params.string("id", id)
+        limit = params.integer("limit", limit, minimum=1, maximum=MAX_PAGE)
+        offset = params.integer("offset", offset, minimum=0)
+        list_messages = getattr(self.store, "list_messages", None)
+        found = None
+        if list_messages is not None:
+            found = await list_messages(transaction_id, limit, offset)
+        elif await self.store.get_transaction(transaction_id) is not None:
+            found = (0, [])
+        if found is None:
+            raise NotFound("request", transaction_id)
+        total, items = found
+        return {"total": total, "items": items}
 
 
 __all__ = ["HistoryMethods", "timestamp"]

@@ -18,6 +18,7 @@ import json
 from typing import Any, AsyncIterator, Awaitable, Callable
 from urllib.parse import parse_qsl, urlsplit
 
+from postcap.export.websocket import add_websocket_messages
 from postcap._version import __version__
 from postcap.cookies import parse_cookie_header, parse_set_cookies
 from postcap.encodings import decoded_json
@@ -140,6 +141,7 @@ def entry_from_detail(detail: dict[str, Any]) -> dict[str, Any] | None:
         "timings": har_timings,
         "_postcap": {"id": detail["id"], "session_id": detail["session_id"]},
     }
+    add_websocket_messages(entry, detail)
     server = detail.get("server") or {}
     if is_ip_literal(server.get("host", "")):
         entry["serverIPAddress"] = server["host"]
