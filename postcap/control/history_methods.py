@@ -206,11 +206,10 @@ class HistoryMethods(MethodGroup):
         detail["replay_of"] = original["id"]
         return detail
 
-    async def request_messages(self, id: Any, limit: Any = 100, offset: Any = 0) -> dict[str, Any]:
+    @takes(id=ID, limit=Int(1, MAX_PAGE, default=100), offset=Int(0, default=0))
+    async def request_messages(self, id: str, limit: int = 100, offset: int = 0) -> dict[str, Any]:
         """The messages of a WebSocket transaction, oldest first (empty for others)."""
-        transaction_id = params.string("id", id)
-        limit = params.integer("limit", limit, minimum=1, maximum=MAX_PAGE)
-        offset = params.integer("offset", offset, minimum=0)
+        transaction_id = id
         list_messages = getattr(self.store, "list_messages", None)
         found = None
         if list_messages is not None:
