@@ -11,6 +11,7 @@ or cannot be read.  Errors are a single line on stderr, never a traceback.
 from __future__ import annotations
 
 import argparse
+import base64
 import json
 import os
 import sys
@@ -24,6 +25,15 @@ from postcap.client import (
     TokenUnreadable,
     read_token,
     resolve,
+)
+from postcap._version import __version__
+from postcap.ctl_actions import (
+    add_collection_export,
+    add_cookie_parsers,
+    add_proxy_parser,
+    cmd_session_clear,
+    follow,
+    jar_cookie,
 )
 from postcap.ctl_api import add_api_commands, add_openapi_export
 from postcap.ctl_stats import add_stats_parser
@@ -109,18 +119,24 @@ def show_session(session: dict[str, Any]) -> str:
     return session_rows([session])
 
 
-def show_requests(result: dict[str, Any]) -> str:
-    rows = [
-        [
-            r["id"],
-            r["method"],
-            r["status"] if r["status"] is not None else (r.get("error") or "-"),
-            human_ms(r["duration_ms"]),
-            human_bytes(r["response_bytes"]),
-            r["url"],
-        ]
-        for r in result["items"]
+def request_row(r: dict[str, Any]) -> list[Any]:
+    return [
+        r["id"],
+        r["method"],
+        r["status"] if r["status"] is not None else (r.get("error") or "-"),
+        human_ms(r["duration_ms"]),
+        human_bytes(r["response_bytes"]),
+        r["url"],
     ]
+
+
+def request_line(summary: dict[str, Any]) -> str:
+    """One captured request on one line (``requests --follow``)."""
+    return "  ".join(str(value) for value in request_row(summary))
+
+
+def show_requests(result: dict[str, Any]) -> str:
+    rows = [request_row(r) for r in result["items"]]
     shown = len(rows)
     footer = f"\n{shown} of {result['total']} requests"
     return table(rows, ["ID", "METHOD", "STATUS", "TIME", "SIZE", "URL"]) + footer
@@ -355,7 +371,19 @@ def cmd_session(client: BlockingClient, args: argparse.Namespace) -> Any:
         return True, lambda _: f"deleted session {args.id}"
     if action == "overview":
         return client.session_overview(args.id), show_overview
+    if action == "clear":
+        return cmd_session_clear(client, args)
     raise UsageError(f"unknown session action {action}")
+
+
+def epoch_or_text(value: str | None) -> Any:
+    """``--since 1700000000`` as epoch seconds, anything else as ISO 8601 text."""
+    if value is None:
+        return None
+    try:
+        return float(value)
+    except ValueError:
+        return value
 
 
 def cmd_requests(client: BlockingClient, args: argparse.Namespace) -> Any:
@@ -368,6 +396,9 @@ def cmd_requests(client: BlockingClient, args: argparse.Namespace) -> Any:
         method = (
             args.method[0].upper() if len(args.method) == 1 else [m.upper() for m in args.method]
         )
+    if args.follow:
+        return follow(client, args, request_line)
+    where = [part for part in (args.search_in or "").split(",") if part]
     result = client.request_list(
         session_id=args.session,
         query=args.query,
@@ -376,6 +407,10 @@ def cmd_requests(client: BlockingClient, args: argparse.Namespace) -> Any:
         domain=args.domain,
         limit=args.limit,
         offset=args.offset,
+        since=epoch_or_text(args.since),
+        until=epoch_or_text(args.until),
+        order=args.order,
+        **({"in": where} if where else {}),
     )
     return result, show_requests
 
@@ -388,11 +423,34 @@ def cmd_request(client: BlockingClient, args: argparse.Namespace) -> Any:
     if args.action == "diff":
         return client.request_diff(args.a, args.b), show_diff
     if args.action == "replay":
-        return client.request_replay(args.id, use_cookie_jar=args.use_cookie_jar), show_detail
+        return client.request_replay(args.id, use_cookie_jar=args.use_cookie_jar,
+                                     **replay_overrides(args)), show_detail
     if args.action == "messages":
         return client.request_messages(args.id, limit=args.limit, offset=args.offset), show_messages
     deleted = client.request_delete(args.ids)
     return deleted, lambda n: f"deleted {n} request(s)"
+
+
+def replay_overrides(args: argparse.Namespace) -> dict[str, Any]:
+    """``request replay`` options as ``request.replay`` params: ``--header 'N: V'`` sets a
+    header, ``--header 'N:'`` removes it."""
+    overrides: dict[str, Any] = {}
+    if args.header:
+        headers: dict[str, str | None] = {}
+        for item in args.header:
+            name, colon, value = item.partition(":")
+            if not colon or not name.strip():
+                raise UsageError(f"postcapctl: --header {item!r}: give it as 'Name: value'")
+            headers[name.strip()] = value.strip() or None
+        overrides["headers"] = headers
+    for name in ("url", "method", "body"):
+        if getattr(args, name) is not None:
+            overrides[name] = getattr(args, name)
+    if args.body_file is not None:
+        with open(args.body_file, "rb") as handle:
+            overrides["body"] = {"encoding": "base64",
+                                 "text": base64.b64encode(handle.read()).decode("ascii")}
+    return overrides
 
 
 def cmd_export(client: BlockingClient, args: argparse.Namespace) -> Any:
@@ -455,7 +513,13 @@ def cmd_jar(client: BlockingClient, args: argparse.Namespace) -> Any:
     if action == "list":
         return client.cookiejar_list(domain=args.domain), show_cookies
     if action == "add":
-        return client.cookiejar_add(cookie_ids=args.cookie_ids), lambda n: f"added {n} cookie(s)"
+        if bool(args.cookie_ids) == bool(args.name):
+            raise UsageError("postcapctl jar add: give captured cookie ids, or --name and --domain")
+        if args.name and not args.domain:
+            raise UsageError("postcapctl jar add: --name needs --domain")
+        params = ({"cookie_ids": args.cookie_ids} if args.cookie_ids
+                  else {"cookies": [jar_cookie(args)]})
+        return client.cookiejar_add(**params), lambda n: f"added {n} cookie(s)"
     if action == "export":
         exported = client.cookiejar_export(format=args.format)
         text = exported if isinstance(exported, str) else json.dumps(exported, indent=2)
@@ -513,8 +577,14 @@ def _add_jar_commands(parser: argparse.ArgumentParser) -> None:
     jar = parser.add_subparsers(dest="jar_action", required=True, parser_class=Parser)
     listing = jar.add_parser("list", help="cookies in the jar")
     listing.add_argument("--domain")
-    adding = jar.add_parser("add", help="add captured cookies to the jar")
-    adding.add_argument("cookie_ids", nargs="+")
+    adding = jar.add_parser(
+        "add", help="add captured cookies (by id), or one cookie given with --name/--domain"
+    )
+    adding.add_argument("cookie_ids", nargs="*")
+    adding.add_argument("--name", help="a new cookie's name (with --value, --domain)")
+    adding.add_argument("--value")
+    adding.add_argument("--domain", help="a leading dot makes a domain cookie")
+    adding.add_argument("--path")
     export = jar.add_parser("export", help="the jar as cookies.txt or JSON")
     export.add_argument("--format", choices=["netscape", "json"], default="netscape")
     export.add_argument("-o", "--output")
@@ -530,6 +600,7 @@ def build_parser() -> Parser:
         epilog="exit codes: 0 ok, 1 server error (or drift, for api diff), 2 usage, 3 unreachable or refused token",
     )
     parser.add_argument("--json", action="store_true", help="print results as JSON")
+    parser.add_argument("--version", action="version", version=f"postcapctl {__version__}")
     parser.add_argument(
         "--control",
         metavar="ENDPOINT",
@@ -569,6 +640,9 @@ def build_parser() -> Parser:
     update.add_argument("id")
     _add_session_options(update)
     actions.add_parser("delete", help="delete a stopped session").add_argument("id")
+    actions.add_parser(
+        "clear", help="delete every request of a session, keep the session (default: active)"
+    ).add_argument("id", nargs="?")
     actions.add_parser("overview", help="counts by method, domain, data mode, status").add_argument(
         "id", nargs="?"
     )
@@ -576,7 +650,14 @@ def build_parser() -> Parser:
     requests = commands.add_parser("requests", help="captured requests as a table")
     requests.set_defaults(handler=cmd_requests)
     requests.add_argument("--session", help="session id")
-    requests.add_argument("--query", help="substring of the URL")
+    requests.add_argument("--query", help="substring of the URL (and, with --in, more)")
+    requests.add_argument("--in", dest="search_in", metavar="WHERE",
+                          help="comma-separated: headers,body: where else --query looks")
+    requests.add_argument("--since", help="ISO 8601 time or epoch seconds (inclusive)")
+    requests.add_argument("--until", help="ISO 8601 time or epoch seconds (inclusive)")
+    requests.add_argument("--order", choices=["asc", "desc"], help="desc: newest first")
+    requests.add_argument("--follow", "-f", action="store_true",
+                          help="print new requests as they are captured, until Ctrl-C")
     requests.add_argument("--method", action="append", help="repeatable")
     requests.add_argument("--status", action="append", help="code or class like 4xx; repeatable")
     requests.add_argument("--domain")
@@ -590,6 +671,12 @@ def build_parser() -> Parser:
     replay = request_actions.add_parser("replay")
     replay.add_argument("id")
     replay.add_argument("--use-cookie-jar", action="store_true")
+    replay.add_argument("--header", "-H", action="append",
+                        help="'Name: value' sets, 'Name:' removes; repeatable")
+    replay.add_argument("--body", help="the body to send instead (text)")
+    replay.add_argument("--body-file", help="the body to send instead, read from a file")
+    replay.add_argument("--url", help="another absolute http(s) URL")
+    replay.add_argument("--method", help="another method")
     as_code = request_actions.add_parser("export", help="the request as a command or snippet")
     as_code.add_argument("id")
     as_code.add_argument("--format", choices=["curl", "httpie", "python", "fetch"], default="curl")
@@ -609,6 +696,7 @@ def build_parser() -> Parser:
     har.add_argument("session")
     har.add_argument("-o", "--output", help="file to write (default: SESSION.har)")
     add_openapi_export(export_formats, Parser)
+    add_collection_export(export_formats)
     add_api_commands(commands, Parser)
 
     collection = commands.add_parser("collection", help="Postman collections")
@@ -631,6 +719,7 @@ def build_parser() -> Parser:
     cookies.set_defaults(handler=cmd_cookies)
     cookie_actions = cookies.add_subparsers(dest="action", required=True, parser_class=Parser)
     cookie_actions.add_parser("list").add_argument("--session", help="session id")
+    add_cookie_parsers(cookie_actions)
     _add_jar_commands(cookie_actions.add_parser("jar", help="the cookie jar"))
 
     jar = commands.add_parser("jar", help="the cookie jar (same as: cookies jar)")
@@ -640,7 +729,26 @@ def build_parser() -> Parser:
     ca = commands.add_parser("ca", help="print the CA certificate's path; -o writes the PEM")
     ca.set_defaults(handler=cmd_ca)
     ca.add_argument("-o", "--output")
+    add_proxy_parser(commands, Parser)
     return parser
+
+
+#: Server parameter names that postcapctl sets with another option or an argument.
+CLI_NAMES = {"session_id": "--session", "request_ids": "REQUEST_ID", "cookie_ids": "COOKIE_ID",
+             "ids": "ID", "id": "ID", "in": "--in", "a": "A", "b": "B"}
+
+
+def in_cli_words(error: PostcapError) -> str:
+    """The server's error message with its parameter names said as postcapctl options."""
+    message = str(error)
+    if "'(active)' not found" in message or "required when no session is active" in message:
+        return ("no active session: start one (postcapctl session start) or name one with "
+                "--session or a session ID")
+    param = error.data.get("param") if isinstance(error.data, dict) else None
+    if isinstance(param, str) and f"'{param}'" in message:
+        option = CLI_NAMES.get(param, "--" + param.replace("_", "-"))
+        message = message.replace(f"parameter '{param}'", option).replace(f"'{param}'", option)
+    return message
 
 
 def split_global_options(argv: Sequence[str]) -> tuple[list[str], list[str]]:
@@ -682,11 +790,15 @@ def main(argv: Sequence[str] | None = None, stdout: Any = None, stderr: Any = No
     except BadControlEndpoint as exc:
         print(f"postcapctl: {exc}", file=stderr)
         return EXIT_USAGE
-    except (ServerUnreachable, AuthenticationFailed, TokenUnreadable) as exc:
+    except TokenUnreadable as exc:
+        print(f"postcapctl: {exc} (is the server running with this data dir? "
+              "set POSTCAP_HOME or pass --data-dir, or --token-file)", file=stderr)
+        return EXIT_UNREACHABLE
+    except (ServerUnreachable, AuthenticationFailed) as exc:
         print(f"postcapctl: {exc}", file=stderr)
         return EXIT_UNREACHABLE
     except PostcapError as exc:
-        print(f"postcapctl: {exc}", file=stderr)
+        print(f"postcapctl: {in_cli_words(exc)}", file=stderr)
         return EXIT_SERVER_ERROR
     except OSError as exc:
         print(f"postcapctl: {exc.strerror or exc}: {exc.filename or ''}".rstrip(": "), file=stderr)
@@ -697,10 +809,9 @@ def main(argv: Sequence[str] | None = None, stdout: Any = None, stderr: Any = No
     except Exception as exc:  # a bug here must still be one line, not a traceback
         print(f"postcapctl: unexpected {type(exc).__name__}: {exc}", file=stderr)
         return EXIT_SERVER_ERROR
-    if args.json:
-        print(json.dumps(result, indent=2), file=stdout)
-    else:
-        print(render(result), file=stdout)
+    text = json.dumps(result, indent=2) if args.json else render(result)
+    if text:
+        print(text, file=stdout)
     return int(getattr(args, "exit_status", EXIT_OK))
 
 

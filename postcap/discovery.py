@@ -55,8 +55,8 @@ class ServerNotRunning(ServerUnreachable):
     def __init__(self, home: str, reason: str) -> None:
         PostcapError.__init__(
             self, None,
-            f"no running postcap found in {home}: {reason}; start it, or give --control "
-            "(and --data-dir or --token-file)",
+            f"no running postcap found in {home}: {reason}; start it, point POSTCAP_HOME or "
+            "--data-dir at its data dir, or give --control (and --token-file)",
         )
         self.url = ""
         self.home = home

@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import select
 import shutil
 import subprocess
 import sys
@@ -320,3 +321,132 @@ def test_global_options_anywhere_and_progress_only_on_a_tty() -> None:
     assert "[###############...............] 512 B / 1.0 KiB" in terminal.getvalue()
     assert "1.0 KiB received" in terminal.getvalue()
     assert pipe.getvalue() == ""
+
+
+def test_search_time_bounds_order_and_replay_overrides(
+    server: PostcapProcess, origin: Origin, stopped: None
+) -> None:
+    session = ok_json(server, "--json", "session", "start", "--name", "search")
+    server.curl("-H", "X-Needle: haystack-7", origin.url("/hello"))
+    server.curl("-X", "POST", "--data", "needle-in-body", origin.url("/echo"))
+    sid = session["id"]
+    in_headers = ok_json(server, "--json", "requests", "--session", sid,
+                         "--query", "haystack-7", "--in", "headers")
+    assert [item["url"] for item in in_headers["items"]] == [origin.url("/hello")]
+    in_body = ok_json(server, "--json", "requests", "--session", sid,
+                      "--query", "needle-in-body", "--in", "headers,body")
+    assert [item["url"] for item in in_body["items"]] == [origin.url("/echo")]
+    assert ok_json(server, "--json", "requests", "--session", sid, "--query", "needle-in-body")[
+        "total"] == 0
+    newest = ok_json(server, "--json", "requests", "--session", sid, "--order", "desc")
+    assert [item["url"] for item in newest["items"]] == [origin.url("/echo"), origin.url("/hello")]
+    first = newest["items"][1]["started_at"]
+    assert ok_json(server, "--json", "requests", "--session", sid, "--since", "2000-01-01T00:00:00Z",
+                   "--until", first)["total"] == 1
+    assert ok_json(server, "--json", "requests", "--session", sid, "--since", "4000000000")[
+        "total"] == 0
+
+    echo_id = newest["items"][0]["id"]
+    replayed = ok_json(server, "--json", "request", "replay", echo_id, "--header", "X-Trace: other",
+                       "--body", "plain", "--method", "PUT", "--url", origin.url("/echo?r=1"))
+    assert replayed["replay_of"] == echo_id and replayed["method"] == "PUT"
+    assert replayed["url"] == origin.url("/echo?r=1")
+    assert ["X-Trace", "other"] in replayed["request"]["headers"]
+    assert replayed["request"]["body"]["text"] == "plain"
+    assert "'Name: value'" in one_line_error(
+        ctl(server, "request", "replay", echo_id, "--header", "nocolon"), 2)
+
+
+def test_session_clear_proxy_toggle_and_cli_words(
+    server: PostcapProcess, origin: Origin, stopped: None
+) -> None:
+    assert "no active session" in one_line_error(ctl(server, "session", "clear"), 1)
+    assert "no active session" in one_line_error(ctl(server, "requests"), 1)
+    session = ok_json(server, "--json", "session", "start", "--name", "clear-me")
+    server.curl(origin.url("/hello"))
+    cleared = ok_json(server, "--json", "session", "clear")
+    assert cleared["id"] == session["id"] and cleared["request_count"] == 0
+    assert "cleared session" in ctl(server, "session", "clear", session["id"]).stdout
+    assert ok_json(server, "--json", "proxy", "disable")["enabled"] is False
+    assert "disabled" in ctl(server, "proxy", "status").stdout
+    assert ok_json(server, "--json", "proxy", "enable") == ok_json(server, "--json", "proxy", "status")
+    assert server.rpc("proxy.status")["enabled"] is True
+    bad = one_line_error(ctl(server, "requests", "--limit", "5000"), 1)
+    assert "invalid --limit: must be" in bad
+
+
+def test_cookie_delete_sync_and_hand_made_jar_cookie(
+    server: PostcapProcess, origin: Origin, stopped: None
+) -> None:
+    session = ok_json(server, "--json", "session", "start", "--name", "c2", "--capture-cookies")
+    server.curl(origin.url("/cookies/set?gone=1"), check=False)
+    cookies = ok_json(server, "--json", "cookies", "list", "--session", session["id"])
+    ids = [cookie["id"] for cookie in cookies["items"]]
+    assert ok_json(server, "--json", "cookies", "delete", *ids) == len(ids) >= 1
+    assert ok_json(server, "--json", "cookies", "list", "--session", session["id"])["total"] == 0
+    assert ok_json(server, "--json", "jar", "add", "--name", "made", "--value", "v",
+                   "--domain", "example.test") == 1
+    jar = ok_json(server, "--json", "jar", "list", "--domain", "example.test")
+    assert [(c["name"], c["value"]) for c in jar["items"]] == [("made", "v")]
+    assert "--domain" in one_line_error(ctl(server, "jar", "add", "--name", "x"), 2)
+    synced = ok_json(server, "--json", "cookies", "sync", "--enable", "--domains", "a.test,b.test")
+    assert synced == {"enabled": True, "domains": ["a.test", "b.test"]}
+    assert "a.test, b.test" in ctl(server, "cookies", "sync").stdout
+    assert ok_json(server, "--json", "cookies", "sync", "--disable")["enabled"] is False
+
+
+def test_requests_follow_prints_new_captures(
+    server: PostcapProcess, origin: Origin, stopped: None
+) -> None:
+    session = ok_json(server, "--json", "session", "start", "--name", "follow")
+    env = dict(os.environ, POSTCAP_HOME=server.data_dir)
+    tail = subprocess.Popen([*COMMAND, "requests", "--follow", "--json"], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        line = ""
+        for _ in range(20):  # the tail may connect after the first curl: bounded retries
+            server.curl(origin.url("/hello?follow"))
+            ready, _, _ = select.select([tail.stdout], [], [], 0.5)
+            if ready:
+                line = tail.stdout.readline()
+                break
+        summary = json.loads(line)
+        assert summary["session_id"] == session["id"]
+        assert summary["url"] == origin.url("/hello?follow")
+    finally:
+        tail.terminate()
+        tail.wait(timeout=10)
+        tail.stdout.close()
+        tail.stderr.close()
+
+
+def test_export_collection_in_one_step_reuses_the_collection(
+    server: PostcapProcess, origin: Origin, tmp_path: Path, stopped: None
+) -> None:
+    session = ok_json(server, "--json", "session", "start", "--name", "shop")
+    server.curl(origin.url("/hello"), origin.url("/status/404"))
+    target = tmp_path / "shop.json"
+    first = ok_json(server, "--json", "export", "collection", session["id"],
+                    "--organize-by", "domain,endpoint", "-o", str(target))
+    assert first["name"] == "shop" and first["added"] == 2 and first["reused"] is False
+    document = json.loads(target.read_text())
+    assert document["info"]["name"] == "shop"
+    reference = Path("/work/shared/reference/validate.py")
+    if reference.exists():
+        checked = subprocess.run([sys.executable, str(reference), "collection", str(target)],
+                                 capture_output=True, text=True, timeout=60)
+        assert checked.returncode == 0, checked.stdout + checked.stderr
+    again = ok_json(server, "--json", "export", "collection", session["id"], "-o", str(target))
+    assert again["reused"] is True and again["collection_id"] == first["collection_id"]
+    names = [c["name"] for c in server.rpc("collection.list")["items"]]
+    assert names.count("shop") == 1
+
+
+def test_version_and_missing_token_names_postcap_home(tmp_path: Path) -> None:
+    version = subprocess.run([*COMMAND, "--version"], capture_output=True, text=True, timeout=60)
+    assert version.returncode == 0 and version.stdout.startswith("postcapctl ")
+    line = one_line_error(ctl(None, "--control", f"http://127.0.0.1:{free_port()}",
+                              "--data-dir", str(tmp_path), "status"), 3)
+    assert "POSTCAP_HOME" in line and "--data-dir" in line
+    line = one_line_error(ctl(None, "--data-dir", str(tmp_path), "status"), 3)
+    assert "POSTCAP_HOME" in line and str(tmp_path) in line
