@@ -36,6 +36,26 @@ from postcap.ctl_actions import (
     jar_cookie,
 )
 from postcap.ctl_api import add_api_commands, add_openapi_export
+from postcap import ctl_output
+from postcap.ctl_output import (
+    colour_wanted,
+    shown_of,
+    table,
+    human_bytes,
+    human_ms,
+    session_rows,
+    show_session,
+    request_row,
+    request_line,
+    show_requests,
+    show_messages,
+    show_detail,
+    show_diff,
+    show_overview,
+    show_status,
+    show_cookies,
+    Progress,
+)
 from postcap.ctl_stats import add_stats_parser
 from postcap.discovery import BadControlEndpoint
 
@@ -57,255 +77,6 @@ class Parser(argparse.ArgumentParser):
 
     def error(self, message: str) -> None:  # type: ignore[override]
         raise UsageError(f"{self.prog}: {message} (see --help)")
-
-
-# -- output -------------------------------------------------------------------------------
-
-
-def table(rows: Sequence[Sequence[Any]], headers: Sequence[str]) -> str:
-    cells = [[("" if value is None else str(value)) for value in row] for row in rows]
-    widths = [len(header) for header in headers]
-    for row in cells:
-        for index, value in enumerate(row):
-            widths[index] = min(max(widths[index], len(value)), 80)
-
-    def line(values: Sequence[str]) -> str:
-        return "  ".join(value[:80].ljust(width) for value, width in zip(values, widths)).rstrip()
-
-    return "\n".join([line(headers), *(line(row) for row in cells)])
-
-
-def human_bytes(size: Any) -> str:
-    if not isinstance(size, (int, float)):
-        return ""
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if size < 1024 or unit == "GiB":
-            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1024
-    return str(size)
-
-
-def human_ms(ms: Any) -> str:
-    if not isinstance(ms, (int, float)):
-        return ""
-    if ms < 1000:
-        return f"{ms:.0f} ms"
-    seconds = ms / 1000
-    if seconds < 60:
-        return f"{seconds:.1f} s"
-    return f"{int(seconds // 60)}m{int(seconds % 60):02d}s"
-
-
-def session_rows(sessions: list[dict[str, Any]]) -> str:
-    return table(
-        [
-            [
-                s["id"],
-                s["name"],
-                s["source"],
-                s["state"],
-                s["started_at"],
-                human_ms(s["duration_ms"]),
-                s["request_count"],
-                human_bytes(s["total_bytes"]),
-            ]
-            for s in sessions
-        ],
-        ["ID", "NAME", "SOURCE", "STATE", "STARTED", "DURATION", "REQUESTS", "SIZE"],
-    )
-
-
-def show_session(session: dict[str, Any]) -> str:
-    return session_rows([session])
-
-
-def request_row(r: dict[str, Any]) -> list[Any]:
-    return [
-        r["id"],
-        r["method"],
-        r["status"] if r["status"] is not None else (r.get("error") or "-"),
-        human_ms(r["duration_ms"]),
-        human_bytes(r["response_bytes"]),
-        r["url"],
-    ]
-
-
-def request_line(summary: dict[str, Any]) -> str:
-    """One captured request on one line (``requests --follow``)."""
-    return "  ".join(str(value) for value in request_row(summary))
-
-
-def show_requests(result: dict[str, Any]) -> str:
-    rows = [request_row(r) for r in result["items"]]
-    shown = len(rows)
-    footer = f"\n{shown} of {result['total']} requests"
-    return table(rows, ["ID", "METHOD", "STATUS", "TIME", "SIZE", "URL"]) + footer
-
-
-def show_messages(result: dict[str, Any]) -> str:
-    """WebSocket messages as a table: time, direction, type, size, the payload's start."""
-    rows = []
-    for message in result["items"]:
-        arrow = "->" if message["direction"] == "client" else "<-"
-        text = message["text"] if message["encoding"] == "utf-8" else f"[base64] {message['text']}"
-        if "code" in message:
-            text = f"{message['code']} {text}".strip()
-        rows.append([message["at"], arrow, message["type"], message["size"],
-                     text[:80].replace("\n", " ") + ("…" if message["truncated"] or len(text) > 80 else "")])
-    return table(rows, ["AT", "DIR", "TYPE", "SIZE", "DATA"]) + f"\n{len(rows)} of {result['total']} message(s)"
-
-
-def show_detail(detail: dict[str, Any]) -> str:
-    lines = [
-        f"{detail['method']} {detail['url']}",
-        f"id {detail['id']}  session {detail['session_id']}  started {detail['started_at']}",
-    ]
-    response = detail.get("response")
-    for title, part in (("request", detail.get("request")), ("response", response)):
-        if not part:
-            continue
-        head = f"{title}: HTTP/{part.get('http_version', '')}"
-        if title == "response":
-            head += f" {part.get('status')} {part.get('reason', '')}"
-        lines += ["", head]
-        lines += [f"  {name}: {value}" for name, value in part.get("headers", [])]
-        body = part.get("body") or {}
-        if body.get("size"):
-            lines.append(
-                f"  [body {body['size']} bytes"
-                + (", truncated" if body.get("truncated") else "")
-                + ("" if body.get("captured", True) else ", not stored")
-                + "]"
-            )
-            if body.get("encoding") == "utf-8" and body.get("text"):
-                lines.append("  " + body["text"][:2000].replace("\n", "\n  "))
-    websocket = detail.get("websocket")
-    if websocket:
-        ended = "open" if websocket["close_code"] is None else (
-            f"closed by {websocket['closed_by'] or 'postcap'} with {websocket['close_code']}")
-        lines += ["", f"websocket: {websocket['message_count']} message(s), {ended}"
-                      f" (postcapctl request messages {detail['id']})"]
-    if detail.get("error"):
-        lines += ["", f"error: {detail['error']}"]
-    timings = detail.get("timings") or {}
-    if timings:
-        lines += [
-            "",
-            "timings: "
-            + ", ".join(f"{k[:-3]} {v} ms" for k, v in timings.items() if v is not None),
-        ]
-    return "\n".join(lines)
-
-
-def show_diff(diff: dict[str, Any]) -> str:
-    """``request diff``: one line per difference, bodies last."""
-    if diff.get("same"):
-        return f"{diff['a']} and {diff['b']} do not differ"
-    lines = [f"--- {diff['a']}", f"+++ {diff['b']}"]
-    for key in ("method", "status"):
-        if diff.get(key):
-            lines.append(f"{key}: {diff[key]['a']} -> {diff[key]['b']}")
-    url = diff.get("url")
-    if url:
-        lines += [f"url: {url['a']}", f"  -> {url['b']}"]
-        lines += [f"  {name}: {part['a']} -> {part['b']}" for name, part in url["parts"].items()]
-        lines += [f"  query {q['name']} {q['change']}: {q['a']} -> {q['b']}" for q in url["query"]]
-    for key in ("request_headers", "response_headers"):
-        for change in diff.get(key) or []:
-            lines.append(f"{key.replace('_', ' ')[:-1]} {change['name']} {change['change']}: "
-                         f"{', '.join(change['a']) or '-'} -> {', '.join(change['b']) or '-'}")
-    for key in ("request_body", "response_body"):
-        body = diff.get(key)
-        if not body:
-            continue
-        title = key.replace("_", " ")
-        if body["kind"] == "json":
-            lines.append(f"{title} (JSON):")
-            lines += [f"  {c['path']} {c['change']}: {json.dumps(c['a'])} -> {json.dumps(c['b'])}"
-                      for c in body["changes"]]
-        elif body["kind"] == "text":
-            lines += [f"{title} (text):", body["unified"].rstrip("\n")]
-        else:
-            lines.append(f"{title} (binary): {body['a']['size']} bytes sha256 "
-                         f"{body['a']['sha256'][:16]} -> {body['b']['size']} bytes sha256 "
-                         f"{body['b']['sha256'][:16]}")
-    return "\n".join(lines)
-
-
-def show_overview(overview: dict[str, Any]) -> str:
-    blocks = []
-    for key, title in (
-        ("by_method", "METHOD"),
-        ("by_domain", "DOMAIN"),
-        ("by_data_mode", "DATA MODE"),
-        ("by_status", "STATUS"),
-    ):
-        counts = overview.get(key) or {}
-        rows = sorted(counts.items(), key=lambda item: (-item[1], str(item[0])))
-        blocks.append(table(rows, [title, "COUNT"]))
-    return "\n\n".join(blocks)
-
-
-def show_status(info: dict[str, Any]) -> str:
-    proxy = info["proxy"]
-    active = info.get("active_session")
-    lines = [
-        f"postcap {info['version']}, up {human_ms(info['uptime_s'] * 1000)}",
-        f"proxy: port {proxy['port']}, {'enabled' if proxy['enabled'] else 'disabled'}",
-        f"data dir: {info['data_dir']}",
-    ]
-    if active:
-        lines.append(
-            f"session: {active['name']} ({active['id']}), {active['state']}, "
-            f"{active['request_count']} requests, {human_bytes(active['total_bytes'])}"
-        )
-    else:
-        lines.append("session: none active")
-    return "\n".join(lines)
-
-
-def show_cookies(result: dict[str, Any]) -> str:
-    return table(
-        [
-            [
-                c.get("id"),
-                c.get("domain"),
-                c.get("path"),
-                c.get("name"),
-                str(c.get("value", ""))[:40],
-                c.get("expires"),
-            ]
-            for c in result["items"]
-        ],
-        ["ID", "DOMAIN", "PATH", "NAME", "VALUE", "EXPIRES"],
-    )
-
-
-# -- progress -----------------------------------------------------------------------------
-
-
-class Progress:
-    """A one-line progress indicator on stderr, only when stderr is a terminal."""
-
-    def __init__(self, stream: Any = None) -> None:
-        self.stream = stream or sys.stderr
-        self.enabled = self.stream.isatty()
-
-    def __call__(self, done: int, total: int | None) -> None:
-        if not self.enabled:
-            return
-        if total:
-            filled = int(30 * done / total)
-            bar = "#" * filled + "." * (30 - filled)
-            text = f"\r[{bar}] {human_bytes(done)} / {human_bytes(total)}"
-        else:
-            text = f"\r{human_bytes(done)} received"
-        self.stream.write(text)
-        self.stream.flush()
-
-    def finish(self) -> None:
-        if self.enabled:
-            self.stream.write("\n")
 
 
 # -- commands -----------------------------------------------------------------------------
@@ -357,7 +128,7 @@ def cmd_session(client: BlockingClient, args: argparse.Namespace) -> Any:
         result = client.session_list(limit=args.limit, offset=args.offset)
         return (
             result,
-            lambda r: session_rows(r["items"]) + f"\n{len(r['items'])} of {r['total']} sessions",
+            lambda r: session_rows(r["items"]) + "\n" + shown_of(len(r["items"]), r["total"], "sessions"),
         )
     if action == "show":
         return client.session_get(args.id), lambda s: json.dumps(s, indent=2)
@@ -504,7 +275,9 @@ def cmd_collection(client: BlockingClient, args: argparse.Namespace) -> Any:
 
 def cmd_cookies(client: BlockingClient, args: argparse.Namespace) -> Any:
     if args.action == "list":
-        return client.cookie_list(session_id=args.session), show_cookies
+        given = {"session_id": args.session, "limit": args.limit, "offset": args.offset}
+        found = client.call("cookie.list", **{k: v for k, v in given.items() if v is not None})
+        return found, show_cookies
     return cmd_jar(client, args)
 
 
@@ -718,7 +491,10 @@ def build_parser() -> Parser:
     cookies = commands.add_parser("cookies", help="captured cookies and the cookie jar")
     cookies.set_defaults(handler=cmd_cookies)
     cookie_actions = cookies.add_subparsers(dest="action", required=True, parser_class=Parser)
-    cookie_actions.add_parser("list").add_argument("--session", help="session id")
+    cookie_list = cookie_actions.add_parser("list", help="cookies captured in a session")
+    cookie_list.add_argument("--session", help="session id [default: the active session]")
+    cookie_list.add_argument("--limit", type=int)
+    cookie_list.add_argument("--offset", type=int)
     add_cookie_parsers(cookie_actions)
     _add_jar_commands(cookie_actions.add_parser("jar", help="the cookie jar"))
 
@@ -781,6 +557,7 @@ def main(argv: Sequence[str] | None = None, stdout: Any = None, stderr: Any = No
     try:
         front, rest = split_global_options(list(sys.argv[1:] if argv is None else argv))
         args = build_parser().parse_args(front + rest)
+        ctl_output.COLOUR = colour_wanted(stdout, args.json)
         endpoint, token_file = resolve(args.control, args.data_dir, args.token_file)
         client = BlockingClient(endpoint.url, read_token(token_file))
         result, render = args.handler(client, args)

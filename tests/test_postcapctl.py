@@ -450,3 +450,45 @@ def test_version_and_missing_token_names_postcap_home(tmp_path: Path) -> None:
     assert "POSTCAP_HOME" in line and "--data-dir" in line
     line = one_line_error(ctl(None, "--data-dir", str(tmp_path), "status"), 3)
     assert "POSTCAP_HOME" in line and str(tmp_path) in line
+
+
+def test_output_short_lists_show_detail_and_colours(
+    server: PostcapProcess, origin: Origin, stopped: None
+) -> None:
+    from postcap import ctl_output
+    from postcap.ctl_output import colour_wanted, show_detail, table, status_colour
+
+    session = ok_json(server, "--json", "session", "start", "--name", "output")
+    server.curl(origin.url("/hello"), origin.url("/status/404"), origin.url("/hello?x"))
+    short = ctl(server, "requests", "--session", session["id"], "--limit", "2").stdout
+    assert short.splitlines()[-1] == "2 of 3 requests shown; see more with --limit and --offset"
+    assert "\x1b[" not in short  # not a terminal: no colours
+    hello = ok_json(server, "--json", "requests", "--session", session["id"])["items"][0]
+    shown = ctl(server, "request", "show", hello["id"]).stdout
+    assert "HTTP/HTTP/" not in shown and "request: HTTP/1.1" in shown
+    assert "-1" not in shown.split("timings:")[1]
+    detail = server.rpc("request.get", id=hello["id"])
+    detail["timings"] = {**detail["timings"], "blocked_ms": -1.0, "dns_ms": None}
+    text = show_detail(detail)
+    assert "blocked not measured" in text and "dns not measured" in text and "-1.0" not in text
+
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    os.environ.pop("NO_COLOR", None)
+    assert colour_wanted(Terminal(), json_output=False) is True
+    assert colour_wanted(Terminal(), json_output=True) is False
+    assert colour_wanted(io.StringIO(), json_output=False) is False
+    os.environ["NO_COLOR"] = "1"
+    try:
+        assert colour_wanted(Terminal(), json_output=False) is False
+    finally:
+        del os.environ["NO_COLOR"]
+    ctl_output.COLOUR = True
+    try:
+        painted = table([["404"], ["200"]], ["STATUS"], {0: status_colour})
+    finally:
+        ctl_output.COLOUR = False
+    assert "\x1b[33m404" in painted and "\x1b[32m200" in painted
+    assert painted.splitlines()[0] == "STATUS"
