@@ -492,3 +492,16 @@ def test_output_short_lists_show_detail_and_colours(
         ctl_output.COLOUR = False
     assert "\x1b[33m404" in painted and "\x1b[32m200" in painted
     assert painted.splitlines()[0] == "STATUS"
+
+
+@pytest.mark.parametrize("shell", ["bash", "zsh", "fish"])
+def test_completion_scripts_need_no_server(shell: str) -> None:
+    result = ctl(None, "completion", shell)
+    assert result.returncode == 0, result.stderr
+    assert "postcapctl" in result.stdout and "requests" in result.stdout
+    if shell == "bash" and shutil.which("bash"):
+        checked = subprocess.run(["bash", "-n"], input=result.stdout, text=True,
+                                 capture_output=True, timeout=30)
+        assert checked.returncode == 0, checked.stderr
+    if shell == "fish":
+        assert "complete -c postcapctl" in result.stdout
