@@ -505,3 +505,30 @@ def test_completion_scripts_need_no_server(shell: str) -> None:
         assert checked.returncode == 0, checked.stderr
     if shell == "fish":
         assert "complete -c postcapctl" in result.stdout
+
+
+class ServedProcess(PostcapProcess):
+    """The server started as ``postcap serve OPTIONS`` from the directory ``cwd``."""
+
+    def __init__(self, data_dir: Path, cwd: Path) -> None:
+        super().__init__(data_dir)
+        self.cwd = cwd
+
+    def command(self) -> list[str]:
+        options = super().command()[super().command().index("postcap") + 1:]
+        return ["/bin/sh", "-c", 'cd "$0" && exec "$@"', str(self.cwd),
+                sys.executable, "-m", "postcap", "serve", *options]
+
+
+def test_postcap_serve_runs_the_server_without_a_pid_file(tmp_path: Path) -> None:
+    helped = subprocess.run([sys.executable, "-m", "postcap", "--help"], capture_output=True,
+                            text=True, timeout=60)
+    assert helped.returncode == 0 and "postcap serve" in helped.stdout
+    served_help = subprocess.run([sys.executable, "-m", "postcap", "serve", "--help"],
+                                 capture_output=True, text=True, timeout=60)
+    assert served_help.returncode == 0 and "--max-client-connections" in served_help.stdout
+    cwd = tmp_path / "cwd"
+    cwd.mkdir()
+    with ServedProcess(tmp_path / "data", cwd) as served:
+        assert ok_json(served, "--json", "status")["proxy"]["port"] == served.port
+    assert not (cwd / "twistd.pid").exists()
