@@ -30,6 +30,7 @@ from postcap._version import __version__
 from postcap.ctl_actions import (
     add_collection_export,
     add_cookie_parsers,
+    add_interceptor_parser,
     add_proxy_parser,
     cmd_session_clear,
     follow,
@@ -506,6 +507,7 @@ def build_parser() -> Parser:
     ca.set_defaults(handler=cmd_ca)
     ca.add_argument("-o", "--output")
     add_proxy_parser(commands, Parser)
+    add_interceptor_parser(commands, Parser)
     completion = commands.add_parser(
         "completion", help="print a shell completion script: bash, zsh or fish",
         description="eval \"$(postcapctl completion bash)\" in ~/.bashrc; "

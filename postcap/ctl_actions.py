@@ -145,3 +145,34 @@ def follow(client: BlockingClient, args: argparse.Namespace, line: Callable[[dic
         pass
     args.json = False
     return shown, lambda n: ""
+
+
+def show_interceptor(status: dict[str, Any]) -> str:
+    link = "connected" if status.get("connected") else "not connected"
+    secure = ", secure" if status.get("secure") else ""
+    key = "custom key" if status.get("custom_key") else "default key"
+    lines = [f"browser extension: {link}{secure}, {key}"]
+    counts = ("captured_requests", "ignored_requests", "authenticated_frames", "rejected_frames")
+    lines += [f"{name.replace('_', ' ')}: {status[name]}" for name in counts if name in status]
+    if status.get("last_error"):
+        lines.append(f"last error: {status['last_error']}")
+    return "\n".join(lines)
+
+
+def cmd_interceptor(client: BlockingClient, args: argparse.Namespace) -> tuple[Any, Render]:
+    if args.action == "set-key":
+        key = sys.stdin.readline().strip() if args.key == "-" else args.key
+        client.call("interceptor.set_key", key=key)
+    elif args.action == "clear-key":
+        client.call("interceptor.clear_key")
+    return client.call("interceptor.status"), show_interceptor
+
+
+def add_interceptor_parser(commands: Any, parser_class: type) -> None:
+    interceptor = commands.add_parser("interceptor", help="the browser extension's link")
+    interceptor.set_defaults(handler=cmd_interceptor)
+    actions = interceptor.add_subparsers(dest="action", required=True, parser_class=parser_class)
+    actions.add_parser("status", help="whether the extension is connected, and its counts")
+    set_key = actions.add_parser("set-key", help="set the custom key the extension must use")
+    set_key.add_argument("key", help="at least 10 letters or digits; - reads it from stdin")
+    actions.add_parser("clear-key", help="back to the default key")

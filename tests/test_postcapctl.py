@@ -532,3 +532,11 @@ def test_postcap_serve_runs_the_server_without_a_pid_file(tmp_path: Path) -> Non
     with ServedProcess(tmp_path / "data", cwd) as served:
         assert ok_json(served, "--json", "status")["proxy"]["port"] == served.port
     assert not (cwd / "twistd.pid").exists()
+
+
+def test_interceptor_status_and_key(server: PostcapProcess) -> None:
+    assert "browser extension: not connected, default key" in ctl(server, "interceptor", "status").stdout
+    custom = ok_json(server, "--json", "interceptor", "set-key", "abcdefghij12")
+    assert custom["custom_key"] is True
+    assert "invalid" in one_line_error(ctl(server, "interceptor", "set-key", "short"), 1)
+    assert ok_json(server, "--json", "interceptor", "clear-key")["custom_key"] is False
