@@ -164,7 +164,10 @@ def show_detail(detail: dict[str, Any]) -> str:
         if not part:
             continue
         version = str(part.get("http_version") or "")
-        head = f"{title}: {version if version.startswith('HTTP/') else 'HTTP/' + version}"
+        version = version if version.startswith("HTTP/") else "HTTP/" + version
+        head = f"{title}: {version}"
+        if title == "request" and part.get("target"):
+            head = f"request: {part.get('method', detail['method'])} {part['target']} {version}"
         if title == "response":
             head += f" {part.get('status')} {part.get('reason', '')}"
         lines += ["", head]
