@@ -1,4 +1,4 @@
-"""The issue-8 benchmark suite: postcap vs mitmdump vs the direct path, in one run.
+"""The benchmark suite: postcap vs mitmdump vs the direct path, in one run.
 
     python tests/benchmarks/run.py [--quick] [--soak N] [--history N] [--json FILE]
 
@@ -363,7 +363,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     print_table(rows, [name for name in SYSTEMS if name in results or name == "postcap"])
     goal_rows = goals(results, soak_figures, history_figures)
-    print("\nissue 8 goals:")
+    print("\ngoals:")
     for goal in goal_rows:
         verdict = {True: "met", False: "MISSED", None: "not measured"}[goal["met"]]
         print(f"  {goal['goal']:55} {fmt(goal['measured']):>8} {goal['unit']:4} {verdict}")
