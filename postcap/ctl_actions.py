@@ -11,6 +11,10 @@ import sys
 from typing import Any, Callable
 
 from postcap.client import BlockingClient
+from postcap.ctl_output import Progress
+
+#: Requests per ``collection.add`` call (and per ``request.list`` page) of ``export collection``.
+BATCH = 1000
 
 Render = Callable[[Any], str]
 
@@ -95,15 +99,20 @@ def cmd_export_collection(client: BlockingClient, args: argparse.Namespace) -> t
     ids: list[str] = []
     offset = 0
     while True:
-        page = client.request_list(session_id=session["id"], limit=1000, offset=offset)
+        page = client.request_list(session_id=session["id"], limit=BATCH, offset=offset)
         ids += [item["id"] for item in page["items"]]
         offset += len(page["items"])
         if not page["items"] or offset >= page["total"]:
             break
     added = 0
-    for start in range(0, len(ids), 1000):
-        added += client.collection_add(collection["id"], ids[start:start + 1000],
-                                       organize_by=organize)
+    progress = Progress(noun="requests")
+    try:
+        for start in range(0, len(ids), BATCH):
+            added += client.collection_add(collection["id"], ids[start:start + BATCH],
+                                           organize_by=organize)
+            progress(min(start + BATCH, len(ids)), len(ids))
+    finally:
+        progress.finish()
     document = client.collection_get(collection["id"])
     output = args.output or f"{name}.postman_collection.json".replace(os.sep, "_")
     with open(output, "w", encoding="utf-8") as handle:

@@ -291,9 +291,13 @@ def show_cookies(result: dict[str, Any]) -> str:
 class Progress:
     """A one-line progress indicator on stderr, only when stderr is a terminal."""
 
-    def __init__(self, stream: Any = None) -> None:
+    def __init__(self, stream: Any = None, noun: str | None = None) -> None:
         self.stream = stream or sys.stderr
         self.enabled = self.stream.isatty()
+        self.noun = noun  # counts of this noun, else bytes
+
+    def _amount(self, value: int) -> str:
+        return f"{value:,}" if self.noun else human_bytes(value)
 
     def __call__(self, done: int, total: int | None) -> None:
         if not self.enabled:
@@ -301,9 +305,10 @@ class Progress:
         if total:
             filled = int(30 * done / total)
             bar = "#" * filled + "." * (30 - filled)
-            text = f"\r[{bar}] {human_bytes(done)} / {human_bytes(total)}"
+            text = f"\r[{bar}] {self._amount(done)} / {self._amount(total)}"
+            text += f" {self.noun}" if self.noun else ""
         else:
-            text = f"\r{human_bytes(done)} received"
+            text = f"\r{self._amount(done)} {self.noun or 'received'}"
         self.stream.write(text)
         self.stream.flush()
 

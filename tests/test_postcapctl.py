@@ -321,6 +321,9 @@ def test_global_options_anywhere_and_progress_only_on_a_tty() -> None:
     assert "[###############...............] 512 B / 1.0 KiB" in terminal.getvalue()
     assert "1.0 KiB received" in terminal.getvalue()
     assert pipe.getvalue() == ""
+    counted = Terminal()
+    Progress(counted, noun="requests")(1000, 1564)
+    assert counted.getvalue().endswith("] 1,000 / 1,564 requests")
 
 
 def test_search_time_bounds_order_and_replay_overrides(
