@@ -108,6 +108,11 @@ class StorageStats:
         self.dropped = 0
         self.write_seconds = Histogram()
 
+    def to_json(self) -> dict[str, Any]:
+        """``server.info``'s ``storage`` and the ``storage`` event's payload."""
+        return {"ok": self.available, "error": self.reason, "pending": self.pending,
+                "written": self.written, "dropped": self.dropped}
+
 
 class Tally:
     """The running totals the proxy, sessions and control channel bump.

@@ -243,11 +243,14 @@ def test_readyz_follows_the_store(server: PostcapProcess, origin: Origin) -> Non
         assert value(samples, "postcap_storage_available") == 0
         assert value(samples, "postcap_capture_transactions_total", outcome="dropped") >= 1
         assert server.http("/healthz", token=None)[0] == 200  # alive, just not ready
+        storage = server.rpc("server.info")["storage"]
+        assert storage["ok"] is False and "locked" in storage["error"], storage
     finally:
         blocker.execute("ROLLBACK")
         blocker.close()
     assert wait_for(lambda: server.http("/readyz", token=None)[0] == 200, timeout=20)
     assert value(scrape(server), "postcap_storage_available") == 1
+    assert server.rpc("server.info")["storage"]["ok"] is True
     server.rpc("session.stop", id=session["id"])
 
 
