@@ -219,6 +219,8 @@ class Request:
     http_version: str
     headers: Headers
     body: Body = EMPTY_BODY
+    #: Trailer fields after the body (chunked HTTP/1.1 or HTTP/2), in order.
+    trailers: Headers = ()
 
     def to_json(self, body: bytes | None = None) -> dict[str, Any]:
         return {
@@ -227,6 +229,7 @@ class Request:
             "http_version": self.http_version,
             "headers": [[_latin1(k), _latin1(v)] for k, v in self.headers],
             "body": self.body.to_json(body),
+            "trailers": [[_latin1(k), _latin1(v)] for k, v in self.trailers],
         }
 
 
@@ -238,6 +241,8 @@ class Response:
     http_version: str
     headers: Headers
     body: Body = EMPTY_BODY
+    #: Trailer fields after the body (chunked HTTP/1.1 or HTTP/2; gRPC's grpc-status).
+    trailers: Headers = ()
 
     def to_json(self, body: bytes | None = None) -> dict[str, Any]:
         return {
@@ -246,6 +251,7 @@ class Response:
             "http_version": self.http_version,
             "headers": [[_latin1(k), _latin1(v)] for k, v in self.headers],
             "body": self.body.to_json(body),
+            "trailers": [[_latin1(k), _latin1(v)] for k, v in self.trailers],
         }
 
 

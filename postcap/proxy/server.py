@@ -22,16 +22,20 @@ from twisted.python.failure import Failure
 
 from postcap.capture import Recorder, Spooler
 from postcap.model import Address, TLSInfo
-from postcap.proxy.exchange import Exchange, TransportPauser, format_headers
+from postcap.proxy.exchange import Exchange
 from postcap.proxy.framing import (
     Data,
     EndOfMessage,
     Event,
     MessageParser,
     ProtocolError,
+    RawHeaders,
     RequestHead,
+    ResponseHead,
+    end_to_end,
     header_values,
 )
+from postcap.proxy.wire import TransportPauser, chunk, format_headers, last_chunk
 from postcap.proxy.targets import Target, parse_absolute_target, parse_connect_target
 from postcap.proxy.tunnel import BlindTunnel
 from postcap.proxy.connector import UpstreamConnector
@@ -331,6 +335,55 @@ class ProxyServerProtocol(Protocol):
         if self.intercepted is not None or origin.port != getattr(own, "port", None):
             return False
         return origin.host in (getattr(own, "host", None), "0.0.0.0", "::")
+
+    # -- IDownstream: the response as HTTP/1.1 bytes ----------------------------------
+
+    _response_chunked = False
+
+    def send_informational(self, request_head: RequestHead, head: ResponseHead) -> None:
+        if request_head.version == b"HTTP/1.1":
+            self.transport.write(
+                b"HTTP/1.1 %d %s\r\n%s\r\n"
+                % (head.status, head.reason, format_headers(end_to_end(head.headers)))
+            )
+
+    def send_response_head(self, exchange: Exchange, head: ResponseHead, headers: RawHeaders) -> None:
+        """Frame the response for this client: chunked when the length is unknown
+        (HTTP/1.1), else close-delimited; say whether the connection persists."""
+        http11 = exchange.head.version == b"HTTP/1.1"
+        self._response_chunked = False
+        if head.framing in ("chunked", "close"):
+            if http11:
+                self._response_chunked = True
+                headers.append((b"Transfer-Encoding", b"chunked"))
+            else:
+                exchange.client_keep_alive = False
+        if not exchange.request_done:
+            # The upstream answered before the request ended: do not try to read on.
+            exchange.client_keep_alive = False
+        if not exchange.client_keep_alive:
+            headers.append((b"Connection", b"close"))
+        elif not http11:
+            headers.append((b"Connection", b"keep-alive"))
+        self.transport.write(
+            b"HTTP/1.1 %d %s\r\n%s\r\n" % (head.status, head.reason, format_headers(headers))
+        )
+
+    def send_data(self, data: bytes) -> None:
+        self.transport.write(chunk(data) if self._response_chunked else data)
+
+    def send_end(self, trailers: RawHeaders) -> None:
+        if self._response_chunked:
+            self.transport.write(last_chunk(trailers))
+
+    def register_producer(self, producer: object) -> None:
+        self.transport.registerProducer(producer, True)
+
+    def unregister_producer(self) -> None:
+        self.transport.unregisterProducer()
+
+    def cut(self) -> None:
+        self.close()
 
     # -- answering ------------------------------------------------------------------
 

@@ -28,7 +28,8 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from postcap.proxy.framing import Event, MessageParser, ProtocolError
+from postcap.proxy.framing import Event, MessageParser, ProtocolError, RawHeaders
+from postcap.proxy.wire import TransportPauser, chunk, format_headers, last_chunk
 from postcap.tls.client import describe_tls_failure
 
 
@@ -111,13 +112,42 @@ class UpstreamProtocol(Protocol):
         """IHandshakeListener: the upstream TLS handshake finished."""
         self.handshake_at = self.pool.now()
 
-    def attach(self, listener: ResponseListener, method: bytes) -> None:
+    def attach(self, listener: ResponseListener, method: bytes) -> "TransportPauser":
+        """IUpstreamChannel: serve ``listener``; the pauser stops reading this connection."""
         self.listener = listener
         self.requests_served += 1
         self.parser.next(method)
+        return TransportPauser(self.transport)
 
     def detach(self) -> None:
         self.listener = None
+
+    # -- IUpstreamChannel: the request as HTTP/1.1 bytes ----------------------------
+
+    is_stream = False
+    _chunked = False
+
+    def send_head(self, method: bytes, target: bytes, headers: RawHeaders, framing: str) -> None:
+        self._chunked = framing == "chunked"
+        if self._chunked:
+            headers = headers + [(b"Transfer-Encoding", b"chunked")]
+        self.transport.write(b"%s %s HTTP/1.1\r\n%s\r\n" % (method, target, format_headers(headers)))
+
+    def send_body(self, data: bytes) -> None:
+        self.transport.write(chunk(data) if self._chunked else data)
+
+    def send_end(self, trailers: RawHeaders) -> None:
+        if self._chunked:
+            self.transport.write(last_chunk(trailers))
+
+    def register_producer(self, producer: object) -> None:
+        self.transport.registerProducer(producer, True)
+
+    def unregister_producer(self) -> None:
+        self.transport.unregisterProducer()
+
+    def continue_after_informational(self) -> list[Event]:
+        return self.parser.continue_after_informational()
 
     def dataReceived(self, data: bytes) -> None:
         self.pool.bytes_received += len(data)
