@@ -15,10 +15,11 @@ from dataclasses import dataclass, field
 from typing import Any, Sequence
 
 from twisted.internet.defer import Deferred, succeed
-from twisted.internet.interfaces import IAddress, IDelayedCall
+from twisted.internet.interfaces import IAddress, IDelayedCall, IHandshakeListener
 from twisted.internet.protocol import Protocol, ServerFactory
 from twisted.logger import Logger
 from twisted.python.failure import Failure
+from zope.interface import implementer
 
 from postcap.capture import Recorder, Spooler
 from postcap.model import Address, TLSInfo
@@ -41,6 +42,8 @@ from postcap.proxy.tunnel import BlindTunnel
 from postcap.proxy.connector import UpstreamConnector
 from postcap.proxy.onboarding import ONBOARDING_HOST, serve_onboarding
 from postcap.proxy.upstream import Origin, UpstreamPool, send_immediately
+from postcap.proxy.h2common import ALPN_H2
+from postcap.proxy.h2server import H2ServerLayer
 from postcap.tls.minting import InterceptingServerCreator, LeafMinter
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -128,6 +131,14 @@ def tls_info_of(transport: object) -> TLSInfo | None:
         return None
 
 
+def negotiated_protocol(transport: object) -> bytes | None:
+    """The ALPN protocol of a TLS connection, or None."""
+    try:
+        return transport.getHandle().get_alpn_proto_negotiated() or None  # type: ignore[attr-defined]
+    except AttributeError:
+        return None
+
+
 def error_response(status: int, kind: str, message: str, keep_alive: bool) -> bytes:
     """A proxy-made response: short plain text that names postcap and the cause."""
     body = f"postcap: {message}\n".encode("utf-8")
@@ -141,6 +152,7 @@ def error_response(status: int, kind: str, message: str, keep_alive: bool) -> by
     return b"HTTP/1.1 %d %s\r\n%s\r\n%s" % (status, reason, format_headers(headers), body)
 
 
+@implementer(IHandshakeListener)
 class ProxyServerProtocol(Protocol):
     """One client connection to the proxy."""
 
@@ -156,6 +168,8 @@ class ProxyServerProtocol(Protocol):
         self.parser = MessageParser(is_request=True)
         self.exchange: Exchange | None = None
         self.tunnel: BlindTunnel | None = None
+        #: Set when the client chose HTTP/2 by ALPN on intercepted TLS: it owns the connection.
+        self.h2: H2ServerLayer | None = None
         self.tls_info: TLSInfo | None = None
         #: Set once a CONNECT is intercepted: requests then arrive in origin-form over TLS.
         self.intercepted: Origin | None = None
@@ -182,6 +196,8 @@ class ProxyServerProtocol(Protocol):
             self.exchange.client_gone()
         if self.tunnel is not None:
             self.tunnel.client_lost()
+        if self.h2 is not None:
+            self.h2.connection_lost()
         self.factory.connection_closed(self)
 
     def close(self) -> None:
@@ -195,6 +211,9 @@ class ProxyServerProtocol(Protocol):
         self.factory.bytes_from_clients += len(data)
         if self.tunnel is not None:
             self.tunnel.from_client(data)
+            return
+        if self.h2 is not None:
+            self.h2.data_received(data)
             return
         if self._closing:
             return
@@ -304,6 +323,19 @@ class ProxyServerProtocol(Protocol):
         self._await_request()
         if early:
             self.transport.protocol.dataReceived(early)
+
+    # -- HTTP/2 ---------------------------------------------------------------------
+
+    def handshakeCompleted(self) -> None:
+        """IHandshakeListener: the intercepted TLS is up; HTTP/2 takes over if ALPN chose it."""
+        if negotiated_protocol(self.transport) == ALPN_H2:
+            self.start_h2()
+
+    def start_h2(self) -> None:
+        self._cancel_wait_timer()
+        self.tls_info = tls_info_of(self.transport)
+        self.h2 = H2ServerLayer(self)
+        self.h2.start()
 
     # -- loops ----------------------------------------------------------------------
 
@@ -576,7 +608,9 @@ class ProxyFactory(ServerFactory):
         """Close idle connections, let busy ones finish, abort what is left after ``timeout``."""
         self.draining = True
         for protocol in list(self.connections):
-            if protocol.exchange is None and protocol.tunnel is None:
+            if protocol.h2 is not None:
+                protocol.h2.drain()
+            elif protocol.exchange is None and protocol.tunnel is None:
                 protocol.close()
         if not self.connections:
             return succeed(None)

@@ -1,0 +1,64 @@
+"""End to end over HTTP/2: curl --http2 and httpx through CONNECT with an HTTP/1.1
+origin, trailers both ways, and captures that say HTTP/2."""
+
+from __future__ import annotations
+
+from typing import Any, Iterator
+
+import pytest
+
+from tests.certs import OriginPKI
+from tests.harness import Origin, requires_curl
+from tests.postcap_process import PostcapProcess, RPCError
+
+pytestmark = requires_curl
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory, pki: OriginPKI) -> Iterator[PostcapProcess]:
+    data_dir = tmp_path_factory.mktemp("postcap-h2")
+    with PostcapProcess(data_dir, env={"SSL_CERT_FILE": pki.ca_cert}) as running:
+        yield running
+
+
+@pytest.fixture
+def session(server: PostcapProcess) -> Iterator[dict[str, Any]]:
+    started = server.rpc("session.start", name="h2")
+    yield started
+    try:
+        server.rpc("session.stop")
+    except RPCError:
+        pass
+
+
+def https(origin: Origin, path: str) -> str:
+    return f"https://127.0.0.1:{origin.port}{path}"
+
+
+def test_curl_http2_through_connect_is_captured_as_http2(
+    server: PostcapProcess, tls_origin: Origin, session: dict[str, Any]
+) -> None:
+    result = server.curl(
+        "-v", "--http2", "--cacert", server.ca_path, https(tls_origin, "/hello"), https(tls_origin, "/hello"),
+    )
+    assert result.stdout == b"hello from origin\n" * 2
+    assert b"ALPN: server accepted h2" in result.stderr or b"using HTTP/2" in result.stderr
+    assert b"< HTTP/2 200" in result.stderr
+    items = server.requests(session["id"])
+    assert [i["status"] for i in items] == [200, 200]
+    detail = server.rpc("request.get", id=items[0]["id"])
+    assert detail["request"]["http_version"] == "HTTP/2"
+    assert detail["response"]["http_version"] == "HTTP/2"
+    assert detail["response"]["body"]["text"] == "hello from origin\n"
+    assert ["host", f"127.0.0.1:{tls_origin.port}"] in detail["request"]["headers"]
+
+
+def test_curl_http2_post_body(
+    server: PostcapProcess, tls_origin: Origin, session: dict[str, Any]
+) -> None:
+    result = server.curl("--http2", "--cacert", server.ca_path, "-d", "field=1", https(tls_origin, "/echo"))
+    assert b'"body": "field=1"' in result.stdout
+    (item,) = server.requests(session["id"])
+    detail = server.rpc("request.get", id=item["id"])
+    assert detail["request"]["body"]["text"] == "field=1"
+    assert detail["request"]["method"] == "POST"
