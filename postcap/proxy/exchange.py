@@ -43,11 +43,12 @@ from postcap.proxy.framing import (
     RequestHead,
     ResponseHead,
     end_to_end,
+    header_values,
     wants_keep_alive,
 )
 from postcap.proxy.targets import Target
 from postcap.proxy.wire import TransportPauser, format_headers
-from postcap.proxy.upstream import UpstreamError, UpstreamProtocol, describe_connect_failure
+from postcap.proxy.upstream import Channel, UpstreamError, describe_connect_failure
 
 if TYPE_CHECKING:
     from postcap.proxy.interfaces import IDownstream
@@ -90,7 +91,7 @@ class Exchange:
         limit = self.settings.max_capture_body
         self.request_capture = BodyCapture(limit, spooler, enabled=ticket is not None)
         self.response_capture = BodyCapture(limit, spooler, enabled=ticket is not None)
-        self.upstream: UpstreamProtocol | None = None
+        self.upstream: Channel | None = None
         self.upstream_reused = False
         self.upstream_pauser: TransportPauser | None = None
         self.request_done = False
@@ -103,7 +104,7 @@ class Exchange:
         self._pending_body: list[bytes] = []
         self._pending_end: RawHeaders | None = None
         self._timer: IDelayedCall | None = None
-        self._connection: UpstreamProtocol | None = None
+        self._connection: Channel | None = None
         self._t_connect_start: float | None = None
         self._t_head_sent: float | None = None
         self._t_request_sent: float | None = None
@@ -119,7 +120,7 @@ class Exchange:
         connecting = self.client.factory.pool.acquire(self.target.origin)
         connecting.addCallbacks(self._connected, self._connect_failed)
 
-    def _connected(self, result: tuple[UpstreamProtocol, bool]) -> None:
+    def _connected(self, result: tuple[Channel, bool]) -> None:
         upstream, reused = result
         if self.finished:
             self.client.factory.pool.release(upstream)
@@ -149,7 +150,7 @@ class Exchange:
             return
         self.fail_with(describe_connect_failure(self.target.origin, failure))
 
-    def _send_request_head(self, upstream: UpstreamProtocol) -> None:
+    def _send_request_head(self, upstream: Channel) -> None:
         head = self.head
         headers: RawHeaders = []
         host_seen = False
@@ -162,6 +163,8 @@ class Exchange:
         if not host_seen:
             headers.insert(0, (b"Host", self.target.origin.authority().encode("ascii")))
         headers.append((b"Via", self.settings.via))
+        if upstream.is_stream and b"trailers" in header_values(head.headers, b"te"):
+            headers.append((b"te", b"trailers"))  # gRPC servers insist on it
         request_target = self.target.path
         if self.settings.upstream_proxy is not None and self.target.origin.scheme == "http":
             request_target = self.target.url.encode("latin-1")
@@ -207,7 +210,7 @@ class Exchange:
         source.pause("spool")
         self.client.factory.spooler.when_drained().addCallback(lambda _: source.resume("spool"))
 
-    def _stop_feeding_upstream(self, upstream: UpstreamProtocol) -> None:
+    def _stop_feeding_upstream(self, upstream: Channel) -> None:
         if self._feeding_upstream:
             self._feeding_upstream = False
             upstream.unregister_producer()

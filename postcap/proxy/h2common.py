@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections import deque
 from http.client import responses
-from typing import Callable
+from typing import Callable, Iterable
 
 from h2.connection import H2Connection
 from h2.exceptions import ProtocolError as H2ProtocolError
@@ -202,6 +202,11 @@ def h2_fields(headers: RawHeaders, drop: frozenset[bytes] = CONNECTION_SPECIFIC)
         if lower not in drop:
             fields.append((lower, value))
     return fields
+
+
+def plain(fields: Iterable[tuple[bytes, bytes]]) -> RawHeaders:
+    """``h2``'s header tuples as plain pairs (what the capture model stores)."""
+    return [(bytes(name), bytes(value)) for name, value in fields]
 
 
 def trailer_fields(trailers: RawHeaders) -> RawHeaders:

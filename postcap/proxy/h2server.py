@@ -31,6 +31,7 @@ from postcap.proxy.h2common import (
     RateLimit,
     StreamPauser,
     h2_fields,
+    plain,
     request_head,
     trailer_fields,
 )
@@ -71,7 +72,11 @@ class H2ClientStream:
 
     def send_response_head(self, exchange: Exchange, head: ResponseHead, headers: RawHeaders) -> None:
         fields = [(b":status", b"%d" % head.status)] + h2_fields(headers)
-        self.layer.send_headers(self.stream_id, fields)
+        # No body (e.g. a gRPC trailers-only answer): the HEADERS frame ends the stream.
+        bodiless = head.framing == "none"
+        self.layer.send_headers(self.stream_id, fields, end_stream=bodiless)
+        if bodiless:
+            self.outbound.closed = True
 
     def send_data(self, data: bytes) -> None:
         self.outbound.send_data(data)
@@ -201,7 +206,7 @@ class H2ServerLayer:
         elif isinstance(event, ev.TrailersReceived):
             stream = self.streams.get(event.stream_id)
             if stream is not None:
-                stream.trailers = list(event.headers)
+                stream.trailers = plain(event.headers)
         elif isinstance(event, ev.StreamEnded):
             stream = self.streams.get(event.stream_id)
             if stream is not None and stream.exchange is not None:
@@ -228,7 +233,7 @@ class H2ServerLayer:
         self.streams[stream_id] = stream
         self._cancel_idle_timer()
         try:
-            head = request_head(list(event.headers), event.stream_ended)
+            head = request_head(plain(event.headers), event.stream_ended)
         except ValueError as exc:
             stream.send_error(400, "bad-request", str(exc))
             return
@@ -289,9 +294,9 @@ class H2ServerLayer:
         if data:
             self.protocol.transport.write(data)
 
-    def send_headers(self, stream_id: int, fields: RawHeaders) -> None:
+    def send_headers(self, stream_id: int, fields: RawHeaders, end_stream: bool = False) -> None:
         try:
-            self.connection.send_headers(stream_id, fields)
+            self.connection.send_headers(stream_id, fields, end_stream=end_stream)
         except H2ProtocolError:
             return
         self.flush()

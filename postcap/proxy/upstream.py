@@ -12,14 +12,15 @@ import functools
 
 import ipaddress
 from dataclasses import dataclass
-from typing import Callable, Protocol as TypingProtocol
+from typing import Any, Callable, Protocol as TypingProtocol, Union
 
 from twisted.internet import error as ierror
-from twisted.internet.defer import Deferred, maybeDeferred, succeed
+from twisted.internet.defer import Deferred, fail, maybeDeferred, succeed
 from twisted.internet.endpoints import HostnameEndpoint
 from twisted.internet.interfaces import (
     IDelayedCall,
     IHandshakeListener,
+    INegotiated,
     IReactorTime,
     IStreamClientEndpoint,
 )
@@ -30,6 +31,8 @@ from zope.interface import implementer
 
 from postcap.proxy.framing import Event, MessageParser, ProtocolError, RawHeaders
 from postcap.proxy.wire import TransportPauser, chunk, format_headers, last_chunk
+from postcap.proxy.h2common import ALPN_H2
+from postcap.proxy.h2upstream import H2UpstreamConnection, H2UpstreamStream
 from postcap.tls.client import describe_tls_failure
 
 
@@ -101,6 +104,10 @@ class UpstreamProtocol(Protocol):
         self.local_key: ConnectionKey | None = None
         #: Why certificate verification failed, in words (set by the TLS verify callback).
         self.tls_verify_error: str | None = None
+        #: Set when the origin chose HTTP/2 by ALPN: it owns the connection.
+        self.h2: H2UpstreamConnection | None = None
+        self._ready: Deferred[UpstreamProtocol] | None = None
+        self._ready_timer: IDelayedCall | None = None
 
     def connectionMade(self) -> None:
         self.connected = True
@@ -109,8 +116,44 @@ class UpstreamProtocol(Protocol):
         self.local_key = self.pool.own_connection_made(self.transport)
 
     def handshakeCompleted(self) -> None:
-        """IHandshakeListener: the upstream TLS handshake finished."""
+        """IHandshakeListener: the upstream TLS handshake finished; HTTP/2 takes
+        over if the origin chose it."""
         self.handshake_at = self.pool.now()
+        if getattr(self.transport, "negotiatedProtocol", None) == ALPN_H2:
+            self.h2 = H2UpstreamConnection(self)
+            self.h2.start()
+        self._fire_ready(None)
+
+    def when_ready(self, timeout: float) -> "Deferred[UpstreamProtocol]":
+        """Fires with this protocol once its TLS handshake is done (the ALPN choice is
+        known), or fails with the UpstreamError the proxy answers with."""
+        if self.handshake_at is not None:
+            return succeed(self)
+        if not self.connected:
+            return fail(UpstreamError(502, "closed", "upstream closed the connection during the TLS handshake"))
+        self._ready = Deferred()
+        self._ready_timer = self.pool.reactor.callLater(timeout, self._handshake_timed_out, timeout)
+        return self._ready
+
+    def _handshake_timed_out(self, timeout: float) -> None:
+        self._ready_timer = None
+        self._fire_ready(UpstreamError(
+            504, "connect-timeout",
+            f"TLS handshake with {self.origin.host}:{self.origin.port} did not finish within {timeout:g} s",
+        ))
+        self.transport.abortConnection()
+
+    def _fire_ready(self, error: UpstreamError | None) -> None:
+        if self._ready_timer is not None and self._ready_timer.active():
+            self._ready_timer.cancel()
+        self._ready_timer = None
+        ready, self._ready = self._ready, None
+        if ready is None:
+            return
+        if error is None:
+            ready.callback(self)
+        else:
+            ready.errback(error)
 
     def attach(self, listener: ResponseListener, method: bytes) -> "TransportPauser":
         """IUpstreamChannel: serve ``listener``; the pauser stops reading this connection."""
@@ -151,6 +194,9 @@ class UpstreamProtocol(Protocol):
 
     def dataReceived(self, data: bytes) -> None:
         self.pool.bytes_received += len(data)
+        if self.h2 is not None:
+            self.h2.data_received(data)
+            return
         listener = self.listener
         if listener is None:
             # Bytes while idle: the server broke framing; never reuse this connection.
@@ -173,6 +219,10 @@ class UpstreamProtocol(Protocol):
         self.connected = False
         self.pool.forget(self)
         self.pool.own_connection_lost(self.local_key)
+        if self._ready is not None:
+            self._fire_ready(UpstreamError(502, "tls", describe_tls_failure(reason, self.tls_verify_error)))
+        if self.h2 is not None:
+            self.h2.connection_lost()
         listener, self.listener = self.listener, None
         if listener is None:
             return
@@ -204,6 +254,8 @@ def _normalised(host: str, port: int) -> tuple[str, int]:
 
 
 ConnectionKey = tuple[tuple[str, int], tuple[str, int]]
+#: What the pool hands an exchange: an HTTP/1.1 connection or an HTTP/2 stream.
+Channel = Union[UpstreamProtocol, H2UpstreamStream]
 
 
 def _address_key(transport: object) -> ConnectionKey | None:
@@ -263,10 +315,13 @@ class UpstreamPool:
         tunnel_endpoint_factory: EndpointFactory | None = None,
     ) -> None:
         self._reactor = reactor
+        self.reactor = reactor
         self.connect_timeout = connect_timeout
         self._endpoint_factory = endpoint_factory or self._tcp_endpoint
         self._tunnel_endpoint_factory = tunnel_endpoint_factory or self._endpoint_factory
         self._idle: dict[Origin, list[UpstreamProtocol]] = {}
+        #: Upstream HTTP/2 connections per origin, shared by concurrent exchanges.
+        self._shared: dict[Origin, list[UpstreamProtocol]] = {}
         self._closing = False
         #: Local (host, port) of every open upstream connection, to recognise loops.
         self._own_addresses: set[ConnectionKey] = set()
@@ -300,8 +355,12 @@ class UpstreamPool:
         """A raw endpoint to ``origin`` outside the pool (for tunnels)."""
         return self._tunnel_endpoint_factory(origin)
 
-    def acquire(self, origin: Origin) -> Deferred[tuple[UpstreamProtocol, bool]]:
-        """A connected protocol for ``origin`` and whether it is a reused one."""
+    def acquire(self, origin: Origin) -> Deferred[tuple[Channel, bool]]:
+        """A channel to ``origin`` (a connection, or a stream of a shared HTTP/2
+        connection) and whether its connection is a reused one."""
+        for shared in self._shared.get(origin, ()):
+            if shared.h2 is not None and shared.h2.has_room:
+                return succeed((shared.h2.open_stream(), True))
         idle = self._idle.get(origin)
         while idle:
             protocol = idle.pop()
@@ -310,10 +369,26 @@ class UpstreamPool:
                 return succeed((protocol, True))
         factory = quiet_factory(lambda: UpstreamProtocol(self, origin))
         connecting = maybeDeferred(lambda: self._endpoint_factory(origin).connect(factory))
-        return connecting.addCallback(lambda protocol: (protocol, False))
+        return connecting.addCallback(self._first_channel)
 
-    def release(self, protocol: UpstreamProtocol) -> None:
+    def _first_channel(self, protocol: UpstreamProtocol) -> Any:
+        if not INegotiated.providedBy(protocol.transport):
+            return (protocol, False)
+        # TLS: the origin's ALPN choice (HTTP/2 or not) is known once the handshake is done.
+        return protocol.when_ready(self.connect_timeout).addCallback(self._channel_of)
+
+    def _channel_of(self, protocol: UpstreamProtocol) -> tuple[Channel, bool]:
+        if protocol.h2 is None:
+            return (protocol, False)
+        self._shared.setdefault(protocol.origin, []).append(protocol)
+        return (protocol.h2.open_stream(), False)
+
+    def release(self, protocol: Channel) -> None:
         """Return a connection whose last response ended cleanly and may persist."""
+        if protocol.is_stream:
+            protocol.finish(reset=False)  # type: ignore[union-attr]
+            return
+        assert isinstance(protocol, UpstreamProtocol)
         if protocol.parser.buffered:
             # Bytes past the end of the response: the server broke framing, and they
             # would be taken for the start of the next response.
@@ -329,14 +404,21 @@ class UpstreamPool:
             self.idle_timeout, self._expire, protocol
         )
 
-    def discard(self, protocol: UpstreamProtocol) -> None:
-        """Close a connection that must not be reused."""
+    def discard(self, protocol: Channel) -> None:
+        """Close a connection that must not be reused (reset a stream)."""
+        if protocol.is_stream:
+            protocol.finish(reset=True)  # type: ignore[union-attr]
+            return
+        assert isinstance(protocol, UpstreamProtocol)
         protocol.detach()
         self.forget(protocol)
         if protocol.connected:
             protocol.transport.abortConnection()
 
     def forget(self, protocol: UpstreamProtocol) -> None:
+        shared = self._shared.get(protocol.origin)
+        if shared and protocol in shared:
+            shared.remove(protocol)
         self._cancel_idle_timer(protocol)
         idle = self._idle.get(protocol.origin)
         if idle and protocol in idle:
@@ -360,6 +442,10 @@ class UpstreamPool:
     def close(self) -> None:
         """Close every idle connection and stop pooling."""
         self._closing = True
+        for shared in list(self._shared.values()):
+            for protocol in list(shared):
+                if protocol.h2 is not None:
+                    protocol.h2.close()
         for idle in list(self._idle.values()):
             for protocol in list(idle):
                 self.forget(protocol)
