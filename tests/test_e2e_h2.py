@@ -62,3 +62,24 @@ def test_curl_http2_post_body(
     detail = server.rpc("request.get", id=item["id"])
     assert detail["request"]["body"]["text"] == "field=1"
     assert detail["request"]["method"] == "POST"
+
+
+def test_httpx_http2_multiplexes_through_one_tunnel(
+    server: PostcapProcess, tls_origin: Origin, session: dict[str, Any]
+) -> None:
+    import ssl
+
+    import httpx
+
+    context = ssl.create_default_context(cafile=server.ca_path)
+    with httpx.Client(proxy=server.proxy_url, verify=context, http2=True, timeout=30) as client:
+        answers = [client.get(https(tls_origin, f"/echo?n={n}")) for n in range(3)]
+        posted = client.post(https(tls_origin, "/echo"), content=b"x" * 100_000)
+    assert [a.http_version for a in answers] == ["HTTP/2"] * 3
+    assert all(a.status_code == 200 for a in answers)
+    assert posted.status_code == 200 and posted.json()["body_size"] == 100_000
+    items = server.requests(session["id"])
+    assert len(items) == 4
+    detail = server.rpc("request.get", id=items[-1]["id"])
+    assert detail["request"]["http_version"] == "HTTP/2"
+    assert detail["request"]["body"]["size"] == 100_000
