@@ -129,6 +129,9 @@ class Exchange:
         self._connection = upstream  # kept after release, for its connect/TLS times
         self.upstream_pauser = upstream.attach(self, self.head.method)
         self._send_request_head(upstream)
+        if self.finished:  # the channel failed at once (an HTTP/2 connection going away)
+            self.client.pauser.resume("connecting")
+            return
         self._t_head_sent = self.reactor.seconds()
         self._arm_timer()
         if not self.request_done:

@@ -47,6 +47,8 @@ if TYPE_CHECKING:
 class H2ClientStream:
     """One client stream: the request's source and the response's destination."""
 
+    _log = Logger()
+
     def __init__(self, layer: "H2ServerLayer", stream_id: int) -> None:
         self.layer = layer
         self.stream_id = stream_id
@@ -100,7 +102,7 @@ class H2ClientStream:
     ) -> None:
         """A proxy-made error as this stream's response (the connection goes on)."""
         self.factory.count_error(kind)
-        self.layer._log.info(
+        self._log.info(
             "{status} {kind} to client {client}{for_url}: {message}",
             status=status, kind=kind, client=self.client_address.host, message=message,
             for_url="" if url is None else f" for {url}",
