@@ -149,7 +149,11 @@ class H2ServerLayer:
         self.protocol = protocol
         reactor = protocol.factory.reactor
         self.reactor = reactor
-        connection = H2Connection(H2Configuration(client_side=False, header_encoding=None))
+        connection = H2Connection(H2Configuration(
+            client_side=False, header_encoding=None,
+            # What goes out is built by h2_fields from parsed, validated HTTP/1 heads.
+            validate_outbound_headers=False,
+        ))
         connection.local_settings = _settings(client=False, values={
             SettingCodes.MAX_CONCURRENT_STREAMS: self.max_concurrent_streams,
             SettingCodes.MAX_HEADER_LIST_SIZE: self.max_header_list_size,

@@ -155,7 +155,11 @@ class H2UpstreamConnection:
 
     def __init__(self, protocol: "UpstreamProtocol") -> None:
         self.protocol = protocol
-        h2 = H2Connection(H2Configuration(client_side=True, header_encoding=None))
+        h2 = H2Connection(H2Configuration(
+            client_side=True, header_encoding=None,
+            # What goes out is built by h2_fields from parsed, validated HTTP/1 heads.
+            validate_outbound_headers=False,
+        ))
         h2.local_settings = Settings(client=True, initial_values={
             SettingCodes.ENABLE_PUSH: 0,
             SettingCodes.INITIAL_WINDOW_SIZE: self.initial_window_size,
