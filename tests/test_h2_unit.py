@@ -266,6 +266,22 @@ class ClientSideTests(ProxyTestCase):
         self.assertEqual(goaway.error_code, ErrorCodes.NO_ERROR)
         self.assertTrue(harness.client.closing)
 
+    def test_drain_lets_open_streams_finish_and_refuses_new_ones(self) -> None:
+        harness = self.h2_client()
+        stream_id = harness.request(get_fields(b"/1"))
+        self.factory.drain(5.0)
+        harness.exchange()
+        self.assertFalse(harness.client.closing)
+        refused = harness.request(get_fields(b"/2"))
+        (reset,) = harness.peer.of(ev.StreamReset, refused)
+        self.assertEqual(reset.error_code, ErrorCodes.REFUSED_STREAM)
+        self.network.active().respond(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+        harness.exchange()
+        self.assertEqual(harness.peer.body(stream_id), b"ok")
+        (goaway,) = harness.peer.of(ev.ConnectionTerminated)
+        self.assertEqual(goaway.error_code, ErrorCodes.NO_ERROR)
+        self.assertTrue(harness.client.closing)
+
     def test_idle_connection_is_closed(self) -> None:
         harness = self.h2_client()
         self.clock.advance(self.settings.idle_timeout + 1)

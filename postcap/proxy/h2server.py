@@ -230,11 +230,15 @@ class H2ServerLayer:
             if self._pings.hit():
                 self._calm_down("PING flood")
         elif isinstance(event, ev.ConnectionTerminated):
+            # h2 sends nothing after a GOAWAY, so open streams cannot be answered: close now.
             self.closing = True
-            self._close_if_done()
+            self.protocol.close()
 
     def _request(self, event: ev.RequestReceived) -> None:
         stream_id = event.stream_id
+        if self.closing:
+            self.reset(stream_id, ErrorCodes.REFUSED_STREAM)  # draining: the client may retry elsewhere
+            return
         stream = H2ClientStream(self, stream_id)
         self.streams[stream_id] = stream
         self._cancel_idle_timer()
@@ -345,17 +349,18 @@ class H2ServerLayer:
     # -- lifecycle ----------------------------------------------------------------------
 
     def drain(self) -> None:
-        """Graceful stop: GOAWAY now, close once the open streams are done."""
+        """Graceful stop: refuse new streams, GOAWAY and close once the open ones are done
+        (h2 sends nothing after a GOAWAY, so it waits for them)."""
         self.closing = True
-        try:
-            self.connection.close_connection(ErrorCodes.NO_ERROR)
-        except H2ProtocolError:
-            pass
-        self.flush()
         self._close_if_done()
 
     def _close_if_done(self) -> None:
-        if self.closing and not self.streams:
+        if self.closing and not self.streams and not self.protocol._closing:
+            try:
+                self.connection.close_connection(ErrorCodes.NO_ERROR)
+            except H2ProtocolError:
+                pass
+            self.flush()
             self.protocol.close()
 
     def connection_lost(self) -> None:

@@ -285,6 +285,11 @@ class H2UpstreamConnection:
 
     def _close_if_done(self) -> None:
         if self.closing and not self.streams and self.protocol.connected:
+            try:
+                self.h2.close_connection(ErrorCodes.NO_ERROR)  # no-op after the origin's GOAWAY
+            except H2ProtocolError:
+                pass
+            self.flush()
             self.protocol.transport.loseConnection()
 
     # -- IPushProducer: the upstream's TCP connection is full -------------------------
@@ -307,15 +312,11 @@ class H2UpstreamConnection:
     # -- lifecycle --------------------------------------------------------------------
 
     def close(self) -> None:
-        """GOAWAY and close once the streams in flight are done."""
+        """Take no new streams; GOAWAY and close once the streams in flight are done
+        (h2 sends nothing after a GOAWAY, so it waits for them)."""
         if self.closing:
             return
         self.closing = True
-        try:
-            self.h2.close_connection(ErrorCodes.NO_ERROR)
-        except H2ProtocolError:
-            pass
-        self.flush()
         self._close_if_done()
 
     def connection_lost(self) -> None:
