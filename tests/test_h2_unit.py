@@ -25,7 +25,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from zope.interface import implementer
 from zope.interface.verify import verifyObject
 
-from postcap.proxy.h2common import Outbound, RateLimit, StreamPauser, request_head, response_head
+from postcap.proxy.h2common import GracefulH2Connection, Outbound, RateLimit, StreamPauser, request_head, response_head
 from postcap.proxy.h2server import H2ServerLayer
 from postcap.proxy.h2upstream import H2UpstreamStream
 from postcap.proxy.interfaces import IDownstream, IUpstreamChannel
@@ -45,7 +45,8 @@ class H2Peer:
     """One end of an HTTP/2 connection driven by the test (h2's own state machine)."""
 
     def __init__(self, client_side: bool, settings: dict[int, int] | None = None) -> None:
-        self.h2 = H2Connection(H2Configuration(client_side=client_side, header_encoding=None))
+        # Graceful: like real peers, it reads the streams that finish after a GOAWAY.
+        self.h2 = GracefulH2Connection(H2Configuration(client_side=client_side, header_encoding=None))
         self.h2.initiate_connection()
         if settings:
             self.h2.update_settings(settings)
@@ -252,9 +253,21 @@ class ClientSideTests(ProxyTestCase):
         self.assertEqual(reset.error_code, ErrorCodes.INTERNAL_ERROR)
         self.assertFalse(harness.client.closing)
 
-    def test_goaway_from_client_closes_the_connection(self) -> None:
+    def test_graceful_goaway_from_client_lets_open_streams_finish(self) -> None:
         harness = self.h2_client()
-        harness.peer.h2.close_connection()
+        stream_id = harness.request(get_fields())
+        harness.peer.h2.announce_goaway()
+        harness.exchange()
+        self.assertFalse(harness.client.closing)
+        self.network.active().respond(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+        harness.exchange()
+        self.assertEqual(harness.peer.body(stream_id), b"ok")
+        self.assertTrue(harness.client.closing)
+
+    def test_error_goaway_from_client_closes_at_once(self) -> None:
+        harness = self.h2_client()
+        harness.request(get_fields())
+        harness.peer.h2.close_connection(ErrorCodes.INTERNAL_ERROR)
         harness.exchange()
         self.assertTrue(harness.client.closing)
 
@@ -262,8 +275,8 @@ class ClientSideTests(ProxyTestCase):
         harness = self.h2_client()
         self.factory.drain(5.0)
         harness.exchange()
-        (goaway,) = harness.peer.of(ev.ConnectionTerminated)
-        self.assertEqual(goaway.error_code, ErrorCodes.NO_ERROR)
+        goaways = harness.peer.of(ev.ConnectionTerminated)
+        self.assertEqual([g.error_code for g in goaways], [ErrorCodes.NO_ERROR] * 2)
         self.assertTrue(harness.client.closing)
 
     def test_drain_lets_open_streams_finish_and_refuses_new_ones(self) -> None:
@@ -272,14 +285,15 @@ class ClientSideTests(ProxyTestCase):
         self.factory.drain(5.0)
         harness.exchange()
         self.assertFalse(harness.client.closing)
+        self.assertEqual(len(harness.peer.of(ev.ConnectionTerminated)), 1)  # announced at once
         refused = harness.request(get_fields(b"/2"))
         (reset,) = harness.peer.of(ev.StreamReset, refused)
         self.assertEqual(reset.error_code, ErrorCodes.REFUSED_STREAM)
         self.network.active().respond(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
         harness.exchange()
         self.assertEqual(harness.peer.body(stream_id), b"ok")
-        (goaway,) = harness.peer.of(ev.ConnectionTerminated)
-        self.assertEqual(goaway.error_code, ErrorCodes.NO_ERROR)
+        self.assertEqual([g.error_code for g in harness.peer.of(ev.ConnectionTerminated)],
+                         [ErrorCodes.NO_ERROR] * 2)
         self.assertTrue(harness.client.closing)
 
     def test_idle_connection_is_closed(self) -> None:
@@ -497,11 +511,26 @@ class UpstreamSideTests(SynchronousTestCase):
         self.assertTrue(answer.startswith(b"HTTP/1.1 502 Bad Gateway"), answer)
         self.assertIn(b"REFUSED_STREAM", answer)
 
+    def test_graceful_goaway_lets_streams_in_flight_finish(self) -> None:
+        client = self.h1_client()
+        client.send(request(b"GET", b"/", (b"Host: example.test",)))
+        peer = self.network.exchange()
+        (received,) = peer.of(ev.RequestReceived)
+        peer.h2.announce_goaway()
+        self.network.exchange()
+        peer.h2.send_headers(received.stream_id, [(b":status", b"200"), (b"content-length", b"2")])
+        peer.h2.send_data(received.stream_id, b"ok", end_stream=True)
+        self.network.exchange()
+        self.assertTrue(client.take().endswith(b"\r\n\r\nok"))
+        other = self.h1_client()
+        other.send(request(b"GET", b"/", (b"Host: example.test",)))
+        self.assertEqual(len(self.network.origins), 2)
+
     def test_goaway_fails_streams_the_origin_never_saw_and_stops_reuse(self) -> None:
         client = self.h1_client()
         client.send(request(b"GET", b"/", (b"Host: example.test",)))
         peer = self.network.exchange()
-        peer.h2.close_connection(last_stream_id=0)
+        peer.h2.announce_goaway(last_stream_id=0)
         self.network.exchange()
         self.assertIn(b"502", client.take())
         other = self.h1_client()

@@ -12,11 +12,14 @@ from __future__ import annotations
 
 from collections import deque
 from http.client import responses
-from typing import Callable, Iterable
+from typing import Any, Callable, Iterable
 
 from h2.connection import H2Connection
+from h2.errors import ErrorCodes
+from h2.events import ConnectionTerminated, Event
 from h2.exceptions import ProtocolError as H2ProtocolError
 from h2.exceptions import StreamClosedError
+from hyperframe.frame import GoAwayFrame
 from twisted.internet.interfaces import IPushProducer
 from zope.interface import implementer
 
@@ -32,6 +35,32 @@ FORBIDDEN_IN_TRAILERS = frozenset(
 #: ALPN identifiers in preference order.
 ALPN_H2 = b"h2"
 ALPN_HTTP11 = b"http/1.1"
+
+
+class GracefulH2Connection(H2Connection):
+    """h2's connection, except that a graceful GOAWAY lets the streams already open
+    finish (RFC 9113 §6.8): h2 itself stops all sending and receiving at a GOAWAY,
+    which would fail every response still in flight when an origin (nginx after its
+    ``keepalive_requests``, a gRPC server at its maximum connection age) or a client
+    goes away politely."""
+
+    def _receive_goaway_frame(self, frame: GoAwayFrame) -> tuple[list[Any], list[Event]]:
+        if frame.error_code != ErrorCodes.NO_ERROR:
+            return super()._receive_goaway_frame(frame)
+        event = ConnectionTerminated()
+        event.error_code = ErrorCodes.NO_ERROR
+        event.last_stream_id = frame.last_stream_id
+        event.additional_data = frame.additional_data or None
+        return [], [event]
+
+    def announce_goaway(self, last_stream_id: int | None = None) -> None:
+        """Send GOAWAY NO_ERROR (no new streams past the last one seen) and go on
+        serving the open streams; :meth:`close_connection` ends for good later."""
+        if last_stream_id is None:
+            last_stream_id = self.highest_inbound_stream_id
+        frame = GoAwayFrame(stream_id=0, last_stream_id=last_stream_id,
+                            error_code=ErrorCodes.NO_ERROR, additional_data=b"")
+        self._data_to_send += frame.serialize()
 
 
 @implementer(IPushProducer)

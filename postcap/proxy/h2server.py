@@ -16,7 +16,6 @@ from typing import TYPE_CHECKING, Any
 
 import h2.events as ev
 from h2.config import H2Configuration
-from h2.connection import H2Connection
 from h2.errors import ErrorCodes
 from h2.exceptions import ProtocolError as H2ProtocolError
 from h2.settings import SettingCodes, Settings
@@ -27,6 +26,7 @@ from zope.interface import implementer
 from postcap.proxy.exchange import Exchange
 from postcap.proxy.framing import RawHeaders, RequestHead, ResponseHead
 from postcap.proxy.h2common import (
+    GracefulH2Connection,
     Outbound,
     RateLimit,
     StreamPauser,
@@ -149,7 +149,7 @@ class H2ServerLayer:
         self.protocol = protocol
         reactor = protocol.factory.reactor
         self.reactor = reactor
-        connection = H2Connection(H2Configuration(
+        connection = GracefulH2Connection(H2Configuration(
             client_side=False, header_encoding=None,
             # What goes out is built by h2_fields from parsed, validated HTTP/1 heads.
             validate_outbound_headers=False,
@@ -230,9 +230,12 @@ class H2ServerLayer:
             if self._pings.hit():
                 self._calm_down("PING flood")
         elif isinstance(event, ev.ConnectionTerminated):
-            # h2 sends nothing after a GOAWAY, so open streams cannot be answered: close now.
+            # The client goes away: a graceful GOAWAY lets its open streams finish.
             self.closing = True
-            self.protocol.close()
+            if event.error_code == ErrorCodes.NO_ERROR:
+                self._close_if_done()
+            else:
+                self.protocol.close()
 
     def _request(self, event: ev.RequestReceived) -> None:
         stream_id = event.stream_id
@@ -349,9 +352,11 @@ class H2ServerLayer:
     # -- lifecycle ----------------------------------------------------------------------
 
     def drain(self) -> None:
-        """Graceful stop: refuse new streams, GOAWAY and close once the open ones are done
-        (h2 sends nothing after a GOAWAY, so it waits for them)."""
-        self.closing = True
+        """Graceful stop: GOAWAY now, close once the open streams are done."""
+        if not self.closing:
+            self.closing = True
+            self.connection.announce_goaway()
+            self.flush()
         self._close_if_done()
 
     def _close_if_done(self) -> None:

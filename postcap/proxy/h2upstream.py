@@ -16,7 +16,6 @@ from typing import TYPE_CHECKING, Any
 
 import h2.events as ev
 from h2.config import H2Configuration
-from h2.connection import H2Connection
 from h2.errors import ErrorCodes
 from h2.exceptions import ProtocolError as H2ProtocolError
 from h2.settings import SettingCodes, Settings
@@ -25,7 +24,15 @@ from twisted.logger import Logger
 from zope.interface import implementer
 
 from postcap.proxy.framing import Data, EndOfMessage, Event, RawHeaders
-from postcap.proxy.h2common import Outbound, StreamPauser, h2_fields, plain, response_head, trailer_fields
+from postcap.proxy.h2common import (
+    GracefulH2Connection,
+    Outbound,
+    StreamPauser,
+    h2_fields,
+    plain,
+    response_head,
+    trailer_fields,
+)
 from postcap.proxy.interfaces import IUpstreamChannel
 
 if TYPE_CHECKING:
@@ -155,7 +162,7 @@ class H2UpstreamConnection:
 
     def __init__(self, protocol: "UpstreamProtocol") -> None:
         self.protocol = protocol
-        h2 = H2Connection(H2Configuration(
+        h2 = GracefulH2Connection(H2Configuration(
             client_side=True, header_encoding=None,
             # What goes out is built by h2_fields from parsed, validated HTTP/1 heads.
             validate_outbound_headers=False,
@@ -250,15 +257,20 @@ class H2UpstreamConnection:
                 if target.outbound is not None:
                     target.outbound.window_opened()
         elif isinstance(event, ev.ConnectionTerminated):
-            self._goaway(event.last_stream_id)
+            self._goaway(event.last_stream_id, event.error_code)
 
-    def _goaway(self, last_stream_id: int | None) -> None:
-        """The origin stops taking streams: those it never saw fail, the rest finish."""
+    def _goaway(self, last_stream_id: int | None, error_code: Any) -> None:
+        """The origin stops taking streams: those it never saw fail; after a graceful
+        GOAWAY the rest finish, after an error GOAWAY they fail too."""
         self.closing = True
         self.protocol.pool.forget(self.protocol)
+        graceful = error_code == ErrorCodes.NO_ERROR
         for stream in list(self.streams):
-            if stream.stream_id is None or (last_stream_id is not None and stream.stream_id > last_stream_id):
-                stream._failed(502, "goaway", "upstream closed the HTTP/2 connection (GOAWAY)")
+            unseen = stream.stream_id is None or (
+                last_stream_id is not None and stream.stream_id > last_stream_id)
+            if unseen or not graceful:
+                stream._failed(502, "goaway",
+                               f"upstream closed the HTTP/2 connection (GOAWAY {_code_name(error_code)})")
         self._close_if_done()
 
     # -- bytes out --------------------------------------------------------------------
