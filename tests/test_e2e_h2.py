@@ -83,3 +83,79 @@ def test_httpx_http2_multiplexes_through_one_tunnel(
     detail = server.rpc("request.get", id=items[-1]["id"])
     assert detail["request"]["http_version"] == "HTTP/2"
     assert detail["request"]["body"]["size"] == 100_000
+
+
+def _h2_through_connect(server: PostcapProcess, origin: Origin) -> tuple[Any, Any]:
+    """A raw HTTP/2 connection through postcap's CONNECT (socket, h2 state)."""
+    import socket
+    import ssl
+
+    import h2.config
+    import h2.connection
+
+    raw = socket.create_connection(("127.0.0.1", server.port), timeout=10)
+    authority = f"127.0.0.1:{origin.port}"
+    raw.sendall(f"CONNECT {authority} HTTP/1.1\r\nHost: {authority}\r\n\r\n".encode("ascii"))
+    head = b""
+    while b"\r\n\r\n" not in head:
+        head += raw.recv(4096)
+    assert head.startswith(b"HTTP/1.1 200"), head
+    context = ssl.create_default_context(cafile=server.ca_path)
+    context.set_alpn_protocols(["h2"])
+    sock = context.wrap_socket(raw, server_hostname="127.0.0.1")
+    assert sock.selected_alpn_protocol() == "h2"
+    connection = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True, header_encoding=None))
+    connection.initiate_connection()
+    sock.sendall(connection.data_to_send())
+    return sock, connection
+
+
+def _read_until_closed(sock: Any, connection: Any, limit: float = 10.0) -> list[Any]:
+    import time
+
+    import h2.events
+
+    events: list[Any] = []
+    deadline = time.monotonic() + limit
+    sock.settimeout(limit)
+    while time.monotonic() < deadline:
+        try:
+            data = sock.recv(65536)
+        except OSError:
+            break
+        if not data:
+            break
+        events.extend(connection.receive_data(data))
+        if any(isinstance(e, h2.events.ConnectionTerminated) for e in events):
+            break
+    return events
+
+
+@pytest.mark.parametrize("attack", ["rapid-reset", "settings-flood"])
+def test_h2_floods_cost_only_their_connection(
+    server: PostcapProcess, tls_origin: Origin, attack: str
+) -> None:
+    import h2.errors
+    import h2.events
+    from h2.settings import SettingCodes
+
+    sock, connection = _h2_through_connect(server, tls_origin)
+    try:
+        fields = [(b":method", b"GET"), (b":scheme", b"https"),
+                  (b":authority", f"127.0.0.1:{tls_origin.port}".encode()), (b":path", b"/slow")]
+        for _ in range(300):
+            if attack == "rapid-reset":
+                stream_id = connection.get_next_available_stream_id()
+                connection.send_headers(stream_id, fields, end_stream=True)
+                connection.reset_stream(stream_id, h2.errors.ErrorCodes.CANCEL)
+            else:
+                connection.update_settings({SettingCodes.MAX_FRAME_SIZE: 16384})
+        sock.sendall(connection.data_to_send())
+        events = _read_until_closed(sock, connection)
+    finally:
+        sock.close()
+    (goaway,) = [e for e in events if isinstance(e, h2.events.ConnectionTerminated)]
+    assert goaway.error_code == h2.errors.ErrorCodes.ENHANCE_YOUR_CALM
+    # The process goes on serving everyone else.
+    result = server.curl("--http2", "--cacert", server.ca_path, https(tls_origin, "/hello"))
+    assert result.stdout == b"hello from origin\n"
