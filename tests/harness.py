@@ -100,11 +100,16 @@ class Origin:
         return f"<Origin {self.url()} pid={self.process.pid}>"
 
 
-def start_origin(tls: tuple[str, str] | None = None, timeout: float = READY_TIMEOUT) -> Origin:
-    """Launch ``tests/origin.py`` (over TLS with ``tls=(cert, key)``) and wait for READY."""
+def start_origin(
+    tls: tuple[str, str] | None = None, timeout: float = READY_TIMEOUT, http2: bool = False
+) -> Origin:
+    """Launch ``tests/origin.py`` (over TLS with ``tls=(cert, key)``, offering HTTP/2 by
+    ALPN with ``http2``) and wait for READY."""
     command = [sys.executable, str(ORIGIN_SCRIPT)]
     if tls is not None:
         command += ["--tls", str(tls[0]), str(tls[1])]
+    if http2:
+        command.append("--http2")
     process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE)
     try:
         port = _read_ready(process, timeout)

@@ -159,3 +159,34 @@ def test_h2_floods_cost_only_their_connection(
     # The process goes on serving everyone else.
     result = server.curl("--http2", "--cacert", server.ca_path, https(tls_origin, "/hello"))
     assert result.stdout == b"hello from origin\n"
+
+
+@pytest.fixture(scope="module")
+def h2_origin(pki: OriginPKI) -> Iterator[Origin]:
+    """The origin over TLS offering HTTP/2 (Twisted's) by ALPN."""
+    from tests.harness import start_origin
+
+    with start_origin(tls=(pki.good.cert, pki.good.key), http2=True) as running:
+        yield running
+
+
+@pytest.mark.parametrize("client_version", ["--http1.1", "--http2"])
+def test_http2_origin_through_postcap(
+    server: PostcapProcess, h2_origin: Origin, session: dict[str, Any], client_version: str
+) -> None:
+    result = server.curl(client_version, "--cacert", server.ca_path, "-d", "field=1", https(h2_origin, "/echo"))
+    assert b'"body": "field=1"' in result.stdout
+    big = server.curl(client_version, "--cacert", server.ca_path, https(h2_origin, "/bytes/3000000"))
+    assert len(big.stdout) == 3_000_000
+    items = server.requests(session["id"])
+    detail = server.rpc("request.get", id=items[0]["id"])
+    assert detail["response"]["http_version"] == "HTTP/2"
+    assert detail["request"]["http_version"] == ("HTTP/2" if client_version == "--http2" else "HTTP/1.1")
+    echoed = {name.lower(): value for name, value in server_echo(result.stdout)}
+    assert echoed["host"] == f"127.0.0.1:{h2_origin.port}"
+
+
+def server_echo(body: bytes) -> list[list[str]]:
+    import json
+
+    return json.loads(body)["headers"]
