@@ -20,7 +20,9 @@ from twisted.internet.address import IPv4Address
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.interfaces import INegotiated, IStreamClientEndpoint
 from twisted.internet.protocol import Factory
+from twisted.internet.error import ConnectionDone
 from twisted.internet.testing import StringTransport
+from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 from zope.interface import implementer
 from zope.interface.verify import verifyObject
@@ -385,7 +387,7 @@ class HostileClientTests(ProxyTestCase):
 
 @implementer(INegotiated)
 class NegotiatedTransport(StringTransport):
-    negotiatedProtocol = b"h2"
+    negotiatedProtocol: bytes | None = b"h2"
 
 
 @implementer(IStreamClientEndpoint)
@@ -396,8 +398,10 @@ class H2Endpoint:
     def connect(self, factory: Factory) -> Deferred:
         protocol = factory.buildProtocol(IPv4Address("TCP", "192.0.2.80", 443))
         transport = NegotiatedTransport(peerAddress=IPv4Address("TCP", "192.0.2.80", 443), lenient=True)
+        transport.negotiatedProtocol = self.network.alpn
         protocol.makeConnection(transport)
-        protocol.handshakeCompleted()  # ALPN chose h2
+        if not self.network.hold_handshakes:
+            protocol.handshakeCompleted()  # ALPN chose h2
         peer = H2Peer(client_side=False)
         self.network.origins.append((protocol, transport, peer))
         return succeed(protocol)
@@ -406,6 +410,8 @@ class H2Endpoint:
 class H2Network:
     def __init__(self) -> None:
         self.origins: list = []
+        self.alpn: bytes | None = b"h2"
+        self.hold_handshakes = False
 
     def __call__(self, origin: Origin) -> IStreamClientEndpoint:
         return H2Endpoint(self, origin)
@@ -489,6 +495,48 @@ class UpstreamSideTests(SynchronousTestCase):
         stream = client.protocol.exchange.upstream
         verifyObject(IUpstreamChannel, stream)
         self.assertIsInstance(stream, H2UpstreamStream)
+
+    def test_exchanges_wait_for_the_first_connection_and_share_it(self) -> None:
+        self.network.hold_handshakes = True
+        clients = [self.h1_client() for _ in range(3)]
+        for client in clients:
+            client.send(request(b"GET", b"/", (b"Host: example.test",)))
+        self.assertEqual(len(self.network.origins), 1)
+        self.network.origins[0][0].handshakeCompleted()
+        peer = self.network.exchange()
+        self.assertEqual([r.stream_id for r in peer.of(ev.RequestReceived)], [1, 3, 5])
+
+    def test_waiters_open_their_own_connections_when_the_origin_speaks_http11(self) -> None:
+        self.network.hold_handshakes = True
+        self.network.alpn = b"http/1.1"
+        clients = [self.h1_client() for _ in range(3)]
+        for client in clients:
+            client.send(request(b"GET", b"/", (b"Host: example.test",)))
+        self.assertEqual(len(self.network.origins), 1)
+        self.network.origins[0][0].handshakeCompleted()
+        for protocol, _, _ in self.network.origins[1:]:
+            protocol.handshakeCompleted()
+        self.assertEqual(len(self.network.origins), 3)
+        for protocol, transport, _ in self.network.origins:
+            self.assertTrue(transport.value().startswith(b"GET / HTTP/1.1\r\n"))
+        # Known now: the next connection to it does not wait.
+        self.network.hold_handshakes = False
+        late = self.h1_client()
+        late.send(request(b"GET", b"/late", (b"Host: example.test",)))
+        self.assertEqual(len(self.network.origins), 4)
+
+    def test_waiters_fail_with_the_first_connection(self) -> None:
+        self.network.hold_handshakes = True
+        clients = [self.h1_client() for _ in range(2)]
+        for client in clients:
+            client.send(request(b"GET", b"/", (b"Host: example.test",)))
+        protocol, transport, _ = self.network.origins[0]
+        protocol.connectionLost(Failure(ConnectionDone()))
+        for client in clients:
+            answer = client.take()
+            self.assertTrue(answer.startswith(b"HTTP/1.1 502 Bad Gateway"), answer)
+            self.assertIn(b"X-Postcap-Error: tls", answer)
+        self.assertEqual(len(self.network.origins), 1)
 
     def test_stream_limit_of_the_origin_opens_another_connection(self) -> None:
         first = self.h1_client()

@@ -9,6 +9,7 @@ listener (an exchange) attached to it.  The pool keeps idle connections per
 from __future__ import annotations
 
 import functools
+from collections import OrderedDict
 
 import ipaddress
 from dataclasses import dataclass
@@ -306,6 +307,8 @@ class UpstreamPool:
     #: request then opens again (a TCP and maybe a TLS handshake per request).
     max_idle_per_origin = 256
     idle_timeout = 30.0
+    #: Origins whose ALPN choice is remembered.
+    max_known_origins = 1024
 
     def __init__(
         self,
@@ -322,6 +325,10 @@ class UpstreamPool:
         self._idle: dict[Origin, list[UpstreamProtocol]] = {}
         #: Upstream HTTP/2 connections per origin, shared by concurrent exchanges.
         self._shared: dict[Origin, list[UpstreamProtocol]] = {}
+        #: Whether each recently reached HTTPS origin chose HTTP/2 by ALPN.
+        self._speaks_h2: OrderedDict[Origin, bool] = OrderedDict()
+        #: Exchanges waiting for the first connection to an origin whose ALPN is not known yet.
+        self._waiting: dict[Origin, list[Deferred[None]]] = {}
         self._closing = False
         #: Local (host, port) of every open upstream connection, to recognise loops.
         self._own_addresses: set[ConnectionKey] = set()
@@ -367,17 +374,44 @@ class UpstreamPool:
             self._cancel_idle_timer(protocol)
             if protocol.connected:
                 return succeed((protocol, True))
+        if origin.scheme == "https" and self._speaks_h2.get(origin) is not False:
+            waiting = self._waiting.get(origin)
+            if waiting is not None:
+                # The first connection to it may turn out HTTP/2 and carry this exchange too.
+                later: Deferred[None] = Deferred()
+                waiting.append(later)
+                return later.addCallback(lambda _: self.acquire(origin))
+            self._waiting[origin] = []
+            return self._connect(origin).addBoth(self._first_settled, origin)
+        return self._connect(origin)
+
+    def _connect(self, origin: Origin) -> Deferred[tuple[Channel, bool]]:
         factory = quiet_factory(lambda: UpstreamProtocol(self, origin))
         connecting = maybeDeferred(lambda: self._endpoint_factory(origin).connect(factory))
         return connecting.addCallback(self._first_channel)
 
+    def _first_settled(self, result: Any, origin: Origin) -> Any:
+        """The first connection to ``origin`` is up (or failed): the exchanges that
+        waited for it acquire again (or fail the same way)."""
+        for waiting in self._waiting.pop(origin, []):
+            if isinstance(result, Failure):
+                waiting.errback(result)
+            else:
+                waiting.callback(None)
+        return result
+
     def _first_channel(self, protocol: UpstreamProtocol) -> Any:
         if not INegotiated.providedBy(protocol.transport):
-            return (protocol, False)
+            return self._channel_of(protocol)
         # TLS: the origin's ALPN choice (HTTP/2 or not) is known once the handshake is done.
         return protocol.when_ready(self.connect_timeout).addCallback(self._channel_of)
 
     def _channel_of(self, protocol: UpstreamProtocol) -> tuple[Channel, bool]:
+        speaks_h2 = self._speaks_h2
+        speaks_h2[protocol.origin] = protocol.h2 is not None
+        speaks_h2.move_to_end(protocol.origin)
+        if len(speaks_h2) > self.max_known_origins:
+            speaks_h2.popitem(last=False)
         if protocol.h2 is None:
             return (protocol, False)
         self._shared.setdefault(protocol.origin, []).append(protocol)
