@@ -154,7 +154,7 @@ class H2ServerLayer:
             # What goes out is built by h2_fields from parsed, validated HTTP/1 heads.
             validate_outbound_headers=False,
         ))
-        connection.local_settings = _settings(client=False, values={
+        connection.local_settings = Settings(client=False, initial_values={
             SettingCodes.MAX_CONCURRENT_STREAMS: self.max_concurrent_streams,
             SettingCodes.MAX_HEADER_LIST_SIZE: self.max_header_list_size,
             SettingCodes.INITIAL_WINDOW_SIZE: self.initial_window_size,
@@ -164,9 +164,9 @@ class H2ServerLayer:
         self.streams: dict[int, H2ClientStream] = {}
         self.transport_paused = False
         self.closing = False
-        self._resets = RateLimit(self.max_resets, self.rate_period, reactor.seconds)
-        self._settings = RateLimit(self.max_settings, self.rate_period, reactor.seconds)
-        self._pings = RateLimit(self.max_pings, self.rate_period, reactor.seconds)
+        self._reset_rate = RateLimit(self.max_resets, self.rate_period, reactor.seconds)
+        self._settings_rate = RateLimit(self.max_settings, self.rate_period, reactor.seconds)
+        self._ping_rate = RateLimit(self.max_pings, self.rate_period, reactor.seconds)
         self._idle_timer: IDelayedCall | None = None
 
     def start(self) -> None:
@@ -222,12 +222,12 @@ class H2ServerLayer:
         elif isinstance(event, ev.StreamReset):
             self._stream_reset(event.stream_id)
         elif isinstance(event, ev.RemoteSettingsChanged):
-            if self._settings.hit():
+            if self._settings_rate.hit():
                 self._calm_down("SETTINGS flood")
             else:
                 self._window_updated(0)
         elif isinstance(event, ev.PingReceived):
-            if self._pings.hit():
+            if self._ping_rate.hit():
                 self._calm_down("PING flood")
         elif isinstance(event, ev.ConnectionTerminated):
             # The client goes away: a graceful GOAWAY lets its open streams finish.
@@ -279,7 +279,7 @@ class H2ServerLayer:
 
     def _stream_reset(self, stream_id: int) -> None:
         stream = self.streams.pop(stream_id, None)
-        if self._resets.hit():
+        if self._reset_rate.hit():
             self._calm_down("too many stream resets (rapid reset)")
         if stream is None:
             return
@@ -393,7 +393,3 @@ class H2ServerLayer:
         self._idle_timer = None
         if not self.streams:
             self.drain()
-
-
-def _settings(client: bool, values: dict[SettingCodes, int]) -> Settings:
-    return Settings(client=client, initial_values=values)
