@@ -373,6 +373,35 @@ class HostileClientTests(ProxyTestCase):
         self.assertEqual(self.recorder.begun, [])
         self.assert_calmed(harness)
 
+    def test_malformed_requests_cost_their_stream_only(self) -> None:
+        harness = H2ClientHarness(self.factory)
+        # A body shorter than its content-length.
+        short = harness.request(get_fields(b"/up", b"POST", [(b"content-length", b"10")]), body=b"abc")
+        # Fields HTTP/2 forbids (upper case, connection-specific), from a peer that does not check.
+        harness.peer.h2.config.validate_outbound_headers = False
+        harness.peer.h2.config.normalize_outbound_headers = False
+        bad = harness.request(get_fields(extra=[(b"X-Upper", b"1"), (b"connection", b"keep-alive")]))
+        for stream_id in (short, bad):
+            (reset,) = harness.peer.of(ev.StreamReset, stream_id)
+            self.assertEqual(reset.error_code, ErrorCodes.PROTOCOL_ERROR)
+        self.assertFalse(harness.client.closing)
+        self.assertEqual(harness.layer.streams, {})
+        good = harness.request(get_fields(b"/ok"))
+        self.network.active().respond(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+        harness.exchange()
+        self.assertEqual(harness.peer.body(good), b"ok")
+
+    def test_broken_header_compression_is_a_connection_error(self) -> None:
+        from hyperframe.frame import HeadersFrame
+
+        harness = H2ClientHarness(self.factory)
+        frame = HeadersFrame(1)
+        frame.data = b"\xff\xff\xff\xff\xff"  # an HPACK index far out of range
+        frame.flags.add("END_HEADERS")
+        harness.client.send(frame.serialize())
+        self.assertTrue(harness.client.closing)
+        self.assertEqual(self.factory.errors["h2-protocol"], 1)
+
     def test_garbage_instead_of_the_preface_closes_the_connection(self) -> None:
         client = Client(self.factory)
         client.protocol.intercepted = ORIGIN

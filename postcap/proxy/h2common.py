@@ -16,10 +16,10 @@ from typing import Any, Callable, Iterable
 
 from h2.connection import H2Connection
 from h2.errors import ErrorCodes
-from h2.events import ConnectionTerminated, Event
+from h2.events import ConnectionTerminated, Event, StreamReset
+from h2.exceptions import InvalidBodyLengthError, StreamClosedError
 from h2.exceptions import ProtocolError as H2ProtocolError
-from h2.exceptions import StreamClosedError
-from hyperframe.frame import GoAwayFrame
+from hyperframe.frame import DataFrame, Frame, GoAwayFrame, HeadersFrame
 from twisted.internet.interfaces import IPushProducer
 from zope.interface import implementer
 
@@ -38,11 +38,34 @@ ALPN_HTTP11 = b"http/1.1"
 
 
 class GracefulH2Connection(H2Connection):
-    """h2's connection, except that a graceful GOAWAY lets the streams already open
-    finish (RFC 9113 §6.8): h2 itself stops all sending and receiving at a GOAWAY,
-    which would fail every response still in flight when an origin (nginx after its
-    ``keepalive_requests``, a gRPC server at its maximum connection age) or a client
-    goes away politely."""
+    """h2's connection, with two departures that keep one bad or departing stream from
+    costing the others:
+
+    - a graceful GOAWAY lets the streams already open finish (RFC 9113 §6.8): h2 itself
+      stops all sending and receiving at a GOAWAY, which would fail every response still
+      in flight when an origin (nginx after its ``keepalive_requests``, a gRPC server at
+      its maximum connection age) or a client goes away politely;
+    - a malformed message (invalid fields, a body that contradicts its content-length)
+      is a stream error, as RFC 9113 §8.1.1 says: that stream is reset with
+      PROTOCOL_ERROR and a :class:`~h2.events.StreamReset` reported; h2 would end the
+      whole connection.  Errors of the connection itself (HPACK, flow control, frame
+      sizes, stream limits, floods) still end it.
+    """
+
+    def _receive_frame(self, frame: Frame) -> list[Event]:
+        try:
+            return super()._receive_frame(frame)
+        except (H2ProtocolError, InvalidBodyLengthError) as exc:
+            if not _malformed_message(frame, exc):
+                raise
+            stream_id = frame.stream_id
+            try:
+                self.reset_stream(stream_id, ErrorCodes.PROTOCOL_ERROR)
+            except H2ProtocolError:
+                raise exc from None
+            if isinstance(frame, DataFrame) and frame.flow_controlled_length:
+                self.acknowledge_received_data(frame.flow_controlled_length, stream_id)
+            return [StreamReset(stream_id=stream_id, error_code=ErrorCodes.PROTOCOL_ERROR, remote_reset=False)]
 
     def _receive_goaway_frame(self, frame: GoAwayFrame) -> tuple[list[Any], list[Event]]:
         if frame.error_code != ErrorCodes.NO_ERROR:
@@ -61,6 +84,16 @@ class GracefulH2Connection(H2Connection):
         frame = GoAwayFrame(stream_id=0, last_stream_id=last_stream_id,
                             error_code=ErrorCodes.NO_ERROR, additional_data=b"")
         self._data_to_send += frame.serialize()
+
+
+def _malformed_message(frame: Frame, exc: Exception) -> bool:
+    """Whether ``exc`` says the message on ``frame``'s stream is malformed (a stream
+    error) rather than that the connection is broken."""
+    if not frame.stream_id or not isinstance(frame, (HeadersFrame, DataFrame)):
+        return False
+    if isinstance(exc, InvalidBodyLengthError):
+        return True
+    return type(exc) is H2ProtocolError and exc.error_code == ErrorCodes.PROTOCOL_ERROR
 
 
 @implementer(IPushProducer)
