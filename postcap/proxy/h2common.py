@@ -356,3 +356,11 @@ class RateLimit:
             self._start, self._count = now, 0
         self._count += 1
         return self._count > self.limit
+
+
+def negotiated_protocol(transport: object) -> bytes | None:
+    """The ALPN protocol of a TLS connection, or None."""
+    try:
+        return transport.getHandle().get_alpn_proto_negotiated() or None  # type: ignore[attr-defined]
+    except AttributeError:
+        return None

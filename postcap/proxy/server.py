@@ -30,19 +30,17 @@ from postcap.proxy.framing import (
     Event,
     MessageParser,
     ProtocolError,
-    RawHeaders,
     RequestHead,
-    ResponseHead,
-    end_to_end,
     header_values,
 )
-from postcap.proxy.wire import TransportPauser, chunk, format_headers, last_chunk
+from postcap.proxy.h1downstream import HTTP11Responder
+from postcap.proxy.wire import TransportPauser, format_headers
 from postcap.proxy.targets import Target, parse_absolute_target, parse_connect_target
 from postcap.proxy.tunnel import BlindTunnel
 from postcap.proxy.connector import UpstreamConnector
 from postcap.proxy.onboarding import ONBOARDING_HOST, serve_onboarding
 from postcap.proxy.upstream import Origin, UpstreamPool, send_immediately
-from postcap.proxy.h2common import ALPN_H2
+from postcap.proxy.h2common import ALPN_H2, negotiated_protocol
 from postcap.proxy.h2server import H2ServerLayer
 from postcap.tls.minting import InterceptingServerCreator, LeafMinter
 
@@ -131,14 +129,6 @@ def tls_info_of(transport: object) -> TLSInfo | None:
         return None
 
 
-def negotiated_protocol(transport: object) -> bytes | None:
-    """The ALPN protocol of a TLS connection, or None."""
-    try:
-        return transport.getHandle().get_alpn_proto_negotiated() or None  # type: ignore[attr-defined]
-    except AttributeError:
-        return None
-
-
 def error_response(status: int, kind: str, message: str, keep_alive: bool) -> bytes:
     """A proxy-made response: short plain text that names postcap and the cause."""
     body = f"postcap: {message}\n".encode("utf-8")
@@ -153,7 +143,7 @@ def error_response(status: int, kind: str, message: str, keep_alive: bool) -> by
 
 
 @implementer(IHandshakeListener)
-class ProxyServerProtocol(Protocol):
+class ProxyServerProtocol(HTTP11Responder, Protocol):
     """One client connection to the proxy."""
 
     _log = Logger()
@@ -367,55 +357,6 @@ class ProxyServerProtocol(Protocol):
         if self.intercepted is not None or origin.port != getattr(own, "port", None):
             return False
         return origin.host in (getattr(own, "host", None), "0.0.0.0", "::")
-
-    # -- IDownstream: the response as HTTP/1.1 bytes ----------------------------------
-
-    _response_chunked = False
-
-    def send_informational(self, request_head: RequestHead, head: ResponseHead) -> None:
-        if request_head.version == b"HTTP/1.1":
-            self.transport.write(
-                b"HTTP/1.1 %d %s\r\n%s\r\n"
-                % (head.status, head.reason, format_headers(end_to_end(head.headers)))
-            )
-
-    def send_response_head(self, exchange: Exchange, head: ResponseHead, headers: RawHeaders) -> None:
-        """Frame the response for this client: chunked when the length is unknown
-        (HTTP/1.1), else close-delimited; say whether the connection persists."""
-        http11 = exchange.head.version == b"HTTP/1.1"
-        self._response_chunked = False
-        if head.framing in ("chunked", "close"):
-            if http11:
-                self._response_chunked = True
-                headers.append((b"Transfer-Encoding", b"chunked"))
-            else:
-                exchange.client_keep_alive = False
-        if not exchange.request_done:
-            # The upstream answered before the request ended: do not try to read on.
-            exchange.client_keep_alive = False
-        if not exchange.client_keep_alive:
-            headers.append((b"Connection", b"close"))
-        elif not http11:
-            headers.append((b"Connection", b"keep-alive"))
-        self.transport.write(
-            b"HTTP/1.1 %d %s\r\n%s\r\n" % (head.status, head.reason, format_headers(headers))
-        )
-
-    def send_data(self, data: bytes) -> None:
-        self.transport.write(chunk(data) if self._response_chunked else data)
-
-    def send_end(self, trailers: RawHeaders) -> None:
-        if self._response_chunked:
-            self.transport.write(last_chunk(trailers))
-
-    def register_producer(self, producer: object) -> None:
-        self.transport.registerProducer(producer, True)
-
-    def unregister_producer(self) -> None:
-        self.transport.unregisterProducer()
-
-    def cut(self) -> None:
-        self.close()
 
     # -- answering ------------------------------------------------------------------
 
