@@ -230,6 +230,21 @@ class ClientSideTests(ProxyTestCase):
         self.assertEqual(harness.peer.h2.local_flow_control_window(stream_id), window)
         self.assertEqual(len(upstream.sent().split(b"\r\n\r\n", 1)[1]), window - window % 16384)
 
+    def test_stalled_streams_do_not_hold_up_the_others(self) -> None:
+        self.network.hanging.add("example.test")  # nothing is read while connecting
+        harness = self.h2_client()
+        peer = harness.peer.h2
+        for _ in range(20):
+            stream_id = peer.get_next_available_stream_id()
+            peer.send_headers(stream_id, get_fields(b"/up", b"PUT", [(b"content-length", b"999999")]))
+            for _ in range(H2ServerLayer.initial_window_size // 16384):
+                peer.send_data(stream_id, b"x" * 16384)
+            harness.exchange()
+        self.assertEqual(peer.local_flow_control_window(stream_id), 0)  # this stream waits
+        fresh = peer.get_next_available_stream_id()
+        peer.send_headers(fresh, get_fields(b"/up", b"PUT", [(b"content-length", b"1")]))
+        self.assertEqual(peer.local_flow_control_window(fresh), H2ServerLayer.initial_window_size)
+
     def test_client_reset_drops_the_upstream_of_that_stream_only(self) -> None:
         harness = self.h2_client()
         first = harness.request(get_fields(b"/1"))

@@ -136,8 +136,9 @@ class H2ServerLayer:
     max_header_list_size = 64 * 1024
     #: Per-stream receive window: what one paused stream may hold in memory.
     initial_window_size = 256 * 1024
-    #: Receive window of the whole connection.
-    connection_window_size = 4 * 1024 * 1024
+    #: Receive window of the whole connection: room for every stream's window, so that
+    #: streams whose readers stall (unacknowledged data) never hold up the others.
+    connection_window_size = max_concurrent_streams * initial_window_size
     #: Stream resets by the client allowed per ``rate_period`` (rapid reset, CVE-2023-44487).
     max_resets = 200
     #: SETTINGS frames and PINGs allowed per ``rate_period``.

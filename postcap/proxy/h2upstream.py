@@ -156,8 +156,12 @@ class H2UpstreamConnection:
     """The HTTP/2 client side of one upstream TLS connection, shared by many exchanges."""
 
     _log = Logger()
+    #: Streams postcap opens at once on one connection (fewer if the origin says so).
+    max_streams = 100
+    #: Per-stream receive window: what one exchange with a stalled client may hold.
     initial_window_size = 256 * 1024
-    connection_window_size = 4 * 1024 * 1024
+    #: Room for every stream's window: stalled streams never hold up the others.
+    connection_window_size = max_streams * initial_window_size
     max_header_list_size = 256 * 1024
 
     def __init__(self, protocol: "UpstreamProtocol") -> None:
@@ -193,7 +197,7 @@ class H2UpstreamConnection:
         return (
             not self.closing
             and self.protocol.connected
-            and len(self.streams) < self.h2.remote_settings.max_concurrent_streams
+            and len(self.streams) < min(self.h2.remote_settings.max_concurrent_streams, self.max_streams)
             and self.h2.highest_outbound_stream_id < _LAST_STREAM_ID
         )
 
