@@ -3,8 +3,9 @@
 Two faces over one set of method helpers (:class:`MethodHelpers`):
 
 - :class:`PostcapClient`: Twisted, every call returns a ``Deferred`` (treq).
-- :class:`BlockingClient`: plain scripts, every call blocks (urllib); :func:`connect`
-  finds the local server the way the server finds its files.
+- :class:`BlockingClient`: plain scripts, every call blocks (``http.client``, over TCP,
+  TLS or a UNIX socket); :func:`connect` finds the local server through
+  :mod:`postcap.discovery`, the one way every postcap tool finds it.
 
     from postcap.client import connect
     client = connect()
@@ -18,38 +19,28 @@ Errors are :class:`PostcapError` (``code``, ``message``, ``data`` from the serve
 
 from __future__ import annotations
 
+import http.client
 import itertools
 import json
-import os
-import urllib.error
 import urllib.parse
-import urllib.request
 from dataclasses import dataclass
 from typing import IO, Any, Callable, Iterator
 
-DEFAULT_CONTROL_URL = "http://127.0.0.1:5556"
+from postcap.discovery import (
+    DEFAULT_CONTROL_URL,
+    PostcapError,
+    ServerLocation,
+    ServerNotRunning,
+    ServerUnreachable,
+    TokenUnreadable,
+    data_dir,
+    locate,
+    parse_control,
+    read_token,
+    resolve,
+)
+
 CHUNK = 64 * 1024
-
-
-class PostcapError(Exception):
-    """The server answered with an error (JSON-RPC ``error`` or an HTTP error)."""
-
-    def __init__(self, code: Any, message: str, data: Any = None) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
-        self.data = data
-
-    def __str__(self) -> str:
-        return f"{self.message} (code {self.code})" if self.code is not None else self.message
-
-
-class ServerUnreachable(PostcapError):
-    """No postcap answers at the control URL."""
-
-    def __init__(self, url: str, reason: str) -> None:
-        super().__init__(None, f"cannot reach postcap at {url}: {reason}")
-        self.url = url
 
 
 class AuthenticationFailed(PostcapError):
@@ -59,68 +50,20 @@ class AuthenticationFailed(PostcapError):
         super().__init__(401, f"postcap at {url} refused the token (HTTP 401); check --token-file")
 
 
-# -- finding the server ------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class ServerLocation:
-    control_url: str
-    token_file: str
-
-
-def data_dir(environ: dict[str, str] | None = None) -> str:
-    """``$POSTCAP_HOME`` or ``~/.postcap``, as the server's ``--data-dir`` default."""
-    environ = os.environ if environ is None else environ
-    return environ.get("POSTCAP_HOME") or os.path.join(os.path.expanduser("~"), ".postcap")
-
-
-def locate(home: str | None = None) -> ServerLocation:
-    """The local server's control URL (from ``DATA_DIR/server.json`` when the server
-    wrote one, else the default) and its token file."""
-    home = home or data_dir()
-    url = DEFAULT_CONTROL_URL
-    try:
-        with open(os.path.join(home, "server.json"), encoding="utf-8") as handle:
-            control = json.load(handle).get("control") or {}
-        host, port = control.get("host"), control.get("port")
-        if port:
-            if not host or host in ("0.0.0.0", "::"):
-                host = "127.0.0.1"
-            url = f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
-    except (OSError, ValueError, AttributeError):
-        pass
-    return ServerLocation(url, os.path.join(home, "control.token"))
-
-
-def read_token(path: str) -> str:
-    try:
-        with open(path, encoding="ascii") as handle:
-            token = handle.read().strip()
-    except OSError as exc:
-        raise TokenUnreadable(path, exc.strerror or str(exc)) from exc
-    if not token:
-        raise TokenUnreadable(path, "file is empty")
-    return token
-
-
-class TokenUnreadable(PostcapError):
-    """The token file could not be read."""
-
-    def __init__(self, path: str, reason: str) -> None:
-        super().__init__(None, f"cannot read token file {path}: {reason}")
-
-
 def connect(
     control_url: str | None = None,
     token: str | None = None,
     token_file: str | None = None,
     timeout: float = 60.0,
+    home: str | None = None,
 ) -> "BlockingClient":
-    """A blocking client for the local server; arguments override discovery."""
-    location = locate()
+    """A blocking client for the local server: ``control_url`` (any ``--control`` form)
+    if given, else the server discovered in the data dir ``home`` (see
+    :mod:`postcap.discovery`); the token from ``token``, ``token_file`` or discovery."""
+    endpoint, discovered_token_file = resolve(control_url, home, token_file)
     if token is None:
-        token = read_token(token_file or location.token_file)
-    return BlockingClient(control_url or location.control_url, token, timeout=timeout)
+        token = read_token(discovered_token_file)
+    return BlockingClient(endpoint.url, token, timeout=timeout)
 
 
 # -- one set of method helpers -----------------------------------------------------------
@@ -170,8 +113,8 @@ class MethodHelpers:
     def session_overview(self, id: str | None = None) -> Any:
         return self.call("session.overview", **_params(id=id))
 
-    def session_export(self, id: str) -> Any:
-        return self.call("session.export", id=id, format="har")
+    def session_export(self, id: str, format: str = "har") -> Any:
+        return self.call("session.export", id=id, format=format)
 
     def request_list(self, **filters: Any) -> Any:
         return self.call("request.list", **_params(**filters))
@@ -182,8 +125,16 @@ class MethodHelpers:
     def request_delete(self, ids: list[str]) -> Any:
         return self.call("request.delete", ids=list(ids))
 
-    def request_replay(self, id: str, use_cookie_jar: bool = False) -> Any:
-        return self.call("request.replay", id=id, use_cookie_jar=use_cookie_jar)
+    def request_replay(self, id: str, use_cookie_jar: bool = False, **overrides: Any) -> Any:
+        """``overrides``: ``method``, ``url``, ``headers``, ``body`` (see request.replay)."""
+        return self.call("request.replay", id=id, use_cookie_jar=use_cookie_jar,
+                         **_params(**overrides))
+
+    def request_export(self, id: str, format: str = "curl") -> Any:
+        return self.call("request.export", id=id, format=format)
+
+    def request_diff(self, a: str, b: str) -> Any:
+        return self.call("request.diff", a=a, b=b)
 
     def cookie_list(self, session_id: str | None = None) -> Any:
         return self.call("cookie.list", **_params(session_id=session_id))
@@ -321,10 +272,15 @@ class SSEParser:
 
 
 class BlockingClient(MethodHelpers):
-    """Blocking calls with urllib, for plain scripts and ``postcapctl``."""
+    """Blocking calls with ``http.client``, for plain scripts and ``postcapctl``.
+
+    ``control_url`` is any form ``--control`` accepts: ``http://HOST:PORT``,
+    ``https://HOST:PORT``, ``unix:/PATH`` or a server endpoint string such as
+    ``tcp:5556:interface=127.0.0.1``."""
 
     def __init__(self, control_url: str, token: str, timeout: float = 60.0) -> None:
-        self.control_url = control_url.rstrip("/")
+        self.endpoint = parse_control(control_url)
+        self.control_url = self.endpoint.url
         self.token = token
         self.timeout = timeout
 
@@ -335,23 +291,20 @@ class BlockingClient(MethodHelpers):
         headers: dict[str, str] | None = None,
         timeout: float | None = None,
     ) -> Any:
-        request = urllib.request.Request(
-            self.control_url + path, data=body, method="POST" if body is not None else "GET"
-        )
-        request.add_header("Authorization", f"Bearer {self.token}")
-        for name, value in (headers or {}).items():
-            request.add_header(name, value)
+        """The response (a context manager that owns its connection)."""
+        connection = self.endpoint.http_connection(timeout or self.timeout)
+        sent = {"Authorization": f"Bearer {self.token}", "Connection": "close", **(headers or {})}
         try:
-            return urllib.request.urlopen(request, timeout=timeout or self.timeout)
-        except urllib.error.HTTPError as error:
-            if error.code == 401:
-                raise AuthenticationFailed(self.control_url) from None
-            return error
-        except (urllib.error.URLError, OSError) as exc:
-            reason = getattr(exc, "reason", exc)
-            raise ServerUnreachable(
-                self.control_url, str(getattr(reason, "strerror", None) or reason)
-            ) from None
+            connection.request("POST" if body is not None else "GET", path, body, sent)
+            response = connection.getresponse()
+        except (OSError, http.client.HTTPException) as exc:
+            connection.close()
+            reason = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
+            raise ServerUnreachable(self.control_url, reason) from None
+        if response.status == 401:
+            response.close()
+            raise AuthenticationFailed(self.control_url)
+        return response
 
     def call(self, method: str, /, **params: Any) -> Any:
         with self._open(
@@ -415,17 +368,43 @@ def _raise_http(url: str, status: int, body: bytes) -> None:
 # -- Deferred (treq) ---------------------------------------------------------------------
 
 
+def treq_for(endpoint: Any, reactor: Any) -> Any:
+    """treq itself for TCP; for a UNIX socket, a treq ``HTTPClient`` whose Agent always
+    connects to that socket."""
+    import treq
+
+    if endpoint.scheme != "unix":
+        return treq
+    from treq.client import HTTPClient
+    from twisted.web.client import Agent
+    from zope.interface import implementer
+    from twisted.web.iweb import IAgentEndpointFactory
+
+    if reactor is None:
+        from twisted.internet import reactor as default_reactor
+
+        reactor = default_reactor
+
+    @implementer(IAgentEndpointFactory)
+    class ToSocket:
+        def endpointForURI(self, uri: Any) -> Any:
+            return endpoint.twisted_endpoint(reactor)
+
+    return HTTPClient(Agent.usingEndpointFactory(reactor, ToSocket()))
+
+
 class PostcapClient(MethodHelpers):
     """Deferred calls with treq: ``client.call(...)`` and every helper return a
     ``Deferred`` that fires with the result or fails with :class:`PostcapError`."""
 
     def __init__(self, control_url: str, token: str, reactor: Any = None, http: Any = None) -> None:
-        import treq
-
-        self.control_url = control_url.rstrip("/")
+        self.endpoint = parse_control(control_url)
+        self.control_url = self.endpoint.url
         self.token = token
-        self._treq = http or treq
         self._reactor = reactor
+        self._treq = http or treq_for(self.endpoint, reactor)
+        #: The URL requests are made against (a UNIX socket's is ``http://localhost``).
+        self._base = "http://localhost" if self.endpoint.scheme == "unix" else self.control_url
 
     def _headers(self, **extra: str) -> dict[bytes, list[bytes]]:
         headers = {b"Authorization": [f"Bearer {self.token}".encode("ascii")]}
@@ -438,7 +417,7 @@ class PostcapClient(MethodHelpers):
         from twisted.internet.error import ConnectError, DNSLookupError
         from twisted.web.client import ResponseNeverReceived
 
-        url = self.control_url + path
+        url = self._base + path
         deferred: Deferred[Any] = self._treq.request(method, url, **kwargs)
 
         def unreachable(failure: Any) -> Any:
@@ -553,6 +532,7 @@ __all__ = [
     "PostcapClient",
     "PostcapError",
     "SSEParser",
+    "ServerNotRunning",
     "ServerEvent",
     "ServerLocation",
     "ServerUnreachable",
@@ -560,4 +540,6 @@ __all__ = [
     "data_dir",
     "locate",
     "read_token",
+    "resolve",
+    "TokenUnreadable",
 ]

@@ -22,9 +22,11 @@ from postcap.client import (
     PostcapError,
     ServerUnreachable,
     TokenUnreadable,
-    locate,
     read_token,
+    resolve,
 )
+from postcap.ctl_stats import add_stats_parser
+from postcap.discovery import BadControlEndpoint
 
 EXIT_OK = 0
 EXIT_SERVER_ERROR = 1
@@ -32,7 +34,7 @@ EXIT_USAGE = 2
 EXIT_UNREACHABLE = 3
 
 #: Options accepted anywhere on the command line: name → takes a value.
-GLOBAL_OPTIONS = {"--json": False, "--control": True, "--token-file": True}
+GLOBAL_OPTIONS = {"--json": False, "--control": True, "--token-file": True, "--data-dir": True}
 
 
 class UsageError(Exception):
@@ -159,6 +161,41 @@ def show_detail(detail: dict[str, Any]) -> str:
             "timings: "
             + ", ".join(f"{k[:-3]} {v} ms" for k, v in timings.items() if v is not None),
         ]
+    return "\n".join(lines)
+
+
+def show_diff(diff: dict[str, Any]) -> str:
+    """``request diff``: one line per difference, bodies last."""
+    if diff.get("same"):
+        return f"{diff['a']} and {diff['b']} do not differ"
+    lines = [f"--- {diff['a']}", f"+++ {diff['b']}"]
+    for key in ("method", "status"):
+        if diff.get(key):
+            lines.append(f"{key}: {diff[key]['a']} -> {diff[key]['b']}")
+    url = diff.get("url")
+    if url:
+        lines += [f"url: {url['a']}", f"  -> {url['b']}"]
+        lines += [f"  {name}: {part['a']} -> {part['b']}" for name, part in url["parts"].items()]
+        lines += [f"  query {q['name']} {q['change']}: {q['a']} -> {q['b']}" for q in url["query"]]
+    for key in ("request_headers", "response_headers"):
+        for change in diff.get(key) or []:
+            lines.append(f"{key.replace('_', ' ')[:-1]} {change['name']} {change['change']}: "
+                         f"{', '.join(change['a']) or '-'} -> {', '.join(change['b']) or '-'}")
+    for key in ("request_body", "response_body"):
+        body = diff.get(key)
+        if not body:
+            continue
+        title = key.replace("_", " ")
+        if body["kind"] == "json":
+            lines.append(f"{title} (JSON):")
+            lines += [f"  {c['path']} {c['change']}: {json.dumps(c['a'])} -> {json.dumps(c['b'])}"
+                      for c in body["changes"]]
+        elif body["kind"] == "text":
+            lines += [f"{title} (text):", body["unified"].rstrip("\n")]
+        else:
+            lines.append(f"{title} (binary): {body['a']['size']} bytes sha256 "
+                         f"{body['a']['sha256'][:16]} -> {body['b']['size']} bytes sha256 "
+                         f"{body['b']['sha256'][:16]}")
     return "\n".join(lines)
 
 
@@ -329,6 +366,10 @@ def cmd_requests(client: BlockingClient, args: argparse.Namespace) -> Any:
 def cmd_request(client: BlockingClient, args: argparse.Namespace) -> Any:
     if args.action == "show":
         return client.request_get(args.id), show_detail
+    if args.action == "export":
+        return client.request_export(args.id, format=args.format), str
+    if args.action == "diff":
+        return client.request_diff(args.a, args.b), show_diff
     if args.action == "replay":
         return client.request_replay(args.id, use_cookie_jar=args.use_cookie_jar), show_detail
     deleted = client.request_delete(args.ids)
@@ -472,17 +513,26 @@ def build_parser() -> Parser:
     parser.add_argument("--json", action="store_true", help="print results as JSON")
     parser.add_argument(
         "--control",
-        metavar="URL",
-        help="control URL (default: from DATA_DIR/server.json, else http://127.0.0.1:5556)",
+        metavar="ENDPOINT",
+        help="the server's control endpoint, as given to its --control (tcp:PORT:interface=ADDR, "
+        "unix:PATH, ssl:PORT) or a URL (http://HOST:PORT) "
+        "[default: what the running server wrote in DATA_DIR/server.json]",
     )
     parser.add_argument(
-        "--token-file", metavar="FILE", help="token file (default: DATA_DIR/control.token)"
+        "--data-dir",
+        metavar="DIR",
+        help="the server's data dir, for discovery [default: $POSTCAP_HOME or ~/.postcap]",
+    )
+    parser.add_argument(
+        "--token-file", metavar="FILE",
+        help="token file [default: the one the server names, else DATA_DIR/control.token]",
     )
     commands = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
 
     commands.add_parser("status", help="server, proxy and active session").set_defaults(
         handler=cmd_status
     )
+    add_stats_parser(commands)
 
     session = commands.add_parser("session", help="capture sessions")
     session.set_defaults(handler=cmd_session)
@@ -521,6 +571,12 @@ def build_parser() -> Parser:
     replay = request_actions.add_parser("replay")
     replay.add_argument("id")
     replay.add_argument("--use-cookie-jar", action="store_true")
+    as_code = request_actions.add_parser("export", help="the request as a command or snippet")
+    as_code.add_argument("id")
+    as_code.add_argument("--format", choices=["curl", "httpie", "python", "fetch"], default="curl")
+    compare = request_actions.add_parser("diff", help="what differs between two requests")
+    compare.add_argument("a")
+    compare.add_argument("b")
     request_actions.add_parser("delete").add_argument("ids", nargs="+")
 
     export = commands.add_parser("export", help="export a session")
@@ -563,7 +619,7 @@ def build_parser() -> Parser:
 
 
 def split_global_options(argv: Sequence[str]) -> tuple[list[str], list[str]]:
-    """Move ``--json``, ``--control URL`` and ``--token-file FILE`` to the front so they
+    """Move ``--json``, ``--control``, ``--data-dir`` and ``--token-file`` to the front so they
     are accepted before or after the subcommand."""
     front: list[str] = []
     rest: list[str] = []
@@ -592,13 +648,14 @@ def main(argv: Sequence[str] | None = None, stdout: Any = None, stderr: Any = No
     try:
         front, rest = split_global_options(list(sys.argv[1:] if argv is None else argv))
         args = build_parser().parse_args(front + rest)
-        location = locate()
-        client = BlockingClient(
-            args.control or location.control_url, read_token(args.token_file or location.token_file)
-        )
+        endpoint, token_file = resolve(args.control, args.data_dir, args.token_file)
+        client = BlockingClient(endpoint.url, read_token(token_file))
         result, render = args.handler(client, args)
     except UsageError as exc:
         print(str(exc), file=stderr)
+        return EXIT_USAGE
+    except BadControlEndpoint as exc:
+        print(f"postcapctl: {exc}", file=stderr)
         return EXIT_USAGE
     except (ServerUnreachable, AuthenticationFailed, TokenUnreadable) as exc:
         print(f"postcapctl: {exc}", file=stderr)

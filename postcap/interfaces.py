@@ -40,6 +40,10 @@ class IHistoryStore(ICaptureSink):
     (implementations flush pending writes before reading).
     """
 
+    stats = Attribute(
+        "A postcap.metrics.StorageStats the store keeps current: transactions pending, "
+        "written and dropped, batch write latency, and whether it accepts writes.")
+
     def open():
         """Create or migrate the store.  @return: a Deferred."""
 

@@ -24,6 +24,7 @@ from datetime import datetime, timezone
 from typing import Any, Iterable
 
 from postcap.datamode import data_mode
+from postcap.encodings import content_encoding_of
 
 #: Bumped whenever the JSON shapes or the stored record change incompatibly.
 SCHEMA_VERSION = 1
@@ -146,8 +147,11 @@ class Body:
             except FileNotFoundError:
                 pass
 
-    def to_json(self, data: bytes | None = None) -> dict[str, Any]:
-        """The contract's body shape; ``data`` overrides the stored copy."""
+    def to_json(
+        self, data: bytes | None = None, content_encoding: str | None = None
+    ) -> dict[str, Any]:
+        """The contract's body shape; ``data`` overrides the stored copy;
+        ``content_encoding`` is the message's (:func:`content_encoding_of` its headers)."""
         raw = self.content if data is None else data
         if not self.captured:
             raw = b""
@@ -161,6 +165,7 @@ class Body:
             "captured": self.captured,
             "encoding": encoding,
             "text": text,
+            "content_encoding": content_encoding,
         }
 
 
@@ -223,12 +228,13 @@ class Request:
     trailers: Headers = ()
 
     def to_json(self, body: bytes | None = None) -> dict[str, Any]:
+        headers = [[_latin1(k), _latin1(v)] for k, v in self.headers]
         return {
             "method": self.method,
             "target": _latin1(self.target),
             "http_version": self.http_version,
-            "headers": [[_latin1(k), _latin1(v)] for k, v in self.headers],
-            "body": self.body.to_json(body),
+            "headers": headers,
+            "body": self.body.to_json(body, content_encoding_of(headers)),
             "trailers": [[_latin1(k), _latin1(v)] for k, v in self.trailers],
         }
 
@@ -245,12 +251,13 @@ class Response:
     trailers: Headers = ()
 
     def to_json(self, body: bytes | None = None) -> dict[str, Any]:
+        headers = [[_latin1(k), _latin1(v)] for k, v in self.headers]
         return {
             "status": self.status,
             "reason": self.reason,
             "http_version": self.http_version,
-            "headers": [[_latin1(k), _latin1(v)] for k, v in self.headers],
-            "body": self.body.to_json(body),
+            "headers": headers,
+            "body": self.body.to_json(body, content_encoding_of(headers)),
             "trailers": [[_latin1(k), _latin1(v)] for k, v in self.trailers],
         }
 
@@ -343,6 +350,15 @@ class Transaction:
             }
         )
         return result
+
+    def content_encoding(self, part: str) -> str | None:
+        """The ``Content-Encoding`` of the ``"request"`` or ``"response"`` body, or None."""
+        message = self.request if part == "request" else self.response
+        if message is None:
+            return None
+        headers = [(k.decode("latin-1"), v.decode("latin-1"))
+                   for k, v in message.headers if k.lower() == b"content-encoding"]
+        return content_encoding_of(headers) if headers else None
 
     def bodies(self) -> tuple[Body, ...]:
         return (self.request.body,) + (() if self.response is None else (self.response.body,))

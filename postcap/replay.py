@@ -10,6 +10,7 @@ or the error that prevented one, becomes a new transaction of kind ``"replay"``.
 from __future__ import annotations
 
 import base64
+import re
 from dataclasses import dataclass
 from typing import Any, Mapping, Protocol as TypingProtocol, Sequence
 from urllib.parse import urlsplit
@@ -31,6 +32,8 @@ from postcap.proxy.framing import HOP_BY_HOP
 from postcap.proxy.upstream import Origin, describe_connect_failure
 from postcap.tls.client import InsecureClientCreator, VerifyingClientCreator, describe_tls_failure
 
+#: An HTTP method (RFC 9110 token).
+_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]{1,32}")
 #: Headers the HTTP client sets itself from the URL and the body.
 _CLIENT_MANAGED = HOP_BY_HOP | {b"host", b"content-length"}
 
@@ -101,6 +104,7 @@ def build_replay(
     headers: Any = None,
     body: Any = None,
     cookie_header: str | None = None,
+    method: Any = None,
 ) -> ReplayRequest:
     """The request to send for a captured ``detail`` (the contract's detail shape).
 
@@ -136,7 +140,9 @@ def build_replay(
             raise ReplayError("body", "the captured request body is incomplete; pass one")
         text = stored.get("text") or ""
         payload = base64.b64decode(text) if stored.get("encoding") == "base64" else text.encode("utf-8")
-    return ReplayRequest(captured["method"], target_url, tuple(pairs), payload)
+    if method is not None and (not isinstance(method, str) or not _TOKEN.fullmatch(method)):
+        raise ReplayError("method", "must be an HTTP method token such as GET or POST")
+    return ReplayRequest(method or captured["method"], target_url, tuple(pairs), payload)
 
 
 @implementer(IAgentEndpointFactory)

@@ -17,7 +17,8 @@ from twisted.internet.defer import Deferred, ensureDeferred
 from twisted.internet.task import LoopingCall
 from twisted.internet.endpoints import TCP4ServerEndpoint, TCP6ServerEndpoint, serverFromString
 from twisted.internet.interfaces import IListeningPort
-from twisted.logger import Logger
+from twisted.logger import ILogObserver, Logger
+from twisted.python.failure import Failure
 
 from postcap._version import __version__
 from postcap.capture import Spooler
@@ -29,6 +30,7 @@ from postcap.control.har_resource import SessionExports
 from postcap.control.history_methods import HistoryMethods
 from postcap.control.guard import HealthResource
 from postcap.control.methods import ControlMethods, ProxyUnavailable
+from postcap.control.request_tools import RequestToolMethods
 from postcap.events import EventHub, TransactionEvents
 from postcap.filters import OptionError
 from postcap.interceptor.cookies import BrowserCookieSync
@@ -40,6 +42,9 @@ from postcap.web import install_web_app
 from postcap.sinks.collections import CollectionSink, Collections
 from postcap.sinks.cookies import CookieCapture, CookieJar, CookieSync
 from postcap.control.web import ControlRoot, RPCResource, StaticBytes, control_site
+from postcap.control.readiness import ReadinessResource, StatsMethods
+from postcap.metrics import ReactorLagMonitor, Tally, build_registry, metrics_resource, metrics_site
+from postcap.proxy.own import OwnEndpoints, machine_addresses
 from postcap.proxy.server import ProxyFactory, ProxySettings
 from postcap.session import SessionManager
 from postcap.sinks.history import SQLiteHistoryStore
@@ -64,6 +69,11 @@ class PostcapConfig:
     #: Retention: the oldest stopped sessions go while the history is larger.
     history_max_bytes: int | None = None
     retention_interval: float = 600.0
+    #: Twisted endpoint serving ``GET /metrics`` without a token (``--metrics``).
+    metrics: str | None = None
+    #: ControlSite limits (``--control-max-connections``, ``--control-header-timeout``,
+    #: ``--control-body-timeout``): attribute name → value.
+    control_limits: dict[str, float] = field(default_factory=dict)
 
     @property
     def token_path(self) -> str:
@@ -72,6 +82,13 @@ class PostcapConfig:
     @property
     def history_path(self) -> str:
         return self.storage_path or os.path.join(self.data_dir, "history.sqlite3")
+
+
+def _unix_path(address: Any) -> str | None:
+    name = getattr(address, "name", None)
+    if isinstance(name, bytes):
+        name = name.decode("utf-8", "surrogateescape")
+    return os.path.abspath(name) if isinstance(name, str) and name else None
 
 
 class ProxyListener:
@@ -101,10 +118,17 @@ class ProxyListener:
             return TCP6ServerEndpoint(self._reactor, port, interface=self.interface)
         return TCP4ServerEndpoint(self._reactor, port, interface=self.interface)
 
+    def bind_paused(self) -> None:
+        """Listen now, synchronously, but accept nothing until :meth:`enable`
+        (twistd binds before it daemonises, so a taken port is reported at once)."""
+        self._listening = listen_paused(self._endpoint(self.port), self.factory)
+        self.port = self._listening.getHost().port
+
     async def enable(self, port: int | None = None) -> None:
         wanted = self.port if port is None else port
         previous = self._listening
         if previous is not None and wanted in (self.port, 0):
+            resume_accepting(previous)
             return
         try:
             listening = await self._endpoint(wanted).listen(self.factory)
@@ -131,6 +155,46 @@ class ProxyListener:
             self.on_change()
 
 
+class StartError(Exception):
+    """A start-up failure, as one line naming the option at fault."""
+
+
+def listen_paused(endpoint: Any, factory: Any) -> IListeningPort:
+    """Listen on ``endpoint`` now and stop accepting until :func:`resume_accepting`;
+    :class:`StartError` if the endpoint cannot listen synchronously or at all."""
+    outcome: list[Any] = []
+    endpoint.listen(factory).addBoth(outcome.append)
+    if not outcome:
+        raise StartError("the endpoint does not listen at once")
+    if isinstance(outcome[0], Failure):
+        error = outcome[0].value
+        reason = getattr(error, "socketError", None) or error
+        raise StartError(str(getattr(reason, "strerror", None) or reason))
+    port = outcome[0]
+    if hasattr(port, "stopReading"):
+        port.stopReading()
+    return port
+
+
+def resume_accepting(port: Any) -> None:
+    if hasattr(port, "startReading") and getattr(port, "connected", True):
+        port.startReading()
+
+
+def adopt_unix_lock(port: Any) -> None:
+    """A UNIX port bound before twistd daemonised holds a lock naming the parent's pid,
+    which Twisted would refuse to release on stop: point it at this process."""
+    lock = getattr(port, "lockFile", None)
+    if lock is None or not getattr(lock, "locked", False):
+        return
+    try:
+        if os.readlink(lock.name) != str(os.getpid()):
+            os.remove(lock.name)
+            os.symlink(str(os.getpid()), lock.name)
+    except OSError:
+        pass
+
+
 class PostcapService(MultiService):
     """Starts everything in order and stops it gracefully."""
 
@@ -148,14 +212,23 @@ class PostcapService(MultiService):
         self.started_at = reactor.seconds()
         self.token = load_or_create_token(config.token_path)
         self.store = SQLiteHistoryStore(
-            config.history_path, reactor=reactor, separate_process=True
+            config.history_path, reactor=reactor, separate_process=True,
+            decode_limit=config.proxy.max_capture_body,
         )
-        self.sessions = SessionManager(reactor, self.store)
+        # -- metrics: one tally for every layer, read when /metrics is scraped
+        self.tally = Tally()
+        self.metrics_registry = build_registry(self.tally, lambda: self.store.stats)
+        self.lag_monitor = ReactorLagMonitor(reactor, self.tally.reactor_lag)
+        self.metrics_port: IListeningPort | None = None
+        # --
+        self.sessions = SessionManager(reactor, self.store, tally=self.tally)
         self.spooler = Spooler(reactor, os.path.join(config.data_dir, "spool"))
         self.ca = load_or_create_ca(os.path.join(config.data_dir, "ca"))
         self.minter = LeafMinter(self.ca)
+        self.own_endpoints = OwnEndpoints(machine_addresses())
         self.proxy_factory = ProxyFactory(
-            reactor, config.proxy, self.sessions, spooler=self.spooler, minter=self.minter
+            reactor, config.proxy, self.sessions, spooler=self.spooler, minter=self.minter,
+            tally=self.tally, own=self.own_endpoints,
         )
         self.proxy = ProxyListener(reactor, self.proxy_factory, config.port, config.interface)
         self.proxy.ca_sha256 = self.ca.sha256
@@ -177,12 +250,14 @@ class PostcapService(MultiService):
             reactor, self.proxy_factory.connector, self.spooler,
             config.proxy.max_capture_body, timeout=config.proxy.upstream_timeout,
         )
-        self.dispatcher = JSONRPCDispatcher()
+        self.dispatcher = JSONRPCDispatcher(on_call=self.tally.rpc_call)
+        StatsMethods(self.tally, lambda: self.store.stats, self.uptime_s).install(self.dispatcher)
         control = ControlMethods(self, self.sessions, self.proxy, self.ca)
         control.check_options = self._check_collection_option
         control.install(self.dispatcher)
         self.history_methods = HistoryMethods(self.sessions, self.replayer, cookie_source=self.jar)
         self.history_methods.install(self.dispatcher)
+        RequestToolMethods(self.sessions).install(self.dispatcher)
         ExportMethods(self.sessions, self.jar, self.cookie_sync, self.collections).install(
             self.dispatcher)
         self.interceptor = InterceptorMethods(
@@ -218,9 +293,45 @@ class PostcapService(MultiService):
         return self.reactor.seconds() - self.started_at
 
     def counters(self) -> dict[str, Any]:
-        return self.proxy_factory.counters()
+        counters = self.proxy_factory.counters()
+        site = getattr(self.control_port, "factory", None)
+        if hasattr(site, "channels"):
+            counters["control"] = {"open_connections": len(site.channels),
+                                   "slow_clients": site.slow_clients,
+                                   "refused": site.busy_refused}
+        return counters
+
+    def readiness_problems(self) -> list[str]:
+        """Why the server should get no traffic now (``GET /readyz``); empty when ready."""
+        reasons = []
+        if self.proxy_factory.draining:
+            reasons.append("draining")
+        if not self.proxy.enabled:
+            reasons.append("proxy disabled")
+        stats = self.store.stats
+        if not stats.available:
+            reasons.append(f"storage unavailable: {stats.reason}")
+        return reasons
+
+    #: The log observer twistd should use (postcap.logs); set by ``makeService``.
+    log_observer: Any = None
+
+    def setServiceParent(self, parent: Any) -> None:
+        """twistd logs through the application's ILogObserver component when it has
+        one: that is how ``--log-format`` reaches twistd's log."""
+        if self.log_observer is not None and hasattr(parent, "setComponent"):
+            parent.setComponent(ILogObserver, self.log_observer)
+        super().setServiceParent(parent)
+
+    def proxy_facts(self) -> dict[str, Any]:
+        """``server.info``'s ``interface`` and ``mode`` (extensions: the proxy's
+        ``--interface`` and ``--mode``)."""
+        reverse = self.config.proxy.reverse
+        return {"interface": self.config.interface,
+                "mode": "regular" if reverse is None else f"reverse:{reverse.url}"}
 
     def startService(self) -> None:
+        adopt_unix_lock(self.control_port)
         super().startService()
         self.reactor.callWhenRunning(self._handle_sigterm)
         ensureDeferred(self._start()).addCallbacks(self.ready.callback, self._start_failed)
@@ -234,15 +345,18 @@ class PostcapService(MultiService):
         for session_id in recovered:
             self._log.info("session {session_id} was left active by a previous run; now stopped",
                            session_id=session_id)
-        root = ControlRoot(lambda: self.token)
-        root.putChild(b"rpc", RPCResource(self.dispatcher))
-        root.putChild(b"ca.pem", StaticBytes(self.ca.pem, b"application/x-pem-file"))
-        root.putChild(b"events", self.events_resource)
-        install_web_app(root)
-        root.putChild(b"sessions", SessionExports(self.store))
-        root.putChild(b"healthz", HealthResource(lambda: self.proxy_factory.draining))
-        site = control_site(root)
-        self.control_port = await serverFromString(self.reactor, self.config.control).listen(site)
+        if self.control_port is None:
+            self.control_port = await serverFromString(
+                self.reactor, self.config.control).listen(self._control_site())
+            self._guard_control_port()
+        else:
+            resume_accepting(self.control_port)
+        self.lag_monitor.start()
+        if self.config.metrics:
+            self.metrics_port = await serverFromString(self.reactor, self.config.metrics).listen(
+                metrics_site(self.metrics_registry))
+            address = self.metrics_port.getHost()
+            self.own_endpoints.add(getattr(address, "port", None), getattr(address, "host", None))
         await self.proxy.enable()
         if self.retention.enabled:
             self._retention_loop.start(self.config.retention_interval, now=True)
@@ -251,14 +365,60 @@ class PostcapService(MultiService):
         self.memory.start()
         control = self.control_port.getHost()
         self._log.info(
-            "postcap {version} ready: proxy on {interface}:{port}, control on {control_host}:{control_port}, data in {data_dir}",
+            "postcap {version} ready: proxy on {interface}:{port} ({mode}), control on {control_host}:{control_port}, data in {data_dir}",
             version=__version__,
+            mode=self.proxy_facts()["mode"],
             interface=self.config.interface,
             port=self.proxy.port,
             control_host=getattr(control, "host", "?"),
             control_port=getattr(control, "port", "?"),
             data_dir=self.data_dir,
         )
+
+    def _control_site(self) -> Any:
+        root = ControlRoot(lambda: self.token)
+        root.putChild(b"rpc", RPCResource(self.dispatcher))
+        root.putChild(b"ca.pem", StaticBytes(self.ca.pem, b"application/x-pem-file"))
+        root.putChild(b"events", self.events_resource)
+        install_web_app(root)
+        root.putChild(b"sessions", SessionExports(self.store))
+        root.putChild(b"healthz", HealthResource(lambda: self.proxy_factory.draining))
+        root.putChild(b"readyz", ReadinessResource(self.readiness_problems))
+        root.putChild(b"metrics", metrics_resource(self.metrics_registry))
+        site = control_site(root)
+        for name, value in self.config.control_limits.items():
+            setattr(site, name, value)
+        return site
+
+    def bind(self) -> None:
+        """Listen on the control endpoint and the proxy port now, accepting nothing
+        until the service has started: called by ``twistd`` before it daemonises, so
+        a taken port is one line on stderr and a non-zero exit, not a stale pidfile.
+        :class:`StartError` names the option."""
+        description = self.config.control
+        if description.startswith("unix:") and ":mode=" not in description:
+            description += ":mode=600"  # only postcap's user may connect (Twisted's default: 666)
+        try:
+            endpoint = serverFromString(self.reactor, description)
+        except (ValueError, KeyError, TypeError) as exc:
+            raise StartError(f"--control {self.config.control!r}: {exc}") from None
+        try:
+            self.control_port = listen_paused(endpoint, self._control_site())
+        except StartError as exc:
+            raise StartError(f"--control {self.config.control}: cannot listen: {exc}") from None
+        self._guard_control_port()
+        try:
+            self.proxy.bind_paused()
+        except StartError as exc:
+            self.control_port.stopListening()
+            self.control_port = None
+            raise StartError(f"--port {self.config.port} (--interface {self.config.interface}): "
+                             f"cannot listen: {exc}") from None
+
+    def _guard_control_port(self) -> None:
+        """Proxy clients may not reach the control port through the proxy."""
+        address = self.control_port.getHost() if self.control_port is not None else None
+        self.own_endpoints.add(getattr(address, "port", None), getattr(address, "host", None))
 
     def _handle_sigterm(self) -> None:
         """SIGTERM is the normal way to stop a server: drain, flush and exit 0 (twistd
@@ -283,8 +443,10 @@ class PostcapService(MultiService):
             "control": {
                 "host": getattr(control, "host", None),
                 "port": getattr(control, "port", None),
+                "unix": _unix_path(control),
                 "endpoint": self.config.control,
             },
+            "token_file": os.path.abspath(self.config.token_path),
         }
         path = os.path.join(self.data_dir, "server.json")
         with open(path + ".tmp", "w", encoding="utf-8") as handle:
@@ -314,6 +476,21 @@ class PostcapService(MultiService):
         self.proxy_factory.pool.close()
         if self.control_port is not None:
             await self.control_port.stopListening()
+        if self.metrics_port is not None:
+            await self.metrics_port.stopListening()
+        self.lag_monitor.stop()
         await self.sessions.close()
         self.spooler.stop()
+        self._remove_state_file()
         self._log.info("postcap stopped; history flushed")
+
+    def _remove_state_file(self) -> None:
+        """Clients find no ``server.json`` of a stopped server (see postcap.discovery)."""
+        path = os.path.join(self.data_dir, "server.json")
+        try:
+            with open(path, encoding="utf-8") as handle:
+                ours = json.load(handle).get("pid") == os.getpid()
+            if ours:
+                os.unlink(path)
+        except (OSError, ValueError, AttributeError):
+            pass

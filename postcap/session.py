@@ -23,6 +23,7 @@ from postcap.capture import CaptureTicket
 from postcap.filters import CaptureFilter, default_options, validate_options
 from postcap.interfaces import ICaptureSink, IHistoryStore
 from postcap.model import SessionDelta, SessionRecord, Transaction, new_id
+from postcap.metrics import Tally
 
 
 class SessionError(Exception):
@@ -61,9 +62,12 @@ class SessionManager:
 
     _log = Logger()
 
-    def __init__(self, reactor: IReactorTime, store: IHistoryStore) -> None:
+    def __init__(self, reactor: IReactorTime, store: IHistoryStore,
+                 tally: Tally | None = None) -> None:
         verifyObject(IHistoryStore, store)
         self._reactor = reactor
+        #: Counts requests the running session's filters leave out (postcap.metrics).
+        self.tally = tally if tally is not None else Tally()
         self.store = store
         self.sinks: list[ICaptureSink] = [store]
         # The active record as last built; the counters of transactions recorded
@@ -269,7 +273,10 @@ class SessionManager:
         active, ticket = self._active, self._ticket
         if active is None or ticket is None or active.state != "running":
             return None
-        if active.source != source or not ticket.filter.wants_request(method, url):
+        if active.source != source:
+            return None
+        if not ticket.filter.wants_request(method, url):
+            self.tally.capture_filtered()
             return None
         return ticket
 

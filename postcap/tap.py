@@ -71,6 +71,22 @@ def size_bytes(text: str) -> int:
     return int(float(match.group(1)) * _SIZE_UNITS[match.group(2)])
 
 
+def _named(name: str, coerce: Any) -> Any:
+    """``coerce`` whose errors name the option and the value: ``--port 'x': ...``."""
+
+    def named(value: str) -> Any:
+        try:
+            return coerce(value)
+        except ValueError as exc:
+            reason = str(exc)
+            if reason.startswith(("invalid literal", "could not convert")):
+                reason = "must be a number"
+            raise ValueError(f"--{name} {value!r}: {reason}") from None
+
+    named.coerceDoc = getattr(coerce, "coerceDoc", "")  # type: ignore[attr-defined]
+    return named
+
+
 class Options(usage.Options):
     """Options of ``twistd postcap`` (``twistd postcap --help`` lists them)."""
 
@@ -104,6 +120,15 @@ class Options(usage.Options):
         ["max-client-connections", None, 256,
          "Open proxy connections one client address may hold; more are refused (503).",
          _positive_int],
+        ["max-connections", None, None,
+         "Open proxy connections in all; more are refused (503) "
+         "[default: (file descriptor limit - 64) / 2].", _positive_int],
+        ["control-max-connections", None, 128,
+         "Open control channel connections; more are answered 503.", _positive_int],
+        ["control-header-timeout", None, 10.0,
+         "Seconds a control client has to send a request's headers (408).", _positive_float],
+        ["control-body-timeout", None, 30.0,
+         "Seconds a control client has to send a request's body (408).", _positive_float],
         ["drain-timeout", None, 10.0, "Seconds in-flight exchanges get to finish on shutdown.",
          _positive_float],
         ["history-max-age", None, None,
@@ -115,15 +140,38 @@ class Options(usage.Options):
         ["retention-interval", None, 600.0,
          "Seconds between retention checks (with --history-max-age/--history-max-bytes).",
          _positive_float],
+        ["metrics", None, None, "Twisted endpoint serving GET /metrics (Prometheus) without "
+         "a token, e.g. tcp:9464:interface=127.0.0.1."],
+        ["log-format", None, "text", "text (twistd's lines) or json (one object per line)."],
+        ["mode", None, "regular",
+         "regular (forward proxy) or reverse:URL (stand in front of the server at URL)."],
+        ["certs", None, None,
+         "Reverse mode: serve TLS to clients with this PEM file (certificate chain + key)."],
     ]
     optFlags = [
         ["insecure-upstream", None, "Do not verify upstream TLS certificates."],
+        ["keep-host", None, "Reverse mode: forward the client's Host header unchanged."],
+        ["reverse-tls", None,
+         "Reverse mode: serve TLS to clients with a certificate minted by postcap's CA."],
     ]
 
     def __init__(self) -> None:
         super().__init__()
         self["allow"] = []
         self["ignore-hosts"] = []
+
+    def parseOptions(self, options: Any = None) -> None:
+        """Parse.  Under twistd (``parent`` set), a bad option is one line on stderr
+        naming it and exit status 2, instead of twistd's whole usage text; used alone,
+        :class:`usage.UsageError` is raised as usual."""
+        try:
+            super().parseOptions(options)
+        except usage.UsageError as exc:
+            if getattr(self, "parent", None) is None:
+                raise
+            message = str(exc).replace("Parameter type enforcement failed: ", "")
+            print(f"twistd postcap: {message} (see twistd postcap --help)", file=sys.stderr)
+            raise SystemExit(2) from None
 
     def opt_version(self) -> None:
         """Print the postcap version and exit."""
@@ -152,8 +200,19 @@ class Options(usage.Options):
         except ValueError:
             raise usage.UsageError(f"--interface {self['interface']!r} is not an IP address")
         self["storage-path"] = storage_path(self["storage"], self["data-dir"])
+        if self["log-format"] not in ("text", "json"):
+            raise usage.UsageError(f"--log-format {self['log-format']!r}: use text or json")
+        if self["metrics"]:
+            check_endpoint("--metrics", self["metrics"])
         if self["upstream-proxy"]:
             self["upstream-proxy-origin"] = upstream_proxy_origin(self["upstream-proxy"])
+        self["reverse"] = reverse_options(self)
+
+
+Options.optParameters = [
+    [*spec[:4], _named(spec[0], spec[4])] if len(spec) > 4 else spec
+    for spec in Options.optParameters
+]
 
 
 def storage_path(url: str | None, data_dir: str) -> str:
@@ -170,6 +229,17 @@ def storage_path(url: str | None, data_dir: str) -> str:
     return os.path.abspath(os.path.expanduser(rest))
 
 
+def check_endpoint(option: str, description: str) -> None:
+    """Refuse a server endpoint string Twisted cannot parse (before anything starts)."""
+    from twisted.internet import reactor
+    from twisted.internet.endpoints import serverFromString
+
+    try:
+        serverFromString(reactor, description)
+    except (ValueError, TypeError, KeyError) as exc:
+        raise usage.UsageError(f"{option} {description!r} is not a Twisted endpoint: {exc}")
+
+
 def upstream_proxy_origin(url: str) -> Any:
     from postcap.proxy.framing import ProtocolError
     from postcap.proxy.targets import parse_absolute_target
@@ -183,10 +253,43 @@ def upstream_proxy_origin(url: str) -> Any:
     return target.origin
 
 
-def prepare_data_dir(path: str) -> None:
-    """Create the data dir (mode 0700) and check it is writable; exit with one line if not."""
+def reverse_options(options: "Options") -> Any:
+    """``--mode`` with ``--keep-host``, ``--certs``, ``--reverse-tls`` as a
+    :class:`~postcap.proxy.reverse.ReverseTarget` (None in regular mode)."""
+    import dataclasses
+
+    from postcap.proxy.reverse import CertificateServerCreator, ModeError, parse_mode
+
     try:
-        os.makedirs(path, mode=0o700, exist_ok=True)
+        reverse = parse_mode(options["mode"])
+    except ModeError as exc:
+        raise usage.UsageError(f"--mode: {exc}")
+    extras = [name for name in ("keep-host", "reverse-tls", "certs") if options[name]]
+    if reverse is None:
+        if extras:
+            raise usage.UsageError(f"--{extras[0]} needs --mode reverse:URL")
+        return None
+    if options["certs"] and options["reverse-tls"]:
+        raise usage.UsageError("--certs and --reverse-tls exclude each other")
+    if options["certs"]:
+        path = os.path.abspath(options["certs"])
+        try:
+            CertificateServerCreator(path)
+        except ValueError as exc:
+            raise usage.UsageError(f"--certs: {exc}")
+        return dataclasses.replace(reverse, keep_host=bool(options["keep-host"]),
+                                   client_tls="certs", certs_file=path)
+    return dataclasses.replace(reverse, keep_host=bool(options["keep-host"]),
+                               client_tls="minted" if options["reverse-tls"] else None)
+
+
+def prepare_data_dir(path: str) -> None:
+    """Create the data dir (mode 0700; an existing looser one is tightened, see
+    :mod:`postcap.startup`) and check it is writable; exit with one line if not."""
+    from postcap.startup import secure_data_dir
+
+    try:
+        secure_data_dir(path)
         probe = os.path.join(path, ".write-test")
         with open(probe, "wb") as handle:
             handle.write(b"ok")
@@ -199,6 +302,10 @@ def makeService(options: Options) -> Any:
     from postcap.proxy.server import ProxySettings
     from postcap.service import PostcapConfig, PostcapService
 
+    from postcap.service import StartError
+    from postcap.startup import default_max_connections, raise_fd_limit, restrict_file_modes
+
+    restrict_file_modes()
     prepare_data_dir(options["data-dir"])
     settings = ProxySettings(
         max_capture_body=options["max-capture-body"],
@@ -210,6 +317,10 @@ def makeService(options: Options) -> Any:
         insecure_upstream=bool(options["insecure-upstream"]),
         ignore_hosts=[re.compile(pattern) for pattern in options["ignore-hosts"]],
         max_client_connections=options["max-client-connections"],
+        max_connections=max_connections(options["max-connections"], raise_fd_limit(),
+                                        default_max_connections),
+        reverse=options.get("reverse"),
+        reverse_listen_host=options["interface"],
     )
     if options["allow"]:
         settings.allow = list(options["allow"])
@@ -225,13 +336,47 @@ def makeService(options: Options) -> Any:
         history_max_age=options["history-max-age"],
         history_max_bytes=options["history-max-bytes"],
         retention_interval=options["retention-interval"],
+        metrics=options["metrics"],
+        control_limits={
+            "max_connections": options["control-max-connections"],
+            "header_timeout": options["control-header-timeout"],
+            "body_timeout": options["control-body-timeout"],
+        },
     )
     try:
         service = PostcapService(config)
+        service.bind()
+    except StartError as exc:
+        raise SystemExit(f"postcap: cannot start: {exc}")
     except OSError as exc:
         raise SystemExit(f"postcap: cannot start: {exc}")
     service.ready.addCallback(lambda _: tune_garbage_collector())
+    service.log_observer = _log_observer(options, service)
     return service
+
+
+def _log_observer(options: Options, service: Any) -> Any:
+    """The observer for ``--log-format`` (written where twistd's ``--logfile`` says)."""
+    from postcap.logs import observer_for
+
+    parent = getattr(options, "parent", None)
+    twistd_options = None if parent is None or "logfile" not in parent else parent
+    return observer_for(twistd_options, options["log-format"], lambda: (service.token,))
+
+
+def max_connections(given: int | None, fd_limit: int, default: Any) -> int:
+    """``--max-connections``, kept within what ``fd_limit`` descriptors allow."""
+    from twisted.logger import Logger
+
+    ceiling = default(fd_limit)
+    if given is None:
+        return ceiling
+    if given > ceiling:
+        Logger(namespace="postcap.tap").warn(
+            "--max-connections {given} lowered to {ceiling}: the file descriptor limit is "
+            "{limit}", given=given, ceiling=ceiling, limit=fd_limit)
+        return ceiling
+    return given
 
 
 #: Allocations between young-generation collections (CPython's default is 700).

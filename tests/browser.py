@@ -51,15 +51,15 @@ def trusting_home(directory: Path, ca_pem: str) -> Path:
     return directory
 
 
-def dump_dom(url: str, proxy: str, home: Path, timeout: float = 60.0) -> subprocess.CompletedProcess[str]:
-    """Load ``url`` through ``proxy`` and return Chromium's serialized DOM."""
+def dump_dom(url: str, proxy: str | None, home: Path, timeout: float = 60.0) -> subprocess.CompletedProcess[str]:
+    """Load ``url`` through ``proxy`` (None: directly) and return Chromium's serialized DOM."""
     assert CHROMIUM is not None
     profile = home / "profile"
     command = [
         CHROMIUM, *QUIET_FLAGS,
         f"--user-data-dir={profile}",
-        f"--proxy-server={proxy}",
-        "--proxy-bypass-list=<-loopback>",
+        *([f"--proxy-server={proxy}", "--proxy-bypass-list=<-loopback>"] if proxy
+          else ["--no-proxy-server"]),
         "--virtual-time-budget=5000",
         "--dump-dom", url,
     ]

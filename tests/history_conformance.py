@@ -14,6 +14,7 @@ migrations, files) is tested with the store itself.
 
 from __future__ import annotations
 
+import gzip
 import os
 import shutil
 import tempfile
@@ -26,6 +27,7 @@ from twisted.logger import globalLogPublisher
 from zope.interface.verify import verifyObject
 
 from postcap.interfaces import IHistoryStore
+from postcap.encodings import decode
 from postcap.model import Body, Transaction
 from postcap.sinks.history import HistoryStoreClosed
 from postcap.testing import make_session, make_transaction, spooled_body
@@ -45,6 +47,12 @@ def expected_detail(txn: Transaction) -> dict[str, Any]:
     """The detail a store must give back for ``txn``, bodies included."""
     response_body = b"" if txn.response is None else txn.response.body.read()
     return txn.detail(txn.request.body.read(), response_body)
+
+
+def encoded_transaction(response_body: bytes | Body, coding: str = "gzip", **fields: Any) -> Transaction:
+    """A transaction whose response was sent with ``Content-Encoding: coding``."""
+    headers = ((b"Content-Type", b"text/plain"), (b"Content-Encoding", coding.encode()))
+    return make_transaction(response_headers=headers, response_body=response_body, **fields)
 
 
 def ends_at(txn: Transaction) -> float:
@@ -80,6 +88,21 @@ class HistoryStoreConformance(CaptureSinkConformance):
         await store.save_session(record)
         await store.open()
         self.assertEqual(await store.get_session(record.id), record)
+
+    async def test_stats_count_written_and_dropped(self) -> None:
+        store = await self.store()
+        await store.save_session(make_session(id="counted"))
+        for _ in range(2):
+            store.transactionCompleted(make_transaction(session_id="counted"))
+        store.transactionCompleted(make_transaction(session_id=None))  # not a capture
+        await store.flush()
+        self.assertEqual((store.stats.written, store.stats.pending, store.stats.dropped),
+                         (2, 0, 0))
+        self.assertTrue(store.stats.available)
+        await store.close()
+        await self.assertFailure(
+            store.transactionCompleted(make_transaction(session_id="counted")), HistoryStoreClosed)
+        self.assertEqual(store.stats.dropped, 1)
 
     async def test_closed_store_refuses_work(self) -> None:
         store = await self.store()
@@ -418,6 +441,73 @@ class HistoryStoreConformance(CaptureSinkConformance):
         total, items = await store.list_transactions(sid, 1, 1, domain="example.test")
         self.assertEqual((total, [i["id"] for i in items]), (3, [txns["post"].id]))
         await self.assertFailure(store.list_transactions(sid, status="teapot"), ValueError)
+
+    async def test_encoded_bodies_keep_their_bytes_and_gain_decoded_copies(self) -> None:
+        store = await self.store()
+        text = "caf\u00e9 " * 200
+        sent = gzip.compress(text.encode("utf-8"))
+        txn = encoded_transaction(sent, "GZIP")
+        await store.transactionCompleted(txn)
+        body = (await store.get_transaction(txn.id))["response"]["body"]
+        expected = expected_detail(txn)["response"]["body"]
+        self.assertEqual({k: body[k] for k in expected}, expected)
+        self.assertEqual(body["content_encoding"], "gzip")
+        self.assertEqual(body["encoding"], "base64")  # the bytes as sent
+        self.assertEqual(body["decoded"], {"size": len(text.encode()), "truncated": False,
+                                           "encoding": "utf-8", "text": text})
+        self.assertNotIn("decode_error", body)
+
+    async def test_spooled_encoded_body_is_decoded(self) -> None:
+        store = await self.store()
+        text = b"spooled and gzipped " * 40_000
+        txn = encoded_transaction(spooled_body(gzip.compress(text), self.temp_dir()))
+        await store.transactionCompleted(txn)
+        txn.discard_spools()
+        decoded = (await store.get_transaction(txn.id))["response"]["body"]["decoded"]
+        self.assertEqual((decoded["text"].encode(), decoded["truncated"]), (text, False))
+
+    async def test_undecodable_body_is_kept_raw_and_says_why(self) -> None:
+        store = await self.store()
+        txn = encoded_transaction(b"not gzip at all", "gzip")
+        await store.transactionCompleted(txn)
+        body = (await store.get_transaction(txn.id))["response"]["body"]
+        self.assertEqual(body["text"], "not gzip at all")
+        self.assertIn("incorrect header check", body["decode_error"])
+        self.assertNotIn("decoded", body)
+
+    async def test_truncated_encoded_body_decodes_as_far_as_it_goes(self) -> None:
+        store = await self.store()
+        whole = gzip.compress(bytes(range(256)) * 400, compresslevel=0)
+        cut = Body(size=len(whole), captured=True, truncated=True, content=whole[:5000])
+        txn = encoded_transaction(cut)
+        await store.transactionCompleted(txn)
+        decoded = (await store.get_transaction(txn.id))["response"]["body"]["decoded"]
+        self.assertTrue(decoded["truncated"])
+        self.assertEqual(decoded, decode(whole[:5000], "gzip", 1 << 20, True).to_json())
+        self.assertGreater(decoded["size"], 4000)
+
+    async def test_search_in_headers_and_bodies(self) -> None:
+        store = await self.store()
+        sid = "s"
+        txns = {
+            "raw": make_transaction(session_id=sid, response_body=b"a plain needle"),
+            "decoded": encoded_transaction(gzip.compress(b"a gzipped needle"), session_id=sid),
+            "header": make_transaction(
+                session_id=sid, request_headers=((b"X-Search", b"Needle-Header"),)),
+            "none": encoded_transaction(gzip.compress(b"nothing here"), session_id=sid),
+        }
+        for txn in txns.values():
+            store.transactionCompleted(txn)
+
+        async def ids(query: str, *places: str) -> set[str]:
+            _, items = await store.list_transactions(sid, query=query, search_in=places)
+            return {item["id"] for item in items}
+
+        self.assertEqual(await ids("needle"), set())
+        self.assertEqual(await ids("needle", "body"), {txns["raw"].id, txns["decoded"].id})
+        self.assertEqual(await ids("NEEDLE-header", "headers"), {txns["header"].id})
+        self.assertEqual(await ids("Needle", "body"), set())  # bodies match exact bytes
+        self.assertEqual(len(await ids("needle", "headers", "body")), 3)
 
     async def test_missing_transaction(self) -> None:
         store = await self.store()

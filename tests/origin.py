@@ -6,7 +6,7 @@ Binds 127.0.0.1 (port 0 unless ``--port``), prints ``READY <port>`` on its own
 line, and serves until SIGTERM or SIGINT, then exits 0.  With ``--tls`` it serves
 the same endpoints over TLS.  Only the standard library and Twisted are used.
 
-Endpoints (HEAD works wherever GET does):
+Endpoints (HEAD works wherever GET does; ``/encoded`` also uses brotli and zstandard):
 
 - ``GET /hello``: ``hello from origin\\n`` as text/plain
 - ``ANY /echo``: JSON ``{method, path, headers, body, body_encoding, body_size}``
@@ -27,6 +27,10 @@ Endpoints (HEAD works wherever GET does):
 - ``GET /cookies/expire?name&...``: ``Set-Cookie: name=; Max-Age=0`` for each name
 - ``GET /headers-big?n=<bytes>``: a response header ``X-Big`` of that many bytes
 - ``POST /upload``: JSON ``{size, sha256}`` of the request body
+- ``GET /encoded/<codings>?text=<text>``: ``text`` (default ``encoded hello``) and
+  `` [<codings joined by +>]`` as text/plain, encoded in ``codings`` (``gzip``, ``deflate``, ``br``, ``zstd``, or a
+  comma-separated stack applied left to right) and sent with that ``Content-Encoding``;
+  ``/encoded/broken`` says gzip but is not
 """
 
 from __future__ import annotations
@@ -212,7 +216,8 @@ class OriginResource(Resource):
             if not self._method_allowed(path, request):
                 return _text(request, "method not allowed\n", 405)
             return handler(request)
-        for prefix, prefixed in ((b"/status/", self.status), (b"/bytes/", self.bytes_)):
+        for prefix, prefixed in ((b"/status/", self.status), (b"/bytes/", self.bytes_),
+                                 (b"/encoded/", self.encoded)):
             if path.startswith(prefix):
                 return prefixed(request, path[len(prefix) :])
         return _text(request, f"no such endpoint: {path.decode('latin-1')}\n", 404)
@@ -389,6 +394,30 @@ class OriginResource(Resource):
                 digest.update(piece)
                 size += len(piece)
         return _json(request, {"size": size, "sha256": digest.hexdigest()})
+
+    def encoded(self, request: Request, rest: bytes) -> bytes:
+        import brotli
+        import zstandard
+
+        encoders: dict[str, Callable[[bytes], bytes]] = {
+            "gzip": lambda data: zlib.compress(data, wbits=31),
+            "deflate": zlib.compress,
+            "br": brotli.compress,
+            "zstd": zstandard.ZstdCompressor().compress,
+        }
+        body = _query_value(request, "text", "encoded hello").encode("utf-8")
+        codings = rest.decode("latin-1").split(",")
+        if codings == ["broken"]:
+            codings, body = ["gzip"], b"this was never gzipped"
+        elif any(coding not in encoders for coding in codings):
+            return _text(request, "codings are gzip, deflate, br, zstd\n", 400)
+        else:
+            body += f" [{'+'.join(codings)}]".encode("ascii")
+            for coding in codings:
+                body = encoders[coding](body)
+        request.setHeader(b"content-type", b"text/plain; charset=utf-8")
+        request.setHeader(b"content-encoding", ", ".join(codings).encode("ascii"))
+        return body
 
     # -- helpers -------------------------------------------------------------------
 

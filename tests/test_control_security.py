@@ -59,11 +59,21 @@ def test_missing_or_wrong_token_is_401(server: PostcapProcess, authorization: st
     assert json.loads(body) == {"error": "missing or invalid bearer token"}
 
 
-def test_token_in_the_url_is_not_accepted(server: PostcapProcess) -> None:
-    status, _, _ = server.http(f"/rpc?token={server.token}", RPC, token=None)
+def test_token_in_the_url_is_refused_and_never_logged(server: PostcapProcess) -> None:
+    for name in ("token", "access_token"):
+        status, _, body = server.http(f"/rpc?{name}={server.token}", RPC, token=None)
+        assert status == 400 and b"Authorization header" in body
+        # Refused even beside a valid header: the URL has already leaked the token.
+        status, _, _ = server.http(f"/rpc?{name}={server.token}", RPC)
+        assert status == 400
+    status, _, _ = server.http(f"/events?types=session&x={server.token}", token=None)
     assert status == 401
-    status, _, _ = server.http(f"/rpc?access_token={server.token}", RPC, token=None)
-    assert status == 401
+    deadline = time.monotonic() + 10
+    while "/events?REDACTED" not in server.log() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    log = server.log()
+    assert '"POST /rpc?REDACTED HTTP/1.1" 400' in log and "/events?REDACTED" in log
+    assert server.token not in log and "access_token" not in log
 
 
 # -- DNS rebinding -------------------------------------------------------------------------

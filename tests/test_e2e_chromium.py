@@ -58,3 +58,22 @@ def _har_entries(parser: "HarParser") -> list:  # type: ignore[type-arg]
     from haralyzer import HarEntry
 
     return [HarEntry(raw) for raw in parser.har_data["entries"]]
+
+
+def test_chromium_through_reverse_mode_with_tls(tmp_path: Path) -> None:
+    """postcap in front of a plain-HTTP origin, serving TLS with a leaf from its CA:
+    Chromium loads the page from postcap's port as if it were the site."""
+    with start_origin() as origin, PostcapProcess(
+        tmp_path / "data", "--mode", f"reverse:{origin.url('/')}", "--reverse-tls"
+    ) as server:
+        session = server.rpc("session.start", name="reverse chromium")
+        home = browser.trusting_home(tmp_path / "home", server.ca_path)
+        result = browser.dump_dom(f"https://127.0.0.1:{server.port}/page.html", None, home)
+        assert "<title>postcap origin</title>" in result.stdout, result.stderr[-2000:]
+        captured = {item["url"]: item for item in server.requests(session["id"], limit=1000)}
+        for path in ("/page.html", "/style.css", "/script.js", "/image.png"):
+            assert origin.url(path) in captured, (path, sorted(captured))
+            assert captured[origin.url(path)]["status"] == 200
+        detail = server.rpc("request.get", id=captured[origin.url("/page.html")]["id"])
+        assert detail["tls"]["version"] == "TLSv1.3"
+        assert "postcap test page" in detail["response"]["body"]["text"]

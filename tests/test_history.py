@@ -7,6 +7,7 @@ the bodies table, persistence across reopen, pragmas and migrations.
 
 from __future__ import annotations
 
+import gzip
 import json
 import math
 import os
@@ -188,6 +189,45 @@ class SQLiteSpecificTests(StoreCase):
         self.assertEqual(sizes, [])
 
 
+class DecodedCopyTests(StoreCase):
+    """Decoded copies of encoded bodies: cut at the store's limit, gone with their rows."""
+
+    @staticmethod
+    def gzipped(session_id: str, data: bytes) -> Transaction:
+        return make_transaction(session_id=session_id, response_body=gzip.compress(data),
+                                response_headers=((b"Content-Encoding", b"gzip"),))
+
+    async def test_decoded_copies_stop_at_the_limit(self) -> None:
+        store = await self.open_store(decode_limit=1000)
+        txn = self.gzipped("s", bytes(5 * 1024 * 1024))  # 5 MiB of zeros: a small bomb
+        await store.transactionCompleted(txn)
+        size = await self.scalar(store, "SELECT length(data) FROM decoded_bodies")
+        self.assertEqual(size, 1000)
+        decoded = (await store.get_transaction(txn.id))["response"]["body"]["decoded"]
+        self.assertEqual((decoded["size"], decoded["truncated"]), (1000, True))
+
+    async def test_decoded_copies_go_with_their_transactions(self) -> None:
+        store = await self.open_store()
+        doomed, cleared = make_session(), make_session()
+        for record in (doomed, cleared):
+            await store.save_session(record)
+        txns = [self.gzipped(record.id, b"x") for record in (doomed, cleared, doomed)]
+        for txn in txns:
+            store.transactionCompleted(txn)
+        await store.flush()
+        self.assertEqual(await self.scalar(store, "SELECT COUNT(*) FROM decoded_bodies"), 3)
+        await store.delete_transactions([txns[2].id])
+        self.assertEqual(await self.scalar(store, "SELECT COUNT(*) FROM decoded_bodies"), 2)
+        await store.delete_session(doomed.id)
+        await store.clear_session(cleared.id)
+        self.assertEqual(await self.scalar(store, "SELECT COUNT(*) FROM decoded_bodies"), 0)
+
+    async def test_plain_bodies_get_no_decoded_copy(self) -> None:
+        store = await self.open_store()
+        await store.transactionCompleted(make_transaction(session_id="s"))
+        self.assertEqual(await self.scalar(store, "SELECT COUNT(*) FROM decoded_bodies"), 0)
+
+
 class SpooledBodyTests(StoreCase):
     async def test_spooled_body_is_stored_whole_in_pieces(self) -> None:
         store = await self.open_store()
@@ -352,7 +392,8 @@ class StoredRowTests(SynchronousTestCase):
         detail = txn.detail(b"", b"")
         for part in history.BODY_PARTS:
             if detail[part] is not None:
-                del detail[part]["body"]["text"], detail[part]["body"]["encoding"]
+                body = detail[part]["body"]
+                del body["text"], body["encoding"], body["content_encoding"]
         return json.dumps(detail, separators=(",", ":"))
 
     def test_detail_is_the_dumped_detail_without_body_texts(self) -> None:

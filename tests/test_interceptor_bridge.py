@@ -43,6 +43,22 @@ def test_install_writes_an_executable_host_and_a_manifest_uninstall_removes_it(t
     assert bad.returncode == 2 and "--extension-id" in bad.stderr
 
 
+def test_uninstall_without_browser_removes_the_manifest_from_every_browser(tmp_path: Path) -> None:
+    env = env_for(tmp_path)
+    for browser in ("chrome", "chromium", "brave"):
+        assert bridge(env, "install", "--browser", browser).returncode == 0
+    manifests = [tmp_path / base / "NativeMessagingHosts" / f"{HOST_NAME}.json"
+                 for base in (".config/google-chrome", ".config/chromium",
+                              ".config/BraveSoftware/Brave-Browser")]
+    assert all(path.exists() for path in manifests)
+    done = bridge(env, "uninstall")
+    assert done.returncode == 0, done.stderr
+    assert not any(path.exists() for path in manifests)
+    assert done.stdout.count("removed ") == 3
+    assert "nothing to remove at" in done.stdout  # edge: not installed, not an error
+    assert bridge(env, "uninstall").stdout.count("removed ") == 0
+
+
 def test_doctor_names_each_problem(tmp_path: Path) -> None:
     data = tmp_path / "data"
     data.mkdir()
@@ -72,21 +88,24 @@ def test_host_relays_between_framed_stdio_and_the_server(tmp_path: Path) -> None
         host = HostProcess(env_for(tmp_path, POSTCAP_HOME=server.data_dir))
         try:
             key = crypto.derive_key(crypto.DEFAULT_KEY)
+            extension = crypto.LinkCounter()
             config = host.read()  # pushed by the bridge on start
             assert crypto.open_sealed(key, config, crypto.TO_EXTENSION)["type"] == "config"
             host.send(struct.pack("=I", 5) + b"\xff\xfe\xfd{}")
             assert host.read()["code"] == "bad_utf8"
             host.send(encode_frame({"type": "hello"}))
             assert host.read()["code"] == "unexpected_message"
-            host.send(encode_frame(crypto.seal(key, {"type": "hello", "extension_version": "t"},
-                                               crypto.TO_SERVER)))
+            host.send(encode_frame(extension.seal(key, {"type": "hello", "extension_version": "t"},
+                                                  crypto.TO_SERVER)))
             reply = host.read_until(lambda m: m.get("type") == "sealed")
             assert crypto.open_sealed(key, reply, crypto.TO_EXTENSION)["session_active"] is False
             big = {"type": "request", "record": {"method": "POST", "url": "http://x.test/",
                    "body": {"base64": base64.b64encode(os.urandom(256 * 1024)).decode()}}}
-            sealed = encode_frame(crypto.seal(key, big, crypto.TO_SERVER))
+            sealed = encode_frame(extension.seal(key, big, crypto.TO_SERVER))
             assert len(sealed) < MAX_INBOUND
             host.send(sealed)  # the largest body the extension sends still fits the control channel
+            host.send(sealed)  # a replay through the bridge is refused by the server
+            assert host.read_until(lambda m: m.get("type") == "error")["code"] == "replayed_frame"
             host.send(struct.pack("=I", MAX_INBOUND + 1) + b"z" * (MAX_INBOUND + 1))
             assert host.read()["code"] == "frame_too_large"
             deadline = time.monotonic() + 20
@@ -96,6 +115,7 @@ def test_host_relays_between_framed_stdio_and_the_server(tmp_path: Path) -> None
             status = server.rpc("interceptor.status")
             assert status["connected"] and status["secure"] and status["bridges"] == 1
             assert status["authenticated_frames"] == 2 and status["ignored_requests"] == 1
+            assert status["replayed_frames"] == 1
             assert host.process.poll() is None
         finally:
             assert host.close() == 0
@@ -109,7 +129,8 @@ def test_host_reports_an_unreachable_server_and_keeps_running(tmp_path: Path) ->
     try:
         assert host.read()["code"] == "server_not_running"
         key = crypto.derive_key(crypto.DEFAULT_KEY)
-        host.send(encode_frame(crypto.seal(key, {"type": "ping"}, crypto.TO_SERVER)))
+        extension = crypto.LinkCounter()
+        host.send(encode_frame(extension.seal(key, {"type": "ping"}, crypto.TO_SERVER)))
         assert host.read()["code"] == "server_not_running"
         assert host.process.poll() is None
     finally:

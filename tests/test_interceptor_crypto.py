@@ -80,19 +80,50 @@ NODE = shutil.which("node")
 
 
 @pytest.mark.skipif(NODE is None, reason="node is not installed (to run link.js outside the browser)")
-def test_extension_and_server_agree_on_the_key_derivation(tmp_path: Path) -> None:
-    """link.js (WebCrypto, under node) seals; Python opens; and the other way round."""
-    reply = crypto.seal(crypto.derive_key("SharedKey2026"), {"type": "config", "n": 7})
+def test_extension_and_server_agree_on_the_key_derivation_and_the_counters(tmp_path: Path) -> None:
+    """link.js (WebCrypto, under node) seals with its link id and counter; Python opens
+    and checks them; link.js opens the server's counted frames and refuses a replay."""
+    key = crypto.derive_key("SharedKey2026")
+    server = crypto.LinkCounter()
+    first = server.seal(key, {"type": "config", "n": 7})
+    second = server.seal(key, {"type": "config", "n": 8})
     script = tmp_path / "run.mjs"
     script.write_text(
         f"import {{ deriveKey, seal, open }} from '{extension_dir() / 'link.js'}';\n"
         "const key = await deriveKey('SharedKey2026');\n"
-        f"const inner = await open(key, {json.dumps(reply)});\n"
-        "console.log(JSON.stringify({inner, sealed: await seal(key, {type: 'ping', n: 8})}));\n"
+        f"const inner = await open(key, {json.dumps(first)});\n"
+        f"const later = await open(key, {json.dumps(second)});\n"
+        "let replay = 'accepted';\n"
+        f"try {{ await open(key, {json.dumps(first)}); }} catch (e) {{ replay = e.message; }}\n"
+        "const sealed = [await seal(key, {type: 'ping', n: 8}), await seal(key, {type: 'ping'})];\n"
+        "console.log(JSON.stringify({inner, later, replay, sealed}));\n"
     )
     result = subprocess.run([NODE, str(script)], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
     out = json.loads(result.stdout)
-    assert out["inner"] == {"type": "config", "n": 7}
-    key = crypto.derive_key("SharedKey2026")
-    assert crypto.open_sealed(key, out["sealed"], crypto.TO_SERVER) == {"type": "ping", "n": 8}
+    assert out["inner"] == {"type": "config", "n": 7, "link": server.link, "seq": 1}
+    assert out["later"]["seq"] == 2
+    assert "already received" in out["replay"]
+    guard = crypto.ReplayGuard()
+    opened = [crypto.open_sealed(key, frame, crypto.TO_SERVER) for frame in out["sealed"]]
+    assert opened[0]["type"] == "ping" and opened[0]["n"] == 8
+    assert opened[0]["link"] == opened[1]["link"] and [m["seq"] for m in opened] == [1, 2]
+    for message in opened:
+        guard.check(message)
+    with pytest.raises(crypto.FrameRejected, match="already received"):
+        guard.check(opened[0])
+
+
+def test_replay_guard_window() -> None:
+    guard = crypto.ReplayGuard()
+    link = "L" * 16
+    for seq in (1, 3, 2, 300):
+        guard.check({"link": link, "seq": seq})
+    for seq, why in ((300, "already received"), (3, "older than"), (44, "older than")):
+        with pytest.raises(crypto.FrameRejected, match=why):
+            guard.check({"link": link, "seq": seq})
+    guard.check({"link": link, "seq": 299})  # inside the window, not seen yet
+    for bad in ({}, {"link": "short", "seq": 1}, {"link": link, "seq": 0},
+                {"link": link, "seq": True}, {"link": link, "seq": "5"}, {"link": link, "seq": 2**60}):
+        with pytest.raises(crypto.FrameRejected):
+            guard.check(bad)

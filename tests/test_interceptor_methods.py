@@ -54,13 +54,48 @@ class InterceptorMethodsTests(SynchronousTestCase):
         self.link = InterceptorMethods(self.clock, self.sessions, self.data_dir, 1000, derive=derive)
         self.wait(self.link.open())
         self.key = KEYS[crypto.DEFAULT_KEY]
+        self.extension = crypto.LinkCounter()  # the extension's side of the link
 
     def wait(self, coroutine: Coroutine[Any, Any, Any]) -> Any:
         return self.successResultOf(ensureDeferred(coroutine))
 
     def submit(self, message: dict[str, Any], key: bytes | None = None) -> Any:
-        frame = crypto.seal(key or self.key, message, crypto.TO_SERVER)
+        frame = self.extension.seal(key or self.key, message, crypto.TO_SERVER)
         return self.wait(self.link.submit(frame=frame, bridge_id="b1"))["reply"]
+
+    def test_a_replayed_frame_is_stored_once(self) -> None:
+        session = self.wait(self.sessions.start({"source": "interceptor"}))
+        frame = self.extension.seal(self.key, {"type": "request", "record": record()},
+                                    crypto.TO_SERVER)
+        replies = [self.wait(self.link.submit(frame=frame, bridge_id="b1"))["reply"]
+                   for _ in range(4)]
+        assert replies[0] is None
+        assert [r["code"] for r in replies[1:]] == ["replayed_frame"] * 3
+        assert "already received" in replies[1]["message"]
+        total, _ = self.successResultOf(self.store.list_transactions(session.id))
+        assert total == 1
+        status = self.wait(self.link.status())
+        assert status["replayed_frames"] == 3 and status["captured_requests"] == 1
+        assert status["rejected_frames"] == 0  # authentic frames: the keys are fine
+
+    def test_out_of_order_frames_pass_old_and_counterless_ones_do_not(self) -> None:
+        frames = [self.extension.seal(self.key, {"type": "ping"}, crypto.TO_SERVER)
+                  for _ in range(300)]
+        for frame in (frames[5], frames[3], frames[4], frames[299]):
+            assert self.wait(self.link.submit(frame=frame))["reply"]["type"] == "sealed"
+        too_old = self.wait(self.link.submit(frame=frames[10]))["reply"]
+        assert too_old["code"] == "replayed_frame" and "older than" in too_old["message"]
+        bare = crypto.seal(self.key, {"type": "ping"}, crypto.TO_SERVER)
+        assert self.wait(self.link.submit(frame=bare))["reply"]["code"] == "replayed_frame"
+        other_link = crypto.LinkCounter().seal(self.key, {"type": "ping"}, crypto.TO_SERVER)
+        assert self.wait(self.link.submit(frame=other_link))["reply"]["type"] == "sealed"
+
+    def test_server_frames_carry_its_own_increasing_counter(self) -> None:
+        first = crypto.open_sealed(self.key, self.wait(self.link.config())["frame"],
+                                   crypto.TO_EXTENSION)
+        second = crypto.open_sealed(self.key, self.wait(self.link.config())["frame"],
+                                    crypto.TO_EXTENSION)
+        assert first["link"] == second["link"] and second["seq"] == first["seq"] + 1
 
     def test_a_request_record_becomes_an_interceptor_transaction(self) -> None:
         session = self.wait(self.sessions.start({"source": "interceptor"}))
@@ -111,6 +146,7 @@ class InterceptorMethodsTests(SynchronousTestCase):
                                       "filters": {"url_contains": "api", "methods": ["POST"]}}))
         reply = self.submit({"type": "hello", "extension_version": "1.0.0", "user_agent": "UA"})
         config = crypto.open_sealed(self.key, reply, crypto.TO_EXTENSION)
+        assert config.pop("link") == self.link.counter.link and config.pop("seq") >= 1
         assert config == {"type": "config", "session_active": True,
                           "filters": {"url_contains": "api", "url_excludes": None, "methods": ["POST"]}}
         assert self.wait(self.link.status())["extension"] == {"version": "1.0.0", "user_agent": "UA"}

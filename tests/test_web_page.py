@@ -246,3 +246,46 @@ def test_cookies_tab_and_downloads(server: PostcapProcess, origin: Origin, page:
     assert Path(ca_download.value.path()).read_text() == Path(server.ca_path).read_text()
     server.rpc("session.stop", id=session["id"])
     assert page.problems == []
+
+
+def test_encoded_bodies_are_shown_decoded(server: PostcapProcess, origin: Origin, page: Any) -> None:
+    sign_in(page, server)
+    page.fill("#start-name", "encoded")
+    page.click("#start-button")
+    page.wait_for_selector("#view-live:not([hidden])")
+    expect(page.locator("body")).to_have_attribute("data-events", "connected")
+    server.curl(origin.url("/encoded/br?text=shown%20decoded"), "-o", "/dev/null")
+    server.curl(origin.url("/encoded/broken"), "-o", "/dev/null")
+    rows = "#requests-table tbody tr"
+    expect(page.locator(rows)).to_have_count(2)
+    page.click(f"{rows}:has-text('/encoded/br')")
+    text = page.wait_for_selector("#detail:not([hidden])").inner_text()
+    assert "shown decoded [br]" in text and "br, 18 B decoded" in text
+    page.click(f"{rows}:has-text('/encoded/broken')")
+    expect(page.locator("#detail")).to_contain_text("not decoded")
+    assert "this was never gzipped" in page.inner_text("#detail")
+    assert page.problems == []
+
+
+def test_copy_as_curl_and_compare(server: PostcapProcess, origin: Origin, page: Any) -> None:
+    sign_in(page, server)
+    page.fill("#start-name", "compare session")
+    page.click("#start-button")
+    page.wait_for_selector("#view-live:not([hidden])")
+    expect(page.locator("body")).to_have_attribute("data-events", "connected")
+    server.curl("-H", "Content-Type: application/json", "--data", '{"n": 1}', origin.url("/echo?a=1"))
+    server.curl("-H", "Content-Type: application/json", "--data", '{"n": 2}', origin.url("/echo?a=2"))
+    rows = "#requests-table tbody tr"
+    expect(page.locator(rows)).to_have_count(2)
+
+    page.click(f"{rows}:has-text('a=1')")
+    page.click("#copy-curl")
+    command = page.inner_text("#curl-command")
+    assert command.startswith("curl ") and "--data-raw '{\"n\": 1}'" in command
+    page.click("#compare-mark")
+    page.click(f"{rows}:has-text('a=2')")
+    page.click("#compare-button")
+    result = page.inner_text("#compare-result")
+    assert "query a changed: 1 → 2" in result
+    assert "request body $.n changed: 1 → 2" in result
+    assert page.problems == []

@@ -321,9 +321,13 @@ class JSONRPCDispatcher:
         *,
         max_batch: int = 100,
         max_depth: int = 32,
+        on_call: Callable[[str, int | None], None] | None = None,
     ) -> None:
         self.max_batch = max_batch
         self.max_depth = max_depth
+        #: Told ``(method, error code or None)`` after each call; an unknown method is
+        #: reported as ``"other"`` (for metrics: a fixed set of names).
+        self.on_call = on_call
         self._methods: dict[str, _Method] = {}
         for name, func in (methods or {}).items():
             self.register(name, func)
@@ -482,6 +486,21 @@ class JSONRPCDispatcher:
         return self._encode_result(result, call)
 
     async def _call(self, call: _Call) -> Any:
+        if self.on_call is None:
+            return await self._run(call)
+        name = call.method if call.method in self._methods else "other"
+        try:
+            result = await self._run(call)
+        except RPCError as error:
+            self.on_call(name, error.code)
+            raise
+        except BaseException:
+            self.on_call(name, INTERNAL_ERROR)
+            raise
+        self.on_call(name, None)
+        return result
+
+    async def _run(self, call: _Call) -> Any:
         method = self._methods.get(call.method)
         if method is None:
             raise MethodNotFound(call.method)

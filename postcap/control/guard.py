@@ -11,6 +11,10 @@
   through the control port.
 - **Monitors**: ``GET /healthz`` answers ``ok`` (200) without a token, or
   ``draining`` (503) while the server stops; it carries no other detail.
+- **Slow clients**: header and body deadlines, a short idle timeout and a cap on
+  open connections (:mod:`postcap.control.channel`).
+- **Secrets in URLs**: the access log shows ``?REDACTED`` for every query string;
+  a ``token`` (or ``access_token``) query parameter is refused with ``400``.
 - No CORS headers are ever sent, and every answer says ``nosniff``.
 """
 
@@ -22,13 +26,16 @@ from typing import Any, Callable
 
 from twisted.logger import Logger
 from twisted.web.resource import Resource
+from twisted.web.http import combinedLogFormatter
 from twisted.web.server import Request, Site
+
+from postcap.control.channel import BusyProtocol, ControlChannel
 
 #: Upper bound of any request body on the control channel (JSON-RPC bodies included).
 MAX_REQUEST_BODY = 1024 * 1024
 
 #: Paths served whatever the Host header says (they reveal nothing).
-HOST_EXEMPT = frozenset({b"/healthz"})
+HOST_EXEMPT = frozenset({b"/healthz", b"/readyz"})
 
 _log = Logger()
 
@@ -175,12 +182,75 @@ class BoundedRequest(Request):
         transport.loseConnection()
 
 
+class RedactedURIRequest:
+    """A request as the access log sees it: the query string replaced by ``?REDACTED``
+    (a token someone put in a URL never reaches the log)."""
+
+    def __init__(self, request: Request) -> None:
+        self._request = request
+        self.uri = redact_query(request.uri)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._request, name)
+
+
+def redact_query(uri: bytes) -> bytes:
+    path, question, _ = uri.partition(b"?")
+    return path + b"?REDACTED" if question else path
+
+
+def redacted_log_formatter(timestamp: str, request: Request) -> str:
+    """Twisted's combined log format, without query strings."""
+    return combinedLogFormatter(timestamp, RedactedURIRequest(request))
+
+
 class ControlSite(Site):
-    """The control channel's Site: Host check, body cap, no tracebacks."""
+    """The control channel's Site: Host check, body cap, no tracebacks, redacted access
+    log, and against slow clients (see :mod:`postcap.control.channel`) header and body
+    deadlines, a short idle timeout and a cap on open connections."""
 
     requestFactory = BoundedRequest
+    protocol = ControlChannel  # type: ignore[assignment]
     displayTracebacks = False
     max_request_body = MAX_REQUEST_BODY
+    #: Seconds from a request's first byte until its headers are complete.
+    header_timeout = 10.0
+    #: Seconds from the headers until the body is complete.
+    body_timeout = 30.0
+    #: Seconds an idle keep-alive connection stays open (Twisted's default: 12 h).
+    idle_timeout = 60.0
+    #: Open connections (``--control-max-connections``); more are answered 503.
+    max_connections = 128
+
+    def __init__(self, resource: Resource, reactor: Any = None, **limits: Any) -> None:
+        for name, value in limits.items():
+            if not hasattr(type(self), name):
+                raise TypeError(f"unknown ControlSite limit {name!r}")
+            setattr(self, name, value)
+        super().__init__(resource, timeout=self.idle_timeout,
+                         logFormatter=redacted_log_formatter, reactor=reactor)
+        self.channels: set[Any] = set()
+        self.slow_clients = 0
+        self.busy_refused = 0
+        self._busy_logged_at: float | None = None
+
+    def buildProtocol(self, addr: Any) -> Any:
+        if len(self.channels) >= self.max_connections:
+            self.busy_refused += 1
+            now = self.reactor.seconds()
+            if self._busy_logged_at is None or now - self._busy_logged_at >= 10:
+                self._busy_logged_at = now
+                _log.warn("control channel at {limit} connections (--control-max-connections): "
+                          "refused {count} so far", limit=self.max_connections,
+                          count=self.busy_refused)
+            return BusyProtocol()
+        return super().buildProtocol(addr)
+
+    def channel_opened(self, channel: Any) -> None:
+        self.channels.add(channel)
+
+    def channel_closed(self, channel: Any) -> None:
+        self.channels.discard(channel)
 
     def getResourceFor(self, request: Request) -> Resource:
         if request.path not in HOST_EXEMPT and not host_allowed(

@@ -163,6 +163,7 @@ class HistoryMethods(MethodGroup):
         url: Any = None,
         headers: Any = None,
         body: Any = None,
+        method: Any = None,
     ) -> dict[str, Any]:
         original = await self.request_get(id)
         use_jar = params.boolean("use_cookie_jar", use_cookie_jar, optional=True, default=False)
@@ -172,7 +173,7 @@ class HistoryMethods(MethodGroup):
             if use_jar and self.cookie_source is not None and isinstance(target_url, str):
                 cookie_header = self.cookie_source.cookie_header_for(target_url)
             request = build_replay(original, url=url, headers=headers, body=body,
-                                   cookie_header=cookie_header)
+                                   cookie_header=cookie_header, method=method)
         except ReplayError as exc:
             raise InvalidParams(exc.param, exc.problem) from exc
         session_id = await self.sessions.replay_target()

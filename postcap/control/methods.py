@@ -63,6 +63,8 @@ class ServerFacts(TypingProtocol):
 
     def counters(self) -> dict[str, Any]: ...
 
+    def proxy_facts(self) -> dict[str, Any]: ...
+
 
 _M = TypeVar("_M", bound=Callable[..., Awaitable[Any]])
 
@@ -140,6 +142,7 @@ class ControlMethods(MethodGroup):
             "uptime_s": round(self.server.uptime_s(), 3),
             "data_dir": self.server.data_dir,
             "proxy": {"port": self.proxy.port, "enabled": self.proxy.enabled},
+            **self.server.proxy_facts(),
             "active_session": None if active is None else active.to_json(self.sessions.now()),
             "counters": self.server.counters(),
         }

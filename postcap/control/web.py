@@ -95,19 +95,35 @@ class UnauthorizedResource(Resource):
         return json_error(request, 401, "missing or invalid bearer token")
 
 
+#: Query parameters that would carry the token in a URL (and so in logs and history).
+TOKEN_PARAMETERS = frozenset({b"token", b"access_token", b"bearer"})
+
+
+class TokenInURLResource(Resource):
+    """400 for a token in the query string: it belongs in ``Authorization``."""
+
+    isLeaf = True
+
+    def render(self, request: Request) -> bytes:
+        return json_error(request, 400, "send the token in the Authorization header "
+                                        "(Bearer), never in the URL")
+
+
 class ControlRoot(Resource):
     """The root of the control channel: checks the token, then routes."""
 
     #: Paths served without a token: the CA, the health check, and the web page
     #: (``/``, its sign-in form) with its static files; everything the page fetches
     #: needs the token.
-    public: frozenset[bytes] = frozenset({b"ca.pem", b"healthz", b"", b"static"})
+    public: frozenset[bytes] = frozenset({b"ca.pem", b"healthz", b"readyz", b"", b"static"})
 
     def __init__(self, token_provider: Callable[[], str]) -> None:
         super().__init__()
         self._token = token_provider
 
     def getChildWithDefault(self, path: bytes, request: Request) -> Resource:
+        if TOKEN_PARAMETERS.intersection(request.args or {}):
+            return TokenInURLResource()
         if path not in self.public and not bearer_matches(
             request.getHeader(b"authorization"), self._token()
         ):

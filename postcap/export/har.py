@@ -5,6 +5,10 @@ have no HTTP content and are left out.  Exchanges that ended without a response 
 ``status: 0`` and the error in ``response._error``.  Bodies: ``postData.text`` for
 requests, ``content.text`` for responses, base64 with ``encoding: "base64"`` when not
 UTF-8; bodies not stored (media, ``save_responses: false``) have no ``text``.
+A response sent with a ``Content-Encoding`` has its decoded body in ``content.text``
+(HAR 1.2), ``content.size`` is the decoded size and ``content.compression`` what the
+coding saved; one that cannot be decoded keeps the bytes as sent and says why in
+``content._decodeError``.  Request bodies (``postData``) stay as sent.
 Timings map postcap's phases (``ssl`` is included in ``connect``, as HAR says).
 """
 
@@ -16,6 +20,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 from postcap._version import __version__
 from postcap.cookies import parse_cookie_header, parse_set_cookie
+from postcap.encodings import decoded_json
 from postcap.model import is_ip_literal
 
 CREATOR = {"name": "postcap", "version": __version__}
@@ -107,11 +112,7 @@ def entry_from_detail(detail: dict[str, Any]) -> dict[str, Any] | None:
             "mimeType": _header(response["headers"], "content-type") or "x-unknown",
         }
         if rbody["captured"] and rbody.get("text") is not None:
-            content["text"] = rbody["text"]
-            if rbody.get("encoding") == "base64":
-                content["encoding"] = "base64"
-            if rbody.get("truncated"):
-                content["comment"] = "truncated by postcap's --max-capture-body"
+            content.update(_content_text(rbody))
         har_response = {
             "status": response["status"],
             "statusText": response["reason"],
@@ -151,6 +152,28 @@ def entry_from_detail(detail: dict[str, Any]) -> dict[str, Any] | None:
     if is_ip_literal(server.get("host", "")):
         entry["serverIPAddress"] = server["host"]
     return entry
+
+
+def _content_text(body: dict[str, Any]) -> dict[str, Any]:
+    """``content``'s text fields for a stored response body, decoded where it was
+    sent with a Content-Encoding."""
+    decoded = decoded_json(body)
+    shown = body if decoded is None or "error" in decoded else decoded
+    fields: dict[str, Any] = {"text": shown["text"]}
+    if shown["encoding"] == "base64":
+        fields["encoding"] = "base64"
+    if decoded is not None and "error" in decoded:
+        fields["_decodeError"] = decoded["error"]
+        fields["comment"] = f"not decoded ({decoded['error']}): the body as sent"
+    elif decoded is not None:
+        # The decoded size; a decoded copy cut short is known to be at least that big.
+        cut = decoded["truncated"]
+        fields["size"] = max(body["size"], decoded["size"]) if cut else decoded["size"]
+        if decoded["size"] > body["size"]:
+            fields["compression"] = decoded["size"] - body["size"]
+    if body.get("truncated") or shown.get("truncated"):
+        fields.setdefault("comment", "truncated by postcap's --max-capture-body")
+    return fields
 
 
 def _epoch(iso: str) -> float:

@@ -10,6 +10,10 @@ mode) with its response as a saved example.  Folders, when asked for:
   and the query string is left out, so ``GET /users/17?page=2`` and
   ``GET /users/42?page=9`` share the folder ``GET /users/:id``;
 - ``["domain", "endpoint"]``: endpoint folders inside domain folders.
+
+Bodies sent with a ``Content-Encoding`` are decoded (Postman shows and sends plain
+bodies): the request then leaves its ``Content-Encoding`` header out; a body that
+cannot be decoded stays as sent.
 """
 
 from __future__ import annotations
@@ -21,6 +25,8 @@ from email.parser import BytesParser
 from email.policy import HTTP
 from typing import Any, Iterable, Sequence
 from urllib.parse import parse_qsl, urlsplit
+
+from postcap.encodings import decoded_json
 
 SCHEMA_URL = "https://schema.getpostman.com/json/collection/v2.1.0/collection.json"
 ORGANIZE_CHOICES = ([], ["domain"], ["endpoint"], ["domain", "endpoint"])
@@ -41,6 +47,12 @@ def _header(headers: Sequence[Sequence[str]], name: str) -> str:
         if key.lower() == name:
             return value
     return ""
+
+
+def _readable(body: dict[str, Any]) -> dict[str, Any]:
+    """The body to show: its decoded form when it has one, else the body as sent."""
+    decoded = decoded_json(body)
+    return body if decoded is None or "error" in decoded else decoded
 
 
 def _body_bytes(body: dict[str, Any]) -> bytes:
@@ -87,11 +99,13 @@ def url_object(url: str) -> dict[str, Any]:
     return result
 
 
-def request_body(request: dict[str, Any]) -> dict[str, Any] | None:
-    """The Postman body: urlencoded, formdata, or raw (with its language)."""
-    body = request["body"]
-    if not body["size"] or not body["captured"]:
+def request_body(request: dict[str, Any], body: dict[str, Any] | None = None) -> dict[str, Any] | None:
+    """The Postman body: urlencoded, formdata, or raw (with its language).
+
+    ``body``: the request's body as shown (decoded); by default worked out here."""
+    if not request["body"]["size"] or not request["body"]["captured"]:
         return None
+    body = _readable(request["body"]) if body is None else body
     data = _body_bytes(body)
     content_type = _header(request["headers"], "content-type")
     media = content_type.split(";", 1)[0].strip().lower()
@@ -130,12 +144,15 @@ def _multipart_fields(content_type: str, data: bytes) -> list[dict[str, Any]] | 
 
 def request_object(detail: dict[str, Any]) -> dict[str, Any]:
     request = detail["request"]
+    headers, shown = request["headers"], _readable(request["body"])
+    if shown is not request["body"]:  # the body is given decoded
+        headers = [pair for pair in headers if pair[0].lower() != "content-encoding"]
     result: dict[str, Any] = {
         "method": detail["method"],
-        "header": _header_list(request["headers"]),
+        "header": _header_list(headers),
         "url": url_object(detail["url"]),
     }
-    body = request_body(request)
+    body = request_body(request, shown)
     if body is not None:
         result["body"] = body
     return result
@@ -145,7 +162,8 @@ def response_example(detail: dict[str, Any], request: dict[str, Any]) -> dict[st
     response = detail.get("response")
     if response is None:
         return None
-    body = response["body"]
+    body = _readable(response["body"])
+    captured = response["body"]["captured"]
     example: dict[str, Any] = {
         "name": f"{response['status']} {response['reason']}".strip(),
         "originalRequest": request,
@@ -153,7 +171,7 @@ def response_example(detail: dict[str, Any], request: dict[str, Any]) -> dict[st
         "code": response["status"],
         "header": _header_list(response["headers"]),
         # Binary bodies (base64 in the detail) cannot be a Postman example body.
-        "body": (body.get("text") or "") if body["captured"] and body.get("encoding") != "base64" else "",
+        "body": (body.get("text") or "") if captured and body.get("encoding") != "base64" else "",
     }
     media = _header(response["headers"], "content-type").split(";", 1)[0].strip().lower()
     language = next((lang for needle, lang in _RAW_LANGUAGES if needle in media), None)

@@ -14,8 +14,6 @@ import argparse
 import json
 import os
 import sys
-import urllib.error
-import urllib.request
 import uuid
 from typing import Any, Awaitable, Callable
 
@@ -26,7 +24,7 @@ from twisted.logger import Logger
 from postcap.interceptor import hosts
 from postcap.interceptor.extension_id import EXTENSION_ID, HOST_NAME, extension_dir, extension_origin
 from postcap.interceptor.framing import NativeMessagingProtocol, error_message
-from postcap.interceptor.locate import ServerLocation, ServerNotFound, locate_server
+from postcap.interceptor.locate import ServerLocation, ServerNotFound, http_client, locate_server
 
 POLL_S = 1.0
 RPC_TIMEOUT_S = 10.0
@@ -53,16 +51,14 @@ class TreqRPC:
         self._ids = 0
 
     async def __call__(self, method: str, params: dict[str, Any]) -> Any:
-        import treq
-
         try:
             location = self._location or locate_server(self.data_dir, self.token_file)
         except ServerNotFound as exc:
             raise ServerError(exc.code, str(exc)) from exc
         self._ids += 1
         try:
-            response = await treq.post(
-                location.rpc_url,
+            response = await http_client(location).post(
+                location.request_url,
                 json={"jsonrpc": "2.0", "id": self._ids, "method": method, "params": params},
                 headers={"Authorization": f"Bearer {location.token}"},
                 timeout=RPC_TIMEOUT_S,
@@ -182,21 +178,17 @@ def run_host(data_dir: str | None, token_file: str | None, origin: str | None) -
 
 
 def _rpc_blocking(location: ServerLocation, method: str) -> Any:
-    body = json.dumps({"jsonrpc": "2.0", "id": 1, "method": method, "params": {}}).encode()
-    request = urllib.request.Request(location.rpc_url, data=body, headers={
-        "Authorization": f"Bearer {location.token}", "Content-Type": "application/json"})
+    from postcap.client import AuthenticationFailed, BlockingClient, PostcapError, ServerUnreachable
+
+    client = BlockingClient(location.endpoint.url, location.token, timeout=5)
     try:
-        with urllib.request.urlopen(request, timeout=5) as response:
-            answer = json.load(response)
-    except urllib.error.HTTPError as exc:
-        if exc.code == 401:
-            raise ServerNotFound("TOKEN_REJECTED", "the server rejected the control token") from exc
-        raise ServerNotFound("SERVER_UNREACHABLE", f"{location.rpc_url}: HTTP {exc.code}") from exc
-    except (OSError, ValueError) as exc:
-        raise ServerNotFound("SERVER_UNREACHABLE", f"{location.rpc_url}: {exc}") from exc
-    if "error" in answer:
-        raise ServerNotFound("SERVER_ERROR", str(answer["error"].get("message")))
-    return answer["result"]
+        return client.call(method)
+    except AuthenticationFailed as exc:
+        raise ServerNotFound("TOKEN_REJECTED", "the server rejected the control token") from exc
+    except ServerUnreachable as exc:
+        raise ServerNotFound("SERVER_UNREACHABLE", str(exc)) from exc
+    except PostcapError as exc:
+        raise ServerNotFound("SERVER_ERROR", exc.message) from exc
 
 
 def diagnose(browsers: list[str], user_data: str | None, data_dir: str | None,
@@ -267,8 +259,10 @@ def _parser() -> argparse.ArgumentParser:
     install.add_argument("--extension-id", action="append", dest="extension_ids",
                          help=f"allowed extension id (repeatable) [default: {EXTENSION_ID}]")
     install.add_argument("--user-data-dir", help="the browser's --user-data-dir, if not the default")
-    uninstall = commands.add_parser("uninstall", help="remove the host manifest")
-    uninstall.add_argument("--browser", required=True, choices=browsers)
+    uninstall = commands.add_parser(
+        "uninstall", help="remove the host manifest (from every browser unless --browser)")
+    uninstall.add_argument("--browser", choices=browsers,
+                           help="only this browser [default: every browser postcap knows]")
     uninstall.add_argument("--user-data-dir")
     doctor = commands.add_parser("doctor", help="report what keeps the interceptor from working")
     doctor.add_argument("--browser", choices=browsers, action="append", dest="browsers")
@@ -299,9 +293,10 @@ def main(argv: list[str] | None = None) -> int:
                   file=sys.stderr)
         return 0
     if args.command == "uninstall":
-        removed = hosts.uninstall(args.browser, args.user_data_dir)
-        print(("removed " if removed else "nothing to remove at ")
-              + str(hosts.manifest_path(args.browser, args.user_data_dir)))
+        for browser in [args.browser] if args.browser else sorted(hosts.BROWSERS):
+            removed = hosts.uninstall(browser, args.user_data_dir)
+            print(("removed " if removed else "nothing to remove at ")
+                  + str(hosts.manifest_path(browser, args.user_data_dir)))
         return 0
     if args.command == "extension":
         print(f"{extension_dir()}\n{EXTENSION_ID}")

@@ -1,17 +1,20 @@
-"""Find the running postcap server the way the server finds its files.
-
-The data dir is ``--data-dir``, else ``$POSTCAP_HOME``, else ``~/.postcap``.
-``DATA_DIR/server.json`` (written by :mod:`postcap.service` once it listens)
-gives the control address; ``DATA_DIR/control.token`` the bearer token.
-"""
+"""Find the running postcap server for the bridge, through :mod:`postcap.discovery`
+(the one way every postcap tool finds it), with the doctor's error codes."""
 
 from __future__ import annotations
 
-import json
-import os
 from dataclasses import dataclass
+from typing import Any
 
-from postcap.tap import default_data_dir
+from postcap.discovery import (
+    BadControlEndpoint,
+    ControlEndpoint,
+    ServerNotRunning,
+    TokenUnreadable,
+    data_dir as default_data_dir,
+    read_token,
+    resolve,
+)
 
 
 class ServerNotFound(Exception):
@@ -25,37 +28,37 @@ class ServerNotFound(Exception):
 @dataclass(frozen=True, slots=True)
 class ServerLocation:
     data_dir: str
-    rpc_url: str
+    endpoint: ControlEndpoint
     token: str
+
+    @property
+    def rpc_url(self) -> str:
+        """Where JSON-RPC goes, for messages (a UNIX socket shows as ``unix:PATH/rpc``)."""
+        return self.endpoint.url + "/rpc"
+
+    @property
+    def request_url(self) -> str:
+        """The URL an HTTP client requests (over the socket for ``unix:``)."""
+        base = "http://localhost" if self.endpoint.scheme == "unix" else self.endpoint.url
+        return base + "/rpc"
 
 
 def locate_server(data_dir: str | None = None, token_file: str | None = None) -> ServerLocation:
     """Where the server's control channel is and its token; :class:`ServerNotFound` if not."""
     data_dir = data_dir or default_data_dir()
-    state_path = os.path.join(data_dir, "server.json")
     try:
-        with open(state_path, encoding="utf-8") as handle:
-            state = json.load(handle)
-        control = state["control"]
-        host, port = control.get("host") or "127.0.0.1", int(control["port"])
-    except FileNotFoundError as exc:
-        raise ServerNotFound(
-            "SERVER_NOT_RUNNING", f"{state_path} is missing: is postcap running with this data dir?"
-        ) from exc
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise ServerNotFound("SERVER_NOT_RUNNING", f"cannot read {state_path}: {exc}") from exc
-    if host in ("0.0.0.0", "::", ""):
-        host = "127.0.0.1"
-    if ":" in host:
-        host = f"[{host}]"
-    token_path = token_file or os.path.join(data_dir, "control.token")
+        endpoint, token_path = resolve(None, data_dir, token_file)
+    except (ServerNotRunning, BadControlEndpoint) as exc:
+        raise ServerNotFound("SERVER_NOT_RUNNING", str(exc)) from exc
     try:
-        with open(token_path, encoding="utf-8") as handle:
-            token = handle.read().strip()
-    except OSError as exc:
-        raise ServerNotFound(
-            "TOKEN_UNREADABLE", f"cannot read the control token {token_path}: {exc.strerror}"
-        ) from exc
-    if not token:
-        raise ServerNotFound("TOKEN_UNREADABLE", f"the control token {token_path} is empty")
-    return ServerLocation(data_dir, f"http://{host}:{port}/rpc", token)
+        token = read_token(token_path)
+    except TokenUnreadable as exc:
+        raise ServerNotFound("TOKEN_UNREADABLE", str(exc)) from exc
+    return ServerLocation(data_dir, endpoint, token)
+
+
+def http_client(location: ServerLocation, reactor: Any = None) -> Any:
+    """treq (or a treq ``HTTPClient`` bound to the UNIX socket) for ``location``."""
+    from postcap.client import treq_for
+
+    return treq_for(location.endpoint, reactor)

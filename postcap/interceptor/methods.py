@@ -58,6 +58,8 @@ class LinkState:
     bridges: dict[str, float] = field(default_factory=dict)
     authenticated_frames: int = 0
     rejected_frames: int = 0
+    #: Authentic frames refused as repeats or too old (see crypto.ReplayGuard).
+    replayed_frames: int = 0
     captured_requests: int = 0
     ignored_requests: int = 0
     bad_records: int = 0
@@ -89,6 +91,10 @@ class InterceptorMethods(MethodGroup):
         self.custom_key = False
         self._key: bytes | None = None
         self.state = LinkState()
+        #: Counters of the extension's links (frames replayed are refused).
+        self.replay_guard = crypto.ReplayGuard()
+        #: This server's own link to the extension: counters in the frames it seals.
+        self.counter = crypto.LinkCounter()
         self._cookie_listeners: list[CookieListener] = []
 
     def _derive_in_thread(self, passphrase: str) -> Deferred[bytes]:
@@ -145,6 +151,7 @@ class InterceptorMethods(MethodGroup):
             "extension": state.extension,
             "authenticated_frames": state.authenticated_frames,
             "rejected_frames": state.rejected_frames,
+            "replayed_frames": state.replayed_frames,
             "captured_requests": state.captured_requests,
             "ignored_requests": state.ignored_requests,
             "bad_records": state.bad_records,
@@ -207,7 +214,7 @@ class InterceptorMethods(MethodGroup):
         digest = hashlib.sha256(
             json.dumps([settings, self.custom_key], sort_keys=True).encode()
         ).hexdigest()[:16]
-        return {"digest": digest, "frame": crypto.seal(self._require_key(), settings)}
+        return {"digest": digest, "frame": self.counter.seal(self._require_key(), settings)}
 
     async def submit(self, frame: Any = None, bridge_id: Any = None) -> dict[str, Any]:
         """One frame from the extension; ``{reply}`` is the frame to send back, or null."""
@@ -224,6 +231,14 @@ class InterceptorMethods(MethodGroup):
             state.last_error = str(exc)
             self._log.warn("interceptor frame rejected: {reason}", reason=str(exc))
             return {"reply": {"type": "error", "code": "authentication_failed", "message": str(exc)}}
+        try:
+            self.replay_guard.check(message)
+        except crypto.FrameRejected as exc:
+            # Authentic but seen before (or too old): someone replays captured frames.
+            state.replayed_frames += 1
+            state.last_error = str(exc)
+            self._log.warn("interceptor frame refused: {reason}", reason=str(exc))
+            return {"reply": {"type": "error", "code": "replayed_frame", "message": str(exc)}}
         state.authenticated_frames += 1
         state.last_frame_ok = True
         if state.last_error is not None and "authentication" in state.last_error:
@@ -239,7 +254,7 @@ class InterceptorMethods(MethodGroup):
                     "version": str(message.get("extension_version", ""))[:50],
                     "user_agent": str(message.get("user_agent", ""))[:300],
                 }
-            return {"reply": crypto.seal(self._require_key(), self._settings())}
+            return {"reply": self.counter.seal(self._require_key(), self._settings())}
         else:
             state.last_error = f"unknown message type {kind!r} from the extension"
         return {"reply": None}

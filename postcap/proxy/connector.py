@@ -16,6 +16,7 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from postcap.proxy.framing import MessageParser, ProtocolError, ResponseHead
+from postcap.proxy.own import GuardedFactory, OwnEndpoints
 from postcap.proxy.upstream import Origin, quiet_factory
 from postcap.tls.client import H2_AND_HTTP11, InsecureClientCreator, verified_creator
 
@@ -96,6 +97,18 @@ class ProxyConnectEndpoint:
         return ready
 
 
+@implementer(IStreamClientEndpoint)
+class GuardedEndpoint:
+    """A direct upstream endpoint that refuses to connect to postcap's own endpoints."""
+
+    def __init__(self, inner: IStreamClientEndpoint, own: OwnEndpoints) -> None:
+        self.inner = inner
+        self.own = own
+
+    def connect(self, protocolFactory: Factory) -> Deferred[Protocol]:
+        return self.inner.connect(GuardedFactory(protocolFactory, self.own))
+
+
 class UpstreamConnector:
     """Builds the endpoint for each origin: TLS when https, via the upstream proxy when set."""
 
@@ -107,8 +120,11 @@ class UpstreamConnector:
         connect_timeout: float,
         insecure: bool = False,
         upstream_proxy: Origin | None = None,
+        own: OwnEndpoints | None = None,
     ) -> None:
         self.reactor = reactor
+        #: postcap's own endpoints: direct upstream connections to them are refused.
+        self.own = own
         self.connect_timeout = connect_timeout
         self.insecure = insecure
         self.upstream_proxy = upstream_proxy
@@ -117,11 +133,15 @@ class UpstreamConnector:
     def _tcp(self, host: str, port: int) -> IStreamClientEndpoint:
         return HostnameEndpoint(self.reactor, host, port, timeout=self.connect_timeout)
 
+    def _direct(self, origin: Origin) -> IStreamClientEndpoint:
+        endpoint = self._tcp(origin.host, origin.port)
+        return endpoint if self.own is None else GuardedEndpoint(endpoint, self.own)
+
     def tunnel_endpoint(self, origin: Origin) -> IStreamClientEndpoint:
         """A raw byte stream to ``origin`` (blind tunnels and the base of TLS)."""
         proxy = self.upstream_proxy
         if proxy is None:
-            return self._tcp(origin.host, origin.port)
+            return self._direct(origin)
         return ProxyConnectEndpoint(self._tcp(proxy.host, proxy.port), origin)
 
     def endpoint(self, origin: Origin) -> IStreamClientEndpoint:
@@ -130,7 +150,7 @@ class UpstreamConnector:
             proxy = self.upstream_proxy
             if proxy is not None:
                 return self._tcp(proxy.host, proxy.port)
-            return self._tcp(origin.host, origin.port)
+            return self._direct(origin)
         return wrapClientTLS(self.tls_creator(origin.host), self.tunnel_endpoint(origin))
 
     def tls_creator(self, host: str) -> Any:

@@ -100,6 +100,8 @@ class Exchange:
         self.request_trailers: RawHeaders = []
         self.response_trailers: RawHeaders = []
         self.finished = False
+        #: The status of a proxy-made answer (the response's own is in response_head).
+        self.error_status: int | None = None
         self.client_keep_alive = wants_keep_alive(head.version, head.headers)
         self._pending_body: list[bytes] = []
         self._pending_end: RawHeaders | None = None
@@ -157,14 +159,15 @@ class Exchange:
         head = self.head
         headers: RawHeaders = []
         host_seen = False
+        host = self.target.host_header or self.target.origin.authority().encode("ascii")
         for name, value in end_to_end(head.headers):
             if name.lower() == b"host":
                 if host_seen:
                     continue
-                host_seen, value = True, self.target.origin.authority().encode("ascii")
+                host_seen, value = True, host
             headers.append((name, value))
         if not host_seen:
-            headers.insert(0, (b"Host", self.target.origin.authority().encode("ascii")))
+            headers.insert(0, (b"Host", host))
         headers.append((b"Via", self.settings.via))
         if upstream.is_stream and b"trailers" in header_values(head.headers, b"te"):
             headers.append((b"te", b"trailers"))  # gRPC servers insist on it
@@ -312,7 +315,9 @@ class Exchange:
         """End with a proxy-made error: answer it if no response has started yet,
         else cut the client connection so it cannot mistake a short body for a whole one."""
         self._release_upstream(False)
+        self.client.factory.tally.upstream_error(error.kind)
         if self.response_head is None:
+            self.error_status = error.status
             self.client.send_error(
                 error.status, error.kind, error.message,
                 keep_alive=self.request_done and self.client_keep_alive, url=self.target.url,
@@ -337,6 +342,7 @@ class Exchange:
         self._release_upstream(False)
         self.client_keep_alive = False
         if self.response_head is None:
+            self.error_status = 400
             self.client.send_error(400, "bad-request", reason, keep_alive=False, url=self.target.url)
         else:
             self.client.factory.count_error("bad-request")
@@ -379,6 +385,9 @@ class Exchange:
         end = self.reactor.seconds()
         factory = self.client.factory
         factory.transactions += 1
+        head = self.response_head
+        factory.tally.request_answered(
+            self.error_status if head is None else head.status, self.head.version.decode("latin-1"))
         if self.ticket is not None or factory.recorder.observes_all:
             self._record(end, error)
         self.client.exchange_finished(self)
@@ -391,6 +400,7 @@ class Exchange:
             "" if response_head is None else media_type(response_head.headers),
         ):
             ticket = None
+            self.client.factory.tally.capture_filtered()
             self.request_capture.drop()
             self.response_capture.drop()
         connection = None if self.upstream_reused else self._connection

@@ -24,7 +24,7 @@ from twisted.logger import Logger
 from zope.interface import implementer
 
 from postcap.proxy.exchange import Exchange
-from postcap.proxy.framing import RawHeaders, RequestHead, ResponseHead
+from postcap.proxy.framing import ProtocolError, RawHeaders, RequestHead, ResponseHead
 from postcap.proxy.h2common import (
     GracefulH2Connection,
     Outbound,
@@ -37,7 +37,6 @@ from postcap.proxy.h2common import (
 )
 from postcap.proxy.interfaces import IDownstream
 from postcap.proxy.onboarding import ONBOARDING_HOST
-from postcap.proxy.targets import Target
 
 if TYPE_CHECKING:
     from postcap.proxy.server import ProxyServerProtocol
@@ -102,6 +101,8 @@ class H2ClientStream:
     ) -> None:
         """A proxy-made error as this stream's response (the connection goes on)."""
         self.factory.count_error(kind)
+        if self.exchange is None:
+            self.factory.tally.request_answered(status, "HTTP/2")  # else the exchange counts it
         self._log.info(
             "{status} {kind} to client {client}{for_url}: {message}",
             status=status, kind=kind, client=self.client_address.host, message=message,
@@ -256,12 +257,18 @@ class H2ServerLayer:
         if loop is not None:
             stream.send_error(508, "loop", loop)
             return
-        origin = protocol.intercepted
-        assert origin is not None
-        if origin.host == ONBOARDING_HOST:
+        try:
+            target = protocol._target(head)  # the tunnel's origin, or reverse mode's upstream
+        except ProtocolError as exc:
+            stream.send_error(exc.status, "bad-request", exc.reason)
+            return
+        refusal = protocol.refusal_for(target.origin)
+        if refusal is not None:
+            stream.send_error(*refusal)
+            return
+        if target.origin.host == ONBOARDING_HOST and protocol.factory.settings.reverse is None:
             stream.send_error(421, "misdirected", "the certificate page is served over HTTP/1.1")
             return
-        target = Target(origin, head.target if head.target.startswith(b"/") else b"/")
         ticket = protocol.factory.recorder.begin(head.method.decode("latin-1"), target.url)
         exchange = Exchange(stream, head, target, ticket)
         stream.exchange = exchange

@@ -111,5 +111,7 @@ def serve_onboarding(protocol: "ProxyServerProtocol", head: RequestHead, target:
     """Answer a request for postcap.cert locally, then close the connection."""
     minter = protocol.factory.minter
     ca = None if minter is None else minter.ca
-    protocol.transport.write(onboarding_response(ca, head.method, target.path))
+    answer = onboarding_response(ca, head.method, target.path)
+    protocol.factory.tally.request_answered(int(answer[9:12]), protocol.http_version)
+    protocol.transport.write(answer)
     protocol.close()

@@ -22,6 +22,7 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from postcap.capture import Recorder, Spooler
+from postcap.metrics import Tally
 from postcap.model import Address, TLSInfo
 from postcap.proxy.exchange import Exchange
 from postcap.proxy.framing import (
@@ -39,6 +40,9 @@ from postcap.proxy.targets import Target, parse_absolute_target, parse_connect_t
 from postcap.proxy.tunnel import BlindTunnel
 from postcap.proxy.connector import UpstreamConnector
 from postcap.proxy.onboarding import ONBOARDING_HOST, serve_onboarding
+from postcap.proxy.admission import Admission
+from postcap.proxy.own import OwnEndpoints
+from postcap.proxy.reverse import ReverseTarget, client_tls_creator
 from postcap.proxy.upstream import Origin, UpstreamPool, send_immediately
 from postcap.proxy.h2common import ALPN_H2, negotiated_protocol
 from postcap.proxy.h2server import H2ServerLayer
@@ -99,8 +103,14 @@ class ProxySettings:
     ignore_hosts: Sequence[re.Pattern[str]] = ()
     #: Open connections one client address may hold (``--max-client-connections``).
     max_client_connections: int = 256
+    #: Open proxy client connections in all (``--max-connections``); None: no cap.
+    max_connections: int | None = None
     #: A request whose Via already lists postcap this many times is looping (508).
     max_via_hops: int = 4
+    #: ``--mode reverse:URL``: the one server every request goes to; None: forward proxy.
+    reverse: ReverseTarget | None = None
+    #: The name a ``--reverse-tls`` leaf carries when the client sends no SNI.
+    reverse_listen_host: str = "localhost"
 
     def ignores(self, host: str) -> bool:
         return any(pattern.search(host) for pattern in self.ignore_hosts)
@@ -121,7 +131,7 @@ def tls_info_of(transport: object) -> TLSInfo | None:
         connection = transport.getHandle()  # type: ignore[attr-defined]
         sni = connection.get_servername()
         return TLSInfo(
-            sni=None if sni is None else sni.decode("idna"),
+            sni=None if sni is None else sni.decode("utf-8", "replace"),  # as sent: A-labels
             version=connection.get_protocol_version_name(),
             cipher=connection.get_cipher_name(),
         )
@@ -151,6 +161,8 @@ class ProxyServerProtocol(HTTP11Responder, Protocol):
     max_pipelined_bytes = 64 * 1024
     #: The local address of the connection, once asked (see _own_address).
     _local: Any = None
+    #: The HTTP version of the client's latest request (a metrics label).
+    http_version = "HTTP/1.1"
 
     factory: "ProxyFactory"
 
@@ -177,6 +189,8 @@ class ProxyServerProtocol(HTTP11Responder, Protocol):
         self._local = None
         send_immediately(self.transport)
         self.factory.connection_opened(self)
+        if self.factory.reverse_tls is not None:
+            self.transport.startTLS(self.factory.reverse_tls)
         self._await_request()
 
     def connectionLost(self, reason: Failure) -> None:
@@ -198,7 +212,7 @@ class ProxyServerProtocol(HTTP11Responder, Protocol):
     # -- request parsing ------------------------------------------------------------
 
     def dataReceived(self, data: bytes) -> None:
-        self.factory.bytes_from_clients += len(data)
+        self.factory.tally.bytes_upstream += len(data)
         if self.tunnel is not None:
             self.tunnel.from_client(data)
             return
@@ -244,11 +258,13 @@ class ProxyServerProtocol(HTTP11Responder, Protocol):
         self.send_error(exc.status, kind, exc.reason, keep_alive=False)
 
     def _start(self, head: RequestHead) -> None:
+        self.http_version = head.version.decode("latin-1")
         loop = self._loop_reason(head)
         if loop is not None:
             self.send_error(508, "loop", loop, keep_alive=False)
             return
-        if head.method == b"CONNECT":
+        reverse = self.factory.settings.reverse
+        if head.method == b"CONNECT" and reverse is None:
             if self.intercepted is not None:
                 self.send_error(400, "bad-request", "CONNECT inside an intercepted tunnel", keep_alive=False)
                 return
@@ -259,25 +275,26 @@ class ProxyServerProtocol(HTTP11Responder, Protocol):
         except ProtocolError as exc:
             self.send_error(exc.status, "bad-request", exc.reason, keep_alive=False)
             return
-        if self._targets_self(target.origin):
-            self.send_error(508, "loop", f"request to postcap's own address {target.origin.authority()}",
-                            keep_alive=False)
+        if self._refused_target(target.origin):
             return
-        if target.origin.host == ONBOARDING_HOST:
+        if target.origin.host == ONBOARDING_HOST and reverse is None:
             serve_onboarding(self, head, target)
             return
-        if target.origin.scheme != "http" and self.intercepted is None:
+        if target.origin.scheme != "http" and self.intercepted is None and reverse is None:
             self.send_error(501, "unsupported", "https:// URLs must be sent through CONNECT", keep_alive=False)
             return
-        if self.intercepted is not None and self.tls_info is None:
+        if (self.intercepted is not None or reverse is not None) and self.tls_info is None:
             self.tls_info = tls_info_of(self.transport)
         ticket = self.factory.recorder.begin(head.method.decode("latin-1"), target.url)
         self.exchange = Exchange(self, head, target, ticket)
         self.exchange.start()
 
     def _target(self, head: RequestHead) -> Target:
-        """Where the request goes: its absolute URL, or inside an intercepted tunnel the
-        tunnel's origin with the origin-form path."""
+        """Where the request goes: in reverse mode the one upstream; else its absolute
+        URL, or inside an intercepted tunnel the tunnel's origin with the origin-form path.
+        Every protocol layer asks here, so reverse mode applies to all of them."""
+        if self.factory.settings.reverse is not None:
+            return self.factory.settings.reverse.resolve(head)
         if self.intercepted is None:
             return parse_absolute_target(head.target)
         if head.target.startswith(b"/"):
@@ -291,9 +308,7 @@ class ProxyServerProtocol(HTTP11Responder, Protocol):
         except ProtocolError as exc:
             self.send_error(exc.status, "bad-request", exc.reason, keep_alive=False)
             return
-        if self._targets_self(origin):
-            self.send_error(508, "loop", f"CONNECT to postcap's own address {origin.authority()}",
-                            keep_alive=False)
+        if self._refused_target(origin):
             return
         minter = self.factory.minter
         if minter is None or self.factory.settings.ignores(origin.host):
@@ -351,6 +366,25 @@ class ProxyServerProtocol(HTTP11Responder, Protocol):
             self._local = self.transport.getHost()
         return self._local
 
+    def _refused_target(self, origin: Origin) -> bool:
+        """Answer (and return True) when ``origin`` is postcap itself: its proxy port
+        (a loop, 508) or another of its own endpoints such as the control port (403)."""
+        refusal = self.refusal_for(origin)
+        if refusal is None:
+            return False
+        self.send_error(*refusal, keep_alive=False)
+        return True
+
+    def refusal_for(self, origin: Origin) -> tuple[int, str, str] | None:
+        """(status, kind, message) when ``origin`` is postcap itself, else None
+        (every protocol layer asks here)."""
+        if self._targets_self(origin):
+            return 508, "loop", f"request to postcap's own address {origin.authority()}"
+        if self.intercepted is None and self.factory.own.names(origin.host, origin.port):
+            return (403, "own-endpoint", f"{origin.authority()} is postcap's own control "
+                    "endpoint; it is not reachable through the proxy")
+        return None
+
     def _targets_self(self, origin: Origin) -> bool:
         """Whether ``origin`` is the address this client reached postcap on."""
         own = self._own_address()
@@ -366,6 +400,8 @@ class ProxyServerProtocol(HTTP11Responder, Protocol):
         """Answer with a proxy-made error (counted by kind and logged); close unless
         the framing allows going on."""
         self.factory.count_error(kind)
+        if self.exchange is None and self.tunnel is None:
+            self.factory.tally.request_answered(status, self.http_version)  # else they count it
         self._log.info(
             "{status} {kind} to client {client}{for_url}: {message}",
             status=status, kind=kind, client=self.client_address.host, message=message,
@@ -435,7 +471,7 @@ class ProxyServerProtocol(HTTP11Responder, Protocol):
 
 
 class RefusedClientProtocol(Protocol):
-    """Answers a refused client (outside ``--allow``, or over its connection cap) and hangs up."""
+    """Answers a refused client (see :mod:`postcap.proxy.admission`) and hangs up."""
 
     def __init__(self, status: int = 403, kind: str = "client-refused",
                  message: str = "your address is not allowed to use this proxy") -> None:
@@ -460,16 +496,23 @@ class ProxyFactory(ServerFactory):
         pool: UpstreamPool | None = None,
         spooler: Spooler | None = None,
         minter: LeafMinter | None = None,
+        tally: Tally | None = None,
+        own: OwnEndpoints | None = None,
     ) -> None:
         self.reactor = reactor
+        #: Running totals for the metrics (see postcap.metrics).
+        self.tally = tally if tally is not None else Tally()
         self.settings = settings
         self.recorder = recorder
+        #: postcap's own listening endpoints (control, metrics): never a proxy target.
+        self.own = own if own is not None else OwnEndpoints()
         #: Builds upstream endpoints with the proxy's TLS and --upstream-proxy rules.
         self.connector = UpstreamConnector(
             reactor,
             settings.connect_timeout,
             insecure=settings.insecure_upstream,
             upstream_proxy=settings.upstream_proxy,
+            own=self.own,
         )
         if pool is None:
             pool = UpstreamPool(
@@ -479,39 +522,29 @@ class ProxyFactory(ServerFactory):
                 tunnel_endpoint_factory=self.connector.tunnel_endpoint,
             )
         self.pool = pool
+        pool.tally = self.tally
         self.spooler = spooler
         #: Mints certificates for intercepted hosts; None tunnels every CONNECT blind.
         self.minter = minter
+        #: TLS towards reverse-mode clients (``--certs``/``--reverse-tls``); None: plain.
+        self.reverse_tls = client_tls_creator(settings.reverse, minter, settings.reverse_listen_host)
         self.connections: set[ProxyServerProtocol] = set()
-        self._per_client: Counter[str] = Counter()
+        #: Who may connect: --allow, the per-address and the global connection caps.
+        self.admission = Admission(reactor, settings)
         self.errors: Counter[str] = Counter()
         self.refused = 0
         self.transactions = 0
-        self.bytes_from_clients = 0
         self.draining = False
         self._drained: list[Deferred[None]] = []
 
     def buildProtocol(self, addr: IAddress) -> Protocol | None:
-        host = getattr(addr, "host", "")
-        protocol: Protocol
-        if not self.settings.allows(host):
-            self.refused += 1
-            self._log.warn("refused proxy client {client}: not in --allow", client=host)
-            protocol = RefusedClientProtocol()
-        elif self._per_client[host] >= self.settings.max_client_connections:
-            self.refused += 1
-            self.count_error("too-many-connections")
-            self._log.warn(
-                "refused proxy client {client}: {count} connections already open "
-                "(--max-client-connections {limit})",
-                client=host, count=self._per_client[host], limit=self.settings.max_client_connections,
-            )
-            protocol = RefusedClientProtocol(
-                503, "too-many-connections",
-                f"too many connections from your address (limit {self.settings.max_client_connections})",
-            )
-        else:
+        refusal = self.admission.refusal(getattr(addr, "host", ""), len(self.connections))
+        if refusal is None:
             return super().buildProtocol(addr)
+        self.refused += 1
+        if refusal.kind != "client-refused":
+            self.count_error(refusal.kind)
+        protocol = RefusedClientProtocol(refusal.status, refusal.kind, refusal.message)
         protocol.factory = self
         return protocol
 
@@ -525,20 +558,19 @@ class ProxyFactory(ServerFactory):
             "transactions": self.transactions,
             "errors": dict(sorted(self.errors.items())),
             "refused_clients": self.refused,
-            "bytes_from_clients": self.bytes_from_clients,
-            "bytes_from_upstreams": self.pool.bytes_received,
+            "bytes_from_clients": self.tally.bytes_upstream,
+            "bytes_from_upstreams": self.tally.bytes_downstream,
         }
 
     def connection_opened(self, protocol: ProxyServerProtocol) -> None:
         self.connections.add(protocol)
-        self._per_client[protocol.client_address.host] += 1
+        self.admission.opened(protocol.client_address.host)
+        self.tally.connection_opened("client")
 
     def connection_closed(self, protocol: ProxyServerProtocol) -> None:
         if protocol in self.connections:
-            host = protocol.client_address.host
-            self._per_client[host] -= 1
-            if self._per_client[host] <= 0:
-                del self._per_client[host]
+            self.tally.connection_closed("client")
+            self.admission.closed(protocol.client_address.host)
         self.connections.discard(protocol)
         if not self.connections:
             drained, self._drained = self._drained, []

@@ -20,6 +20,8 @@ class Target:
 
     origin: Origin
     path: bytes
+    #: The ``Host`` header to send upstream; None: the origin's authority.
+    host_header: bytes | None = None
 
     @property
     def url(self) -> str:

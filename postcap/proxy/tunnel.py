@@ -27,7 +27,7 @@ class _TunnelUpstream(Protocol):
         self.local_key = self.pool.own_connection_made(self.transport)
 
     def dataReceived(self, data: bytes) -> None:
-        self.pool.bytes_received += len(data)
+        self.pool.tally.bytes_downstream += len(data)
         self.tunnel.from_upstream(data)
 
     def connectionLost(self, reason: Failure) -> None:
@@ -71,6 +71,9 @@ class BlindTunnel:
             return
         self.upstream = upstream
         self.connected_at = self.reactor.seconds()
+        tally = self.client.factory.tally
+        tally.request_answered(200, self.client.http_version)
+        tally.connection_opened("tunnel")
         self.client.transport.write(b"HTTP/1.1 200 Connection established\r\n\r\n")
         for data in self._pending:
             upstream.transport.write(data)
@@ -84,6 +87,9 @@ class BlindTunnel:
         if self.finished:
             return
         error = describe_connect_failure(self.origin, failure)
+        tally = self.client.factory.tally
+        tally.request_answered(error.status, self.client.http_version)
+        tally.upstream_error(error.kind)
         self.client.send_error(error.status, error.kind, error.message, keep_alive=False)
         self._finish(error.message, status=None)
 
@@ -100,6 +106,8 @@ class BlindTunnel:
 
     def client_lost(self) -> None:
         if self.upstream is None:
+            if not self.finished:
+                self.client.factory.tally.request_answered(None, self.client.http_version)
             # Ends with an error: a transaction carries a response or an error.
             self._finish("client disconnected before the tunnel was established", status=None)
             return
@@ -116,6 +124,8 @@ class BlindTunnel:
         self.finished = True
         factory = self.client.factory
         factory.transactions += 1
+        if self.connected_at is not None:
+            factory.tally.connection_closed("tunnel")
         ticket = factory.recorder.begin("CONNECT", self.url)
         if ticket is None and not factory.recorder.observes_all:
             return

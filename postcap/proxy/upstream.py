@@ -30,10 +30,12 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
+from postcap.metrics import Tally
 from postcap.proxy.framing import Event, MessageParser, ProtocolError, RawHeaders
-from postcap.proxy.wire import TransportPauser, chunk, format_headers, last_chunk
 from postcap.proxy.h2common import ALPN_H2
 from postcap.proxy.h2upstream import H2UpstreamConnection, H2UpstreamStream
+from postcap.proxy.own import OwnEndpointRefused
+from postcap.proxy.wire import TransportPauser, chunk, format_headers, last_chunk
 from postcap.tls.client import describe_tls_failure
 
 
@@ -75,6 +77,9 @@ def describe_connect_failure(origin: Origin, failure: Failure) -> UpstreamError:
         ierror.ConnectingCancelledError
     ):
         return UpstreamError(504, "connect-timeout", f"timed out connecting to {where}")
+    if failure.check(OwnEndpointRefused):
+        return UpstreamError(403, "own-endpoint", f"{where} is postcap's own control endpoint; "
+                             "it is not reachable through the proxy")
     reason = failure.getErrorMessage() or failure.type.__name__
     return UpstreamError(502, "connect", f"could not connect to {where}: {reason}")
 
@@ -194,7 +199,7 @@ class UpstreamProtocol(Protocol):
         return self.parser.continue_after_informational()
 
     def dataReceived(self, data: bytes) -> None:
-        self.pool.bytes_received += len(data)
+        self.pool.tally.bytes_downstream += len(data)
         if self.h2 is not None:
             self.h2.data_received(data)
             return
@@ -332,8 +337,8 @@ class UpstreamPool:
         self._closing = False
         #: Local (host, port) of every open upstream connection, to recognise loops.
         self._own_addresses: set[ConnectionKey] = set()
-        #: Bytes received from upstreams (counter for ``server.info``).
-        self.bytes_received = 0
+        #: Running totals (bytes received from upstreams); the proxy gives its own.
+        self.tally = Tally()
 
     def _tcp_endpoint(self, origin: Origin) -> IStreamClientEndpoint:
         return HostnameEndpoint(self._reactor, origin.host, origin.port, timeout=self.connect_timeout)

@@ -20,7 +20,9 @@ further, inside one SQL transaction.
 
 Layout: ``transactions`` holds one row per exchange with the summary columns
 and ``detail`` (the detail JSON without body texts); body copies live apart in
-``bodies`` so that list queries never touch BLOBs.
+``bodies`` so that list queries never touch BLOBs.  A body sent with a
+``Content-Encoding`` also gets its decoded copy (at most ``decode_limit`` bytes,
+decoded here, off the reactor) in ``decoded_bodies``, which search and readers use.
 """
 
 from __future__ import annotations
@@ -39,6 +41,13 @@ from zope.interface import implementer
 
 from postcap.interfaces import IHistoryStore
 from postcap.datamode import data_mode
+from postcap.encodings import (
+    DEFAULT_DECODE_LIMIT,
+    DecodedBody,
+    content_encoding_of,
+    decode,
+    decode_file,
+)
 from postcap.model import (
     Body,
     Headers,
@@ -52,6 +61,8 @@ from postcap.model import (
     iso8601,
     media_type,
 )
+from postcap.metrics import StorageStats
+from postcap.sinks.availability import WriteHealth, probe_writes
 from postcap.sinks.dbprocess import ProcessConnectionPool
 from postcap.sinks.packing import pack, unpack
 from postcap.sinks.query import (
@@ -257,8 +268,24 @@ def _migration_3(cursor: Cursor) -> None:
         cursor.execute(statement)
 
 
+def _migration_4(cursor: Cursor) -> None:
+    """Decoded copies of bodies sent with a Content-Encoding (for search and readers)."""
+    cursor.execute(
+        """
+        CREATE TABLE decoded_bodies (
+            transaction_id TEXT NOT NULL REFERENCES transactions (id) ON DELETE CASCADE,
+            part TEXT NOT NULL CHECK (part IN ('request', 'response')),
+            data BLOB NOT NULL,
+            truncated INTEGER NOT NULL,
+            error TEXT,
+            PRIMARY KEY (transaction_id, part)
+        )
+        """
+    )
+
+
 #: Migration N (1-based) takes the schema from version N-1 to N.  Append only.
-MIGRATIONS: list[Migration] = [_migration_1, _migration_2, _migration_3]
+MIGRATIONS: list[Migration] = [_migration_1, _migration_2, _migration_3, _migration_4]
 
 
 def _user_version(cursor: Cursor) -> int:
@@ -323,7 +350,8 @@ def storable_text(value: str) -> str:
 
 # The stored detail JSON is written out here rather than built as ``txn.detail(b"", b"")``
 # and dumped: the same text as ``json.dumps(detail, separators=(",", ":"))`` with the
-# bodies' "text" and "encoding" left out, at a fraction of the cost (tests compare them).
+# bodies' "text", "encoding" and "content_encoding" (the headers give it) left out, at a
+# fraction of the cost (tests compare them).
 
 _json_str = json.encoder.encode_basestring_ascii  # how json.dumps writes a str
 _NON_FINITE = {"nan": "NaN", "inf": "Infinity", "-inf": "-Infinity"}
@@ -348,7 +376,8 @@ def _json_headers(headers: Headers) -> str:
 
 
 def _json_body(body: Body) -> str:
-    """The body shape without "encoding" and "text" (the bytes live in ``bodies``)."""
+    """The body shape without "encoding", "text" (the bytes live in ``bodies``) and
+    "content_encoding" (read from the headers)."""
     truncated = "true" if body.truncated else "false"
     captured = "true" if body.captured else "false"
     return f'{{"size":{body.size},"truncated":{truncated},"captured":{captured}}}'
@@ -442,7 +471,9 @@ def _summary_from_row(row: Sequence[Any]) -> dict[str, Any]:
     return summary
 
 
-def _detail_from_row(detail_json: str, bodies: dict[str, bytes]) -> dict[str, Any]:
+def _detail_from_row(
+    detail_json: str, bodies: dict[str, bytes], decoded: dict[str, DecodedBody]
+) -> dict[str, Any]:
     detail: dict[str, Any] = json.loads(detail_json)
     for part in BODY_PARTS:
         message = detail.get(part)
@@ -451,7 +482,10 @@ def _detail_from_row(detail_json: str, bodies: dict[str, bytes]) -> dict[str, An
             shape = Body(
                 size=stored["size"], captured=stored["captured"], truncated=stored["truncated"]
             )
-            message["body"] = shape.to_json(bodies.get(part, b""))
+            body = shape.to_json(bodies.get(part, b""), content_encoding_of(message["headers"]))
+            if part in decoded:
+                body.update(decoded[part].fields())
+            message["body"] = body
     return detail
 
 
@@ -502,6 +536,10 @@ _INSERT_TRANSACTION = (
     f" VALUES ({_marks(len(_TRANSACTION_COLUMNS))})"
 )
 _INSERT_BODY = "INSERT INTO bodies (transaction_id, part, data) VALUES (?, ?, ?)"
+_INSERT_DECODED = (
+    "INSERT INTO decoded_bodies (transaction_id, part, data, truncated, error)"
+    " VALUES (?, ?, ?, ?, ?)"
+)
 
 
 def _stored_ids(cursor: Cursor, ids: Sequence[str]) -> set[str]:
@@ -531,17 +569,25 @@ def _new_transactions(
 
 
 def _insert_bodies(
-    cursor: Cursor, transactions: Iterable[Transaction], report: _BatchReport
+    cursor: Cursor, transactions: Iterable[Transaction], report: _BatchReport,
+    decode_limit: int = DEFAULT_DECODE_LIMIT,
 ) -> None:
-    """Store the captured, non-empty body copies (reads spool files: pool thread only)."""
+    """Store the captured, non-empty body copies, and decoded copies of those sent
+    with a Content-Encoding (reads spool files: pool thread only)."""
     in_memory: list[tuple[str, str, bytes]] = []
+    decoded: list[tuple[str, str, bytes, bool, str | None]] = []
     for txn in transactions:
         for part, body in zip(BODY_PARTS, txn.bodies()):
             if not body.captured:
                 continue
+            coding = txn.content_encoding(part)
             try:
                 if body.spool_path is not None:
                     _insert_spooled_body(cursor, txn.id, part, body.spool_path)
+                    if coding is not None:
+                        with open(body.spool_path, "rb") as spooled:
+                            result = decode_file(spooled, coding, decode_limit, body.truncated)
+                        decoded.append((txn.id, part, *result.row()))
                     continue
                 data = body.read()
             except OSError as problem:
@@ -549,7 +595,11 @@ def _insert_bodies(
                 continue
             if data:
                 in_memory.append((txn.id, part, data))
+                if coding is not None:
+                    result = decode(data, coding, decode_limit, body.truncated)
+                    decoded.append((txn.id, part, *result.row()))
     cursor.executemany(_INSERT_BODY, in_memory)
+    cursor.executemany(_INSERT_DECODED, decoded)
 
 
 def _insert_spooled_body(cursor: Cursor, txn_id: str, part: str, spool_path: str) -> None:
@@ -591,12 +641,16 @@ def _bump_sessions(cursor: Cursor, transactions: Iterable[Transaction]) -> None:
     )
 
 
-def _insert_packed_batch(cursor: Cursor, packed: bytes) -> _BatchReport:
+def _insert_packed_batch(
+    cursor: Cursor, packed: bytes, decode_limit: int = DEFAULT_DECODE_LIMIT
+) -> _BatchReport:
     """:func:`_insert_batch` of a batch as :func:`postcap.sinks.packing.pack` gave it."""
-    return _insert_batch(cursor, unpack(packed))
+    return _insert_batch(cursor, unpack(packed), decode_limit)
 
 
-def _insert_batch(cursor: Cursor, transactions: Sequence[Transaction]) -> _BatchReport:
+def _insert_batch(
+    cursor: Cursor, transactions: Sequence[Transaction], decode_limit: int = DEFAULT_DECODE_LIMIT
+) -> _BatchReport:
     """One SQL transaction: rows, bodies and session counters of a batch."""
     if not cursor.connection.in_transaction:
         cursor.execute("BEGIN IMMEDIATE")  # no other writer between the id check and the insert
@@ -609,7 +663,7 @@ def _insert_batch(cursor: Cursor, transactions: Sequence[Transaction]) -> _Batch
         stored = _stored_ids(cursor, [txn.id for txn in fresh])
         report.duplicates.extend(txn.id for txn in fresh if txn.id not in stored)
         fresh = [txn for txn in fresh if txn.id in stored]
-    _insert_bodies(cursor, fresh, report)
+    _insert_bodies(cursor, fresh, report, decode_limit)
     _bump_sessions(cursor, fresh)
     report.stored = len(fresh)
     return report
@@ -640,11 +694,12 @@ def _update_session(
 
 def _delete_session_transactions(cursor: Cursor, session_id: str) -> None:
     cursor.execute("DELETE FROM cookies WHERE session_id = ?", (session_id,))
-    cursor.execute(
-        "DELETE FROM bodies WHERE transaction_id IN"
-        " (SELECT id FROM transactions WHERE session_id = ?)",
-        (session_id,),
-    )
+    for table in ("bodies", "decoded_bodies"):
+        cursor.execute(
+            f"DELETE FROM {table} WHERE transaction_id IN"
+            " (SELECT id FROM transactions WHERE session_id = ?)",
+            (session_id,),
+        )
     cursor.execute("DELETE FROM transactions WHERE session_id = ?", (session_id,))
 
 
@@ -692,6 +747,7 @@ def _delete_transactions(cursor: Cursor, ids: Sequence[str]) -> int:
                 (count, size, session_id),
             )
         cursor.execute(f"DELETE FROM bodies WHERE transaction_id IN ({marks})", chunk)
+        cursor.execute(f"DELETE FROM decoded_bodies WHERE transaction_id IN ({marks})", chunk)
         cursor.execute(f"DELETE FROM cookies WHERE transaction_id IN ({marks})", chunk)
         cursor.execute(f"DELETE FROM transactions WHERE id IN ({marks})", chunk)
         deleted += cursor.rowcount
@@ -814,13 +870,24 @@ def _select_bodies(cursor: Cursor, ids: Sequence[str]) -> dict[str, dict[str, by
     return bodies
 
 
+def _select_decoded(cursor: Cursor, ids: Sequence[str]) -> dict[str, dict[str, DecodedBody]]:
+    decoded: dict[str, dict[str, DecodedBody]] = {}
+    for chunk in _chunks(ids):
+        cursor.execute(
+            "SELECT transaction_id, part, data, truncated, error FROM decoded_bodies"
+            f" WHERE transaction_id IN ({_marks(len(chunk))})",
+            chunk,
+        )
+        for transaction_id, part, data, truncated, error in cursor.fetchall():
+            decoded.setdefault(transaction_id, {})[part] = DecodedBody(
+                bytes(data), bool(truncated), error)
+    return decoded
+
+
 def _select_detail(cursor: Cursor, transaction_id: str) -> dict[str, Any] | None:
-    cursor.execute("SELECT detail FROM transactions WHERE id = ?", (transaction_id,))
+    cursor.execute("SELECT id, detail FROM transactions WHERE id = ?", (transaction_id,))
     row = cursor.fetchone()
-    if row is None:
-        return None
-    bodies = _select_bodies(cursor, [transaction_id]).get(transaction_id, {})
-    return _detail_from_row(row[0], bodies)
+    return None if row is None else _details_of(cursor, [row])[0]
 
 
 def _select_details(
@@ -836,8 +903,10 @@ def _select_details(
 
 def _details_of(cursor: Cursor, rows: Sequence[Sequence[Any]]) -> list[dict[str, Any]]:
     """Details, bodies included, of ``(id, detail)`` rows."""
-    bodies = _select_bodies(cursor, [row[0] for row in rows])
-    return [_detail_from_row(detail, bodies.get(tid, {})) for tid, detail in rows]
+    ids = [row[0] for row in rows]
+    bodies, decoded = _select_bodies(cursor, ids), _select_decoded(cursor, ids)
+    return [_detail_from_row(detail, bodies.get(tid, {}), decoded.get(tid, {}))
+            for tid, detail in rows]
 
 
 def _select_details_after(
@@ -865,9 +934,10 @@ def _sql_limit(limit: int | None) -> int:
 class _Batch:
     """Transactions written together, and who waits for them (in the order they came)."""
 
-    __slots__ = ("transactions", "waiters", "body_bytes")
+    __slots__ = ("transactions", "waiters", "body_bytes", "sent_at")
 
     def __init__(self) -> None:
+        self.sent_at = 0.0
         self.transactions: list[Transaction] = []
         self.waiters: list[Deferred[None]] = []
         #: Bytes of the body copies held in memory by the transactions.
@@ -898,7 +968,7 @@ class SQLiteHistoryStore:
 
     ``reactor`` runs the pool's callbacks; ``clock`` (default: ``reactor``)
     schedules batch writes; ``separate_process`` puts the SQLite connection in a
-    child process (see the module docs).
+    child process (see the module docs); ``decode_limit`` caps decoded body copies.
     """
 
     name = "history"
@@ -912,12 +982,15 @@ class SQLiteHistoryStore:
         batch_size: int = 500,
         clock: IReactorTime | None = None,
         separate_process: bool = False,
+        decode_limit: int = DEFAULT_DECODE_LIMIT,
     ) -> None:
         if reactor is None:
             from twisted.internet import reactor as default_reactor
 
             reactor = default_reactor
         self.path = path
+        #: Decoded copies of encoded bodies keep at most this many bytes.
+        self.decode_limit = decode_limit
         self.batch_delay = batch_delay
         self.batch_size = max(1, batch_size)
         self._clock: IReactorTime = clock if clock is not None else reactor
@@ -940,15 +1013,21 @@ class SQLiteHistoryStore:
         self._closing = False
         self._closed = False
         self._close_observers: list[Deferred[None]] = []
+        #: Pending, written and dropped transactions, write latency, availability.
+        self.stats = StorageStats()
+        self.health = WriteHealth(
+            self._clock, lambda: self._pool.runWithConnection(probe_writes), self.stats, path)
 
     # ICaptureSink
 
     def transactionCompleted(self, transaction: Transaction) -> Deferred[None]:
         """Queue ``transaction``; fires once its batch is committed."""
         if self._closed:
+            self.stats.dropped += transaction.session_id is not None
             return fail(HistoryStoreClosed(self.path))
         if transaction.session_id is None:
             return succeed(None)
+        self.stats.pending += 1
         pending = self._pending
         pending.transactions.append(transaction)
         waiter: Deferred[None] = Deferred()
@@ -1153,7 +1232,9 @@ class SQLiteHistoryStore:
             return
         self._pending = _Batch()
         self._inflight.append(batch)
-        written = self._pool.runInteraction(_insert_packed_batch, pack(batch.transactions))
+        batch.sent_at = self._clock.seconds()
+        written = self._pool.runInteraction(
+            _insert_packed_batch, pack(batch.transactions), self.decode_limit)
         written.addCallbacks(
             self._batch_written,
             self._batch_failed,
@@ -1163,6 +1244,11 @@ class SQLiteHistoryStore:
 
     def _batch_written(self, report: _BatchReport, batch: _Batch) -> None:
         self._inflight.remove(batch)
+        stats = self.stats
+        stats.pending -= len(batch.transactions)
+        stats.written += report.stored
+        stats.write_seconds.observe(self._clock.seconds() - batch.sent_at)
+        self.health.write_succeeded()
         self._log.debug(
             "History batch written: {stored} of {batch_size} transactions stored",
             stored=report.stored,
@@ -1183,6 +1269,9 @@ class SQLiteHistoryStore:
 
     def _batch_failed(self, failure: Failure, batch: _Batch) -> None:
         self._inflight.remove(batch)
+        self.stats.pending -= len(batch.transactions)
+        self.stats.dropped += len(batch.transactions)
+        self.health.write_failed(failure.getErrorMessage() or failure.type.__name__)
         self._log.failure(
             "History batch of {batch_size} transactions could not be written",
             failure,
@@ -1197,6 +1286,7 @@ class SQLiteHistoryStore:
                 await self._settled()
         finally:
             self._closed = True
+            self.health.close()
             closed = self._pool.close()
             if isinstance(closed, Deferred):
                 await closed

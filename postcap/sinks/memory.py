@@ -18,7 +18,9 @@ from twisted.internet.defer import Deferred, fail, succeed
 from twisted.logger import Logger
 from zope.interface import implementer
 
+from postcap.encodings import DEFAULT_DECODE_LIMIT, decode
 from postcap.interfaces import ICaptureSink, IHistoryStore
+from postcap.metrics import StorageStats
 from postcap.model import SessionRecord, Transaction
 from postcap.sinks.history import HistoryStoreClosed, TransactionFilter, storable_text
 
@@ -79,20 +81,41 @@ def _page(items: Sequence[_T], limit: int | None, offset: int) -> list[_T]:
 
 @dataclass
 class _Stored:
-    """One stored transaction: its summary, its detail JSON and counted size."""
+    """One stored transaction: its summary, its detail JSON and counted size, and
+    what ``search_in`` looks at: the detail JSON without bodies, the body bytes
+    (decoded copies included)."""
 
     session_id: str
     summary: dict[str, Any]
     detail: str
     size: int
     ends_at: float
+    head_json: str = ""
+    body_copies: tuple[bytes, ...] = ()
+
+
+_BODY_TEXT_FIELDS = ("text", "encoding", "content_encoding", "decoded", "decode_error")
+
+
+def _head_json(detail: dict[str, Any]) -> str:
+    """The detail as the SQLite store keeps it in its ``detail`` column (no body texts)."""
+    head = _json_copy(detail)
+    for part in ("request", "response"):
+        if head[part] is not None:
+            for name in _BODY_TEXT_FIELDS:
+                head[part]["body"].pop(name, None)
+    return json.dumps(head, separators=(",", ":"))
 
 
 def _matcher(where: TransactionFilter) -> Callable[[_Stored], bool]:
-    """The Python twin of :meth:`TransactionFilter.where` for the URL search (raises
+    """The Python twin of :meth:`TransactionFilter.where` (raises
     ValueError on a bad status)."""
     statuses = where.status_ranges
     query = _ascii_lower(where.query) if where.query else None
+    in_heads = "headers" in where.search_in
+    in_bodies = "body" in where.search_in
+    json_query = _ascii_lower(json.dumps(where.query)[1:-1]) if where.query else ""
+    byte_query = where.query.encode("utf-8") if where.query else b""
     methods = {_ascii_lower(m) for m in where.methods}
     domain = _ascii_lower(where.domain.strip(".")) if where.domain else None
 
@@ -100,7 +123,11 @@ def _matcher(where: TransactionFilter) -> Callable[[_Stored], bool]:
         summary = stored.summary
         if where.session_id is not None and stored.session_id != where.session_id:
             return False
-        if query is not None and query not in _ascii_lower(summary["url"]):
+        if query is not None and not (
+            query in _ascii_lower(summary["url"])
+            or (in_heads and json_query in _ascii_lower(stored.head_json))
+            or (in_bodies and any(byte_query in copy for copy in stored.body_copies))
+        ):
             return False
         if methods and _ascii_lower(summary["method"]) not in methods:
             return False
@@ -136,12 +163,16 @@ class MemoryHistoryStore:
     #: Every write is done at once: never behind.
     congested = False
 
-    def __init__(self) -> None:
+    def __init__(self, decode_limit: int = DEFAULT_DECODE_LIMIT) -> None:
+        #: Decoded copies of encoded bodies keep at most this many bytes.
+        self.decode_limit = decode_limit
         self._sessions: dict[str, SessionRecord] = {}
         #: In capture order, like the ``seq`` column of the SQLite store.
         self._transactions: dict[str, _Stored] = {}
         self.opened = False
         self.closed = False
+        #: Written and dropped counts (nothing is ever pending; always available).
+        self.stats = StorageStats()
 
     def when_drained(self) -> Deferred[None]:
         return succeed(None)
@@ -151,6 +182,7 @@ class MemoryHistoryStore:
     def transactionCompleted(self, transaction: Transaction) -> Deferred[None]:
         """Store ``transaction`` (unless it has no session, or its id is taken)."""
         if self.closed:
+            self.stats.dropped += transaction.session_id is not None
             return fail(HistoryStoreClosed("memory"))
         if transaction.session_id is None:
             return succeed(None)
@@ -166,8 +198,10 @@ class MemoryHistoryStore:
             self._log.failure(
                 "History could not store transaction {txn_id}", txn_id=transaction.id
             )
+            self.stats.dropped += 1
             return fail()
         self._transactions[transaction.id] = stored
+        self.stats.written += 1
         record = self._sessions.get(stored.session_id)
         if record is not None:
             last = record.last_activity
@@ -230,9 +264,11 @@ class MemoryHistoryStore:
         method: str | None = None,
         status: int | str | None = None,
         domain: str | None = None,
+        search_in: Sequence[str] = (),
     ) -> Deferred[tuple[int, list[dict[str, Any]]]]:
         """``(total, summaries)`` in capture order; ``session_id=None`` spans all sessions."""
-        where = TransactionFilter(session_id, query, method, status, domain)
+        where = TransactionFilter(
+            session_id, query, method, status, domain, search_in=tuple(search_in))
         return self._run(self._list_transactions, where, limit, offset)
 
     def get_transaction(self, transaction_id: str) -> Deferred[dict[str, Any] | None]:
@@ -281,12 +317,21 @@ class MemoryHistoryStore:
             if summary[key] is not None:
                 summary[key] = storable_text(summary[key])
         detail = txn.detail(data.get("request", b""), data.get("response", b""))
+        copies = [copy for copy in data.values() if copy]
+        for part, body in parts:
+            coding = txn.content_encoding(part)
+            if coding is not None and data.get(part):
+                decoded = decode(data[part], coding, self.decode_limit, body.truncated)
+                detail[part]["body"].update(decoded.fields())
+                copies.append(decoded.data)
         return _Stored(
             session_id=txn.session_id,
             summary=summary,
             detail=json.dumps(detail, separators=(",", ":")),
             size=txn.request_bytes + txn.response_bytes,
             ends_at=txn.started_at + txn.duration_ms / 1000.0,
+            head_json=_head_json(detail),
+            body_copies=tuple(copies),
         )
 
     def _open(self) -> None:

@@ -4,7 +4,8 @@
 ``WHERE`` clause over the ``transactions`` table (see
 :mod:`postcap.sinks.history` for the schema and its indexes).  The URL search is
 case-insensitive for ASCII; with ``search_in`` it also looks into the request and
-response headers (case-insensitive) and the stored body copies (exact bytes).
+response headers (case-insensitive) and the stored body copies (exact bytes), decoded
+when they were sent with a ``Content-Encoding``.
 """
 
 from __future__ import annotations
@@ -124,11 +125,13 @@ class TransactionFilter:
             places.append(f"{table}detail LIKE ? ESCAPE '\\'")
             params.append(like_pattern(json.dumps(self.query)[1:-1]))
         if "body" in self.search_in:
-            places.append(
-                f"EXISTS (SELECT 1 FROM bodies b WHERE b.transaction_id = {table}id"
-                " AND instr(b.data, ?) > 0)"
-            )
-            params.append(self.query.encode("utf-8"))
+            # The bodies as sent, and the decoded copies of those sent with a coding.
+            for bodies in ("bodies", "decoded_bodies"):
+                places.append(
+                    f"EXISTS (SELECT 1 FROM {bodies} b WHERE b.transaction_id = {table}id"
+                    " AND instr(b.data, ?) > 0)"
+                )
+                params.append(self.query.encode("utf-8"))
         return "(" + " OR ".join(places) + ")"
 
 

@@ -5,13 +5,21 @@ only).  Each certificate names its host in the SAN (DNS or IP), is backdated a
 day and lives 397 days (within Apple's limit).  Contexts are cached per host
 in a bounded LRU.  :class:`InterceptingServerCreator` picks the context by the
 client's SNI when it sends one, else by the CONNECT host.
+
+Host names are kept in A-label form (``xn--bcher-kva.example``), as SNI carries them
+and certificates must name them; a U-label (``bücher.example``) is converted.  A name
+that is no host name at all gets no certificate: the handshake is refused with a TLS
+alert and the refusal logged, and the server goes on serving everyone else.
 """
 
 from __future__ import annotations
 
 import datetime
 import ipaddress
+import re
 from collections import OrderedDict
+
+import idna
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -19,6 +27,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from OpenSSL import SSL
 from twisted.internet.interfaces import IOpenSSLServerConnectionCreator
+from twisted.logger import Logger
 from zope.interface import implementer
 
 from postcap.tls.ca import BACKDATE, CertificateAuthority
@@ -26,6 +35,39 @@ from postcap.tls.ca import BACKDATE, CertificateAuthority
 LEAF_VALIDITY = datetime.timedelta(days=397)
 ALPN_HTTP11 = b"http/1.1"
 ALPN_H2 = b"h2"
+
+
+#: One DNS label in A-label form: letters, digits, hyphens (and underscores, seen in
+#: real host names), 1 to 63 of them.
+_LABEL = re.compile(r"[a-z0-9_-]{1,63}\Z")
+
+
+class InvalidHostName(ValueError):
+    """A name that cannot be put in a certificate."""
+
+
+def a_label_host(host: str) -> str:
+    """``host`` as a certificate names it: lower case, no trailing dot, U-labels turned
+    into A-labels; IP addresses as they are.  Raises :class:`InvalidHostName`."""
+    name = host.strip("[]") if host.startswith("[") else host
+    try:
+        ipaddress.ip_address(name)
+        return name
+    except ValueError:
+        pass
+    name = name.rstrip(".")
+    if not name.isascii():
+        try:
+            name = idna.encode(name, uts46=True).decode("ascii")
+        except idna.IDNAError:
+            try:  # IDNA 2003, which browsers still accept for some names (emoji)
+                name = name.encode("idna").decode("ascii")
+            except UnicodeError:
+                raise InvalidHostName(f"not an internationalised host name: {host!r}") from None
+    name = name.lower()
+    if not name or len(name) > 253 or not all(_LABEL.match(label) for label in name.split(".")):
+        raise InvalidHostName(f"not a host name: {host!r}")
+    return name
 
 
 def _san(host: str) -> x509.GeneralName:
@@ -38,6 +80,8 @@ def _san(host: str) -> x509.GeneralName:
 class LeafMinter:
     """Mints and caches per-host certificates and TLS server contexts."""
 
+    _log = Logger()
+
     def __init__(self, ca: CertificateAuthority, cache_size: int = 1024) -> None:
         self.ca = ca
         self.cache_size = cache_size
@@ -49,6 +93,7 @@ class LeafMinter:
         )
         self._contexts: OrderedDict[str, SSL.Context] = OrderedDict()
         self.minted = 0
+        self._refusing: SSL.Context | None = None
 
     def certificate_for(self, host: str, now: datetime.datetime | None = None) -> x509.Certificate:
         now = now or datetime.datetime.now(datetime.timezone.utc)
@@ -95,8 +140,14 @@ class LeafMinter:
         return builder.sign(self.ca.key, hashes.SHA256())
 
     def context_for(self, host: str) -> SSL.Context:
-        """The server context presenting ``host``'s certificate (LRU-cached)."""
-        host = host.lower().rstrip(".")
+        """The server context presenting ``host``'s certificate (LRU-cached).
+
+        Raises :class:`InvalidHostName` for a name no certificate can carry."""
+        context = self._contexts.get(host)
+        if context is not None:
+            self._contexts.move_to_end(host)
+            return context
+        host = a_label_host(host)
         context = self._contexts.get(host)
         if context is not None:
             self._contexts.move_to_end(host)
@@ -107,28 +158,47 @@ class LeafMinter:
             self._contexts.popitem(last=False)
         return context
 
-    def _new_context(self, host: str) -> SSL.Context:
-        certificate = self.certificate_for(host)
+    def context_or_refusal(self, host: str, why: str) -> SSL.Context:
+        """:meth:`context_for` ``host``, or, for a name no certificate can carry, a
+        context without a certificate: its handshake ends in a ``handshake_failure``
+        alert (logged here, with ``why`` the name was asked for)."""
+        try:
+            return self.context_for(host)
+        except InvalidHostName as problem:
+            self._log.error("TLS refused: the {why} {host!r} is not a host name ({problem})",
+                            why=why, host=host, problem=str(problem))
+            return self.refusing_context()
+
+    def refusing_context(self) -> SSL.Context:
+        """A server context with no certificate (the SNI callback may still switch)."""
+        if self._refusing is None:
+            self._refusing = self._base_context()
+        return self._refusing
+
+    def _base_context(self) -> SSL.Context:
         context = SSL.Context(SSL.TLS_METHOD)
         context.set_min_proto_version(SSL.TLS1_2_VERSION)
         context.set_options(SSL.OP_NO_COMPRESSION | SSL.OP_CIPHER_SERVER_PREFERENCE)
-        context.use_certificate(certificate)
-        context.add_extra_chain_cert(self.ca.certificate)
-        context.use_privatekey(self.key)
         context.set_session_id(b"postcap")
         context.set_tlsext_servername_callback(self._servername_selected)
         context.set_alpn_select_callback(_select_alpn)
+        return context
+
+    def _new_context(self, host: str) -> SSL.Context:
+        certificate = self.certificate_for(host)
+        context = self._base_context()
+        context.use_certificate(certificate)
+        context.add_extra_chain_cert(self.ca.certificate)
+        context.use_privatekey(self.key)
         return context
 
     def _servername_selected(self, connection: SSL.Connection) -> None:
         name = connection.get_servername()
         if not name:
             return
-        try:
-            host = name.decode("idna")
-        except UnicodeError:
-            return
-        connection.set_context(self.context_for(host))
+        # SNI is ASCII (A-labels); a client that sends UTF-8 is taken at its word.
+        host = name.decode("utf-8", "replace")
+        connection.set_context(self.context_or_refusal(host, "server name (SNI)"))
 
 
 def _select_alpn(connection: SSL.Connection, offered: list[bytes]) -> bytes:
@@ -149,4 +219,5 @@ class InterceptingServerCreator:
         self.default_host = default_host
 
     def serverConnectionForTLS(self, tlsProtocol: object) -> SSL.Connection:
-        return SSL.Connection(self.minter.context_for(self.default_host), None)
+        context = self.minter.context_or_refusal(self.default_host, "CONNECT host")
+        return SSL.Connection(context, None)

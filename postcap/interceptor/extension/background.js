@@ -58,8 +58,12 @@ async function onHostMessage(message) {
         state.sessionActive = inner.session_active;
       }
     } catch (e) {
-      state.secure = false;
-      state.lastError = "a reply from the server failed authentication: the keys differ";
+      if (e instanceof DOMException) {
+        state.secure = false;
+        state.lastError = "a reply from the server failed authentication: the keys differ";
+      } else {
+        state.lastError = `refused a frame from the bridge: ${e.message}`;  // replayed or old
+      }
     }
   } else if (message.type === "error") {
     if (message.code === "authentication_failed") state.secure = false;

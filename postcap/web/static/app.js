@@ -18,6 +18,7 @@ const state = {
   arriving: null,            // live summaries received while request.list is in flight
   lastEventId: null,
   overviewTimer: null,
+  compareWith: null,         // a transaction id marked for "compare"
   rpcId: 0,
 };
 
@@ -399,11 +400,19 @@ function prettyMarkup(text) {
 }
 
 function bodyView(part, contentType) {
-  const body = part.body || {};
-  if (!body.size) return el('p', { class: 'muted' }, 'No body.');
-  const notes = [`${humanBytes(body.size)}`];
-  if (body.truncated) notes.push('truncated');
-  if (body.captured === false) return el('p', {}, `${notes.join(', ')}, not stored.`);
+  const sent = part.body || {};
+  if (!sent.size) return el('p', { class: 'muted' }, 'No body.');
+  const notes = [`${humanBytes(sent.size)}`];
+  if (sent.truncated) notes.push('truncated');
+  if (sent.captured === false) return el('p', {}, `${notes.join(', ')}, not stored.`);
+  // A body sent with a Content-Encoding is shown decoded (the store decoded it).
+  let body = sent;
+  if (sent.content_encoding && sent.decoded) {
+    body = sent.decoded;
+    notes.push(`${sent.content_encoding}, ${humanBytes(body.size)} decoded${body.truncated ? ' (cut short)' : ''}`);
+  } else if (sent.content_encoding && sent.decode_error) {
+    notes.push(`${sent.content_encoding}, not decoded: ${sent.decode_error}`);
+  }
   const type = contentType.toLowerCase();
   if (type.startsWith('image/') && body.encoding === 'base64') {
     const mime = type.split(';')[0].trim();
@@ -444,6 +453,7 @@ async function openDetail(id) {
   const request = detail.request || { headers: [], body: {} };
   const response = detail.response;
   const parts = [
+    requestTools(detail),
     el('h3', {}, `${detail.method} ${detail.url}`),
     el('p', {}, detail.status === null ? `No response: ${detail.error || 'unknown'}` : `Status ${detail.status}${response && response.reason ? ' ' + response.reason : ''} · ${humanMs(detail.duration_ms)}`),
     el('h3', {}, 'Timings'), waterfall(detail.timings || {}),
@@ -457,6 +467,57 @@ async function openDetail(id) {
   pane.replaceChildren(...parts);
   pane.dataset.id = id;
   pane.hidden = false;
+}
+
+// -- copy as curl, compare ----------------------------------------------------------------
+
+function requestTools(detail) {
+  const marked = state.compareWith;
+  return el('div', { class: 'request-tools' },
+    el('button', { type: 'button', id: 'copy-curl', onclick: () => copyAsCurl(detail.id) }, 'Copy as curl'),
+    el('button', { type: 'button', id: 'compare-mark', onclick: () => { state.compareWith = detail.id; showMessage('Marked for comparison: open another request and press Compare'); } }, 'Mark for compare'),
+    marked && marked !== detail.id
+      ? el('button', { type: 'button', id: 'compare-button', onclick: () => compare(marked, detail.id) }, 'Compare with marked')
+      : null);
+}
+
+async function copyAsCurl(id) {
+  try {
+    const command = await rpc('request.export', { id, format: 'curl' });
+    $('#detail').append(el('pre', { id: 'curl-command' }, command));
+    if (navigator.clipboard) await navigator.clipboard.writeText(command).catch(() => null);
+    showMessage('curl command copied');
+  } catch (error) { reportError(error); }
+}
+
+function diffLines(diff) {
+  if (diff.same) return ['No differences.'];
+  const lines = [];
+  for (const key of ['method', 'status']) if (diff[key]) lines.push(`${key}: ${diff[key].a} → ${diff[key].b}`);
+  if (diff.url) {
+    lines.push(`url: ${diff.url.a} → ${diff.url.b}`);
+    for (const q of diff.url.query) lines.push(`  query ${q.name} ${q.change}: ${q.a.join(', ') || '-'} → ${q.b.join(', ') || '-'}`);
+  }
+  for (const key of ['request_headers', 'response_headers']) {
+    for (const h of diff[key]) lines.push(`${key.replace('_', ' ')} ${h.name} ${h.change}: ${h.a.join(', ') || '-'} → ${h.b.join(', ') || '-'}`);
+  }
+  for (const key of ['request_body', 'response_body']) {
+    const body = diff[key];
+    if (!body) continue;
+    if (body.kind === 'json') for (const c of body.changes) lines.push(`${key.replace('_', ' ')} ${c.path} ${c.change}: ${JSON.stringify(c.a)} → ${JSON.stringify(c.b)}`);
+    else if (body.kind === 'text') lines.push(`${key.replace('_', ' ')}:`, body.unified);
+    else lines.push(`${key.replace('_', ' ')}: ${body.a.size} bytes (${body.a.sha256.slice(0, 12)}) → ${body.b.size} bytes (${body.b.sha256.slice(0, 12)})`);
+  }
+  return lines;
+}
+
+async function compare(a, b) {
+  try {
+    const diff = await rpc('request.diff', { a, b });
+    const pane = $('#detail');
+    pane.replaceChildren(el('h3', {}, 'Compared'), el('pre', { id: 'compare-result' }, diffLines(diff).join('\n')),
+      el('button', { type: 'button', onclick: () => openDetail(b) }, 'Back to the request'));
+  } catch (error) { reportError(error); }
 }
 
 // -- overview -----------------------------------------------------------------------------
