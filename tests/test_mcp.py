@@ -128,7 +128,8 @@ async def unreachable(server: PostcapProcess, tmp_path: Any) -> None:
     async with mcp_session(server, str(tmp_path)) as (read, write), ClientSession(read, write) as client:
         await client.initialize()
         result = await client.call_tool("list_sessions", {})
-        assert "cannot read token file" in error_text(result) or "cannot reach" in error_text(result)
+        text = error_text(result)
+        assert "no running postcap found" in text and "server.json is missing" in text
 
 
 def test_mcp_without_a_server_answers_with_tool_errors(server: PostcapProcess, tmp_path: Any) -> None:
