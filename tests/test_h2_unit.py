@@ -149,6 +149,7 @@ class ClientSideTests(ProxyTestCase):
         self.assertEqual(transaction.response.trailers, ((b"X-Checksum", b"42"),))
         self.assertEqual(transaction.url, "https://example.test/path?q=1")
         self.assertEqual(harness.layer.streams, {})
+        self.assertEqual(self.factory.tally.requests, {("2xx", "HTTP/2"): 1})
 
     def test_request_body_and_trailers_go_upstream_chunked(self) -> None:
         harness = self.h2_client()
@@ -186,6 +187,7 @@ class ClientSideTests(ProxyTestCase):
         (response,) = harness.peer.of(ev.ResponseReceived, stream_id)
         self.assertIn((b":status", b"502"), response.headers)
         self.assertIn((b"x-postcap-error", b"refused"), response.headers)
+        self.assertEqual(self.factory.tally.requests, {("5xx", "HTTP/2"): 1})
         self.assertTrue(harness.peer.body(stream_id).startswith(b"postcap: "))
         del self.network.failures["example.test"]
         again = harness.request(get_fields())
