@@ -101,11 +101,13 @@ class Origin:
 
 
 def start_origin(
-    tls: tuple[str, str] | None = None, timeout: float = READY_TIMEOUT, http2: bool = False
+    tls: tuple[str, str] | None = None, timeout: float = READY_TIMEOUT,
+    script: Path = ORIGIN_SCRIPT, http2: bool = False,
 ) -> Origin:
-    """Launch ``tests/origin.py`` (over TLS with ``tls=(cert, key)``, offering HTTP/2 by
-    ALPN with ``http2``) and wait for READY."""
-    command = [sys.executable, str(ORIGIN_SCRIPT)]
+    """Launch ``tests/origin.py`` (or another origin ``script`` with the same command line;
+    over TLS with ``tls=(cert, key)``, offering HTTP/2 by ALPN with ``http2``) and wait
+    for READY."""
+    command = [sys.executable, str(script)]
     if tls is not None:
         command += ["--tls", str(tls[0]), str(tls[1])]
     if http2:

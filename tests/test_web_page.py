@@ -237,6 +237,11 @@ def test_cookies_tab_and_downloads(server: PostcapProcess, origin: Origin, page:
     assert [e["request"]["url"] for e in har["log"]["entries"]] == [
         origin.url("/cookies/set?sid=abc123")
     ]
+    with page.expect_download() as openapi_download:
+        page.click("#export-openapi")
+    described = json.loads(Path(openapi_download.value.path()).read_bytes())
+    assert described["openapi"] == "3.1.0" and list(described["paths"]) == ["/cookies/set"]
+    assert "abc123" not in json.dumps(described)
     with page.expect_download() as collection_download:
         page.click("#export-collection")
     collection = json.loads(Path(collection_download.value.path()).read_bytes())

@@ -90,6 +90,12 @@ class ResponseListener(TypingProtocol):
     def upstream_failed(self, error: UpstreamError) -> None: ...
 
 
+class UpgradedReceiver(TypingProtocol):
+    def from_upstream(self, data: bytes) -> None: ...
+
+    def upstream_lost(self) -> None: ...
+
+
 @implementer(IHandshakeListener)
 class UpstreamProtocol(Protocol):
     """One upstream connection; serves one exchange at a time."""
@@ -198,8 +204,22 @@ class UpstreamProtocol(Protocol):
     def continue_after_informational(self) -> list[Event]:
         return self.parser.continue_after_informational()
 
+    #: After a 101, what the connection's bytes and loss go to (see :meth:`take_over`).
+    upgraded: "UpgradedReceiver | None" = None
+
+    def take_over(self, receiver: "UpgradedReceiver") -> bytes:
+        """Hand the connection to ``receiver`` (after a 101): later bytes go to its
+        ``from_upstream``, the loss to its ``upstream_lost``.  Returns the bytes that
+        came after the 101 head."""
+        self.listener = None
+        self.upgraded = receiver
+        return self.parser.take_buffered()
+
     def dataReceived(self, data: bytes) -> None:
         self.pool.tally.bytes_downstream += len(data)
+        if self.upgraded is not None:
+            self.upgraded.from_upstream(data)
+            return
         if self.h2 is not None:
             self.h2.data_received(data)
             return
@@ -229,6 +249,9 @@ class UpstreamProtocol(Protocol):
             self._fire_ready(UpstreamError(502, "tls", describe_tls_failure(reason, self.tls_verify_error)))
         if self.h2 is not None:
             self.h2.connection_lost()
+        if self.upgraded is not None:
+            self.upgraded.upstream_lost()
+            return
         listener, self.listener = self.listener, None
         if listener is None:
             return

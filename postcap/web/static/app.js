@@ -464,6 +464,7 @@ async function openDetail(id) {
     parts.push(el('h3', {}, 'Response headers'), headerTable(response.headers || []),
       el('h3', {}, 'Response body'), bodyView(response, headerValue(response.headers, 'content-type') || detail.content_type || ''));
   }
+  if (detail.websocket) parts.push(...websocketView(id, detail.websocket));
   pane.replaceChildren(...parts);
   pane.dataset.id = id;
   pane.hidden = false;
@@ -556,6 +557,45 @@ async function loadOverview() {
     barChart('by_status', 'By status', overview.by_status));
 }
 
+// -- WebSocket messages (text only: payloads never become markup) ------------------------
+
+function messageRow(message) {
+  const arrow = message.direction === 'client' ? '\u2191 sent' : '\u2193 received';
+  let data = message.encoding === 'base64' ? `[base64] ${message.text}` : message.text;
+  if (message.code !== undefined) data = `${message.code} ${data}`.trim();
+  if (data.length > 500) data = data.slice(0, 500) + '\u2026';
+  const size = humanBytes(message.size) + (message.truncated ? ' (truncated)' : '');
+  return el('tr', { class: `ws-${message.direction}` },
+    el('td', {}, localTime(message.at)), el('td', {}, arrow), el('td', {}, message.type),
+    el('td', {}, size), el('td', { class: 'ws-data' }, data));
+}
+
+function websocketView(id, websocket) {
+  const body = el('tbody', {}, ...websocket.messages.map(messageRow));
+  const table = el('table', { class: 'messages', id: 'ws-messages' },
+    el('thead', {}, el('tr', {}, ...['Time', 'Direction', 'Type', 'Size', 'Data'].map((h) => el('th', {}, h)))), body);
+  const ended = websocket.closed_by || websocket.close_code !== null
+    ? `Closed${websocket.closed_by ? ' by the ' + websocket.closed_by : ''}${websocket.close_code !== null ? ' with code ' + websocket.close_code : ''}.`
+    : 'Open.';
+  const parts = [el('h3', {}, `WebSocket messages (${websocket.message_count})`), el('p', { id: 'ws-state' }, ended), table];
+  if (websocket.message_count > websocket.messages.length) {
+    const more = el('button', { type: 'button', onclick: async () => {
+      const page = await rpc('request.messages', { id, offset: body.children.length, limit: 1000 });
+      body.append(...page.items.map(messageRow));
+      if (body.children.length >= page.total) more.remove();
+    } }, 'Load more');
+    parts.push(more);
+  }
+  return parts;
+}
+
+function messageCaptured(message) {
+  const pane = $('#detail');
+  if (pane.hidden || pane.dataset.id !== message.transaction_id) return;
+  const body = $('#ws-messages tbody');
+  if (body) body.append(messageRow(message));
+}
+
 // -- cookies ------------------------------------------------------------------------------
 
 async function loadCookies() {
@@ -592,6 +632,15 @@ async function exportHar() {
     const response = await fetch(`/sessions/${encodeURIComponent(state.current.id)}.har`, { headers: authHeaders(), cache: 'no-store' });
     if (!response.ok) throw new Error(`HAR export failed: HTTP ${response.status}`);
     await download(`${state.current.name || state.current.id}.har`, await response.blob());
+  } catch (error) { reportError(error); }
+}
+
+async function exportOpenApi() {
+  if (!state.current) return;
+  try {
+    const document_ = await rpc('session.export', { id: state.current.id, format: 'openapi' });
+    const blob = new Blob([JSON.stringify(document_, null, 2)], { type: 'application/json' });
+    await download(`${state.current.name || state.current.id}.openapi.json`, blob);
   } catch (error) { reportError(error); }
 }
 
@@ -680,6 +729,8 @@ function handleServerEvent(event) {
       renderSessions();
     }
     if (isNew && data.change === 'deleted') { state.sessions.delete(data.session.id); renderSessions(); }
+  } else if (event.event === 'message') {
+    messageCaptured(data);
   } else if (event.event === 'cookie') {
     if (state.tab === 'cookies' && state.current && data.session_id === state.current.id) $('#cookies-table tbody').append(cookieRow(data));
   } else if (event.event === 'reset') {
@@ -715,6 +766,7 @@ function init() {
   $('#stop-button').addEventListener('click', () => lifecycle('stop'));
   $('#export-har').addEventListener('click', exportHar);
   $('#export-collection').addEventListener('click', exportCollection);
+  $('#export-openapi').addEventListener('click', exportOpenApi);
   for (const tab of document.querySelectorAll('[data-tab]')) tab.addEventListener('click', () => selectTab(tab.dataset.tab));
   const refilter = debounce(() => loadRequests().catch(reportError), 250);
   $('#search').addEventListener('input', refilter);
