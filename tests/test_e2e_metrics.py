@@ -359,3 +359,24 @@ def test_a_metrics_port_in_use_stops_the_start(tmp_path: Any) -> None:
     assert (f"postcap: cannot start: --metrics tcp:{port}:interface=127.0.0.1: cannot listen: "
             "Address already in use") in str(failed.value)
     assert "Traceback" not in str(failed.value)
+
+
+def test_a_websocket_is_a_connection_while_open_and_one_101(server: PostcapProcess) -> None:
+    from websockets.sync.client import connect
+
+    from tests.wsorigin import port_of, websocket_origin
+
+    with websocket_origin() as ws_origin:
+        before = scrape(server)
+        url = f"ws://127.0.0.1:{port_of(ws_origin)}/echo"
+        with connect(url, proxy=server.proxy_url, open_timeout=10, ping_interval=None,
+                     close_timeout=5) as ws:
+            ws.send("hello")
+            assert ws.recv(timeout=10) == "hello"
+            assert value(scrape(server), "postcap_proxy_connections", kind="websocket") == 1
+        after = wait_for(lambda: (lambda s: s if value(
+            s, "postcap_proxy_connections", kind="websocket") == 0 else None)(scrape(server)))
+    assert after, "the WebSocket relay did not end"
+    assert value(after, "postcap_proxy_requests_total", status_class="1xx",
+                 http_version="HTTP/1.1") - value(before, "postcap_proxy_requests_total",
+                                                  status_class="1xx", http_version="HTTP/1.1") == 1
