@@ -32,7 +32,7 @@ CONNECTION_KINDS = ("client", "tunnel", "websocket")
 #: ``cause`` values of ``postcap_upstream_errors_total`` (the proxy's error kinds).
 UPSTREAM_ERROR_CAUSES = (
     "dns", "refused", "connect", "connect-timeout", "timeout", "tls", "closed",
-    "bad-response", "upgrade", "other",
+    "bad-response", "upgrade", "reset", "goaway", "other",
 )
 #: ``outcome`` values of ``postcap_capture_transactions_total``.
 CAPTURE_OUTCOMES = ("stored", "filtered", "dropped")

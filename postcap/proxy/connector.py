@@ -18,7 +18,7 @@ from zope.interface import implementer
 from postcap.proxy.framing import MessageParser, ProtocolError, ResponseHead
 from postcap.proxy.own import GuardedFactory, OwnEndpoints
 from postcap.proxy.upstream import Origin, quiet_factory
-from postcap.tls.client import InsecureClientCreator, verified_creator
+from postcap.tls.client import H2_AND_HTTP11, InsecureClientCreator, verified_creator
 
 
 class ProxyConnectError(ConnectError):
@@ -158,7 +158,8 @@ class UpstreamConnector:
         if creator is not None:
             self._creators.move_to_end(host)
             return creator
-        creator = InsecureClientCreator(host) if self.insecure else verified_creator(host)
+        creator = (InsecureClientCreator(host, H2_AND_HTTP11) if self.insecure
+                   else verified_creator(host, H2_AND_HTTP11))
         self._creators[host] = creator
         if len(self._creators) > self.creator_cache_size:
             self._creators.popitem(last=False)
