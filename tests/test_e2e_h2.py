@@ -3,6 +3,8 @@ origin, trailers both ways, and captures that say HTTP/2."""
 
 from __future__ import annotations
 
+from prometheus_client.parser import text_string_to_metric_families
+
 from typing import Any, Iterator
 
 import pytest
@@ -35,13 +37,27 @@ def https(origin: Origin, path: str) -> str:
     return f"https://127.0.0.1:{origin.port}{path}"
 
 
+def http2_requests_counted(server: PostcapProcess) -> float:
+    """``postcap_proxy_requests_total{status_class="2xx", http_version="HTTP/2"}`` now."""
+    status, _, body = server.http("/metrics")
+    assert status == 200
+    for family in text_string_to_metric_families(body.decode("utf-8")):
+        for sample in family.samples:
+            if (sample.name == "postcap_proxy_requests_total"
+                    and sample.labels == {"status_class": "2xx", "http_version": "HTTP/2"}):
+                return sample.value
+    return 0.0
+
+
 def test_curl_http2_through_connect_is_captured_as_http2(
     server: PostcapProcess, tls_origin: Origin, session: dict[str, Any]
 ) -> None:
+    before = http2_requests_counted(server)
     result = server.curl(
         "-v", "--http2", "--cacert", server.ca_path, https(tls_origin, "/hello"), https(tls_origin, "/hello"),
     )
     assert result.stdout == b"hello from origin\n" * 2
+    assert http2_requests_counted(server) == before + 2  # /metrics: 2xx over HTTP/2
     assert b"ALPN: server accepted h2" in result.stderr or b"using HTTP/2" in result.stderr
     assert b"< HTTP/2 200" in result.stderr
     items = server.requests(session["id"])
