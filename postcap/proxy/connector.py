@@ -18,7 +18,7 @@ from zope.interface import implementer
 from postcap.proxy.framing import MessageParser, ProtocolError, ResponseHead
 from postcap.proxy.own import GuardedFactory, OwnEndpoints
 from postcap.proxy.upstream import Origin, quiet_factory
-from postcap.tls.client import H2_AND_HTTP11, InsecureClientCreator, verified_creator
+from postcap.tls.client import H2_AND_HTTP11, HTTP11_ONLY, InsecureClientCreator, verified_creator
 
 
 class ProxyConnectError(ConnectError):
@@ -152,6 +152,15 @@ class UpstreamConnector:
                 return self._tcp(proxy.host, proxy.port)
             return self._direct(origin)
         return wrapClientTLS(self.tls_creator(origin.host), self.tunnel_endpoint(origin))
+
+    def http11_endpoint(self, origin: Origin) -> IStreamClientEndpoint:
+        """Like :meth:`endpoint`, but TLS offers ALPN ``http/1.1`` alone: for a request
+        that asks to upgrade the connection (WebSocket), which HTTP/2 cannot carry."""
+        if origin.scheme != "https":
+            return self.endpoint(origin)
+        creator = (InsecureClientCreator(origin.host, HTTP11_ONLY) if self.insecure
+                   else verified_creator(origin.host, HTTP11_ONLY))
+        return wrapClientTLS(creator, self.tunnel_endpoint(origin))
 
     def tls_creator(self, host: str) -> Any:
         creator = self._creators.get(host)

@@ -125,7 +125,8 @@ class Exchange:
     def start(self) -> None:
         self.client.pauser.pause("connecting")
         self._t_connect_start = self.reactor.seconds()
-        connecting = self.client.factory.pool.acquire(self.target.origin)
+        connecting = self.client.factory.pool.acquire(
+            self.target.origin, http11_only=self.upgrade is not None)
         connecting.addCallbacks(self._connected, self._connect_failed)
 
     def _connected(self, result: tuple[Channel, bool]) -> None:

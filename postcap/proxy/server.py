@@ -542,6 +542,7 @@ class ProxyFactory(ServerFactory):
                 settings.connect_timeout,
                 endpoint_factory=self.connector.endpoint,
                 tunnel_endpoint_factory=self.connector.tunnel_endpoint,
+                http11_endpoint_factory=self.connector.http11_endpoint,
             )
         self.pool = pool
         pool.tally = self.tally

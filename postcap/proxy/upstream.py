@@ -344,12 +344,15 @@ class UpstreamPool:
         connect_timeout: float = 10.0,
         endpoint_factory: EndpointFactory | None = None,
         tunnel_endpoint_factory: EndpointFactory | None = None,
+        http11_endpoint_factory: EndpointFactory | None = None,
     ) -> None:
         self._reactor = reactor
         self.reactor = reactor
         self.connect_timeout = connect_timeout
         self._endpoint_factory = endpoint_factory or self._tcp_endpoint
         self._tunnel_endpoint_factory = tunnel_endpoint_factory or self._endpoint_factory
+        #: Connections that must speak HTTP/1.1 (an Upgrade request: HTTP/2 has none).
+        self._http11_endpoint_factory = http11_endpoint_factory or self._endpoint_factory
         self._idle: dict[Origin, list[UpstreamProtocol]] = {}
         #: Upstream HTTP/2 connections per origin, shared by concurrent exchanges.
         self._shared: dict[Origin, list[UpstreamProtocol]] = {}
@@ -390,18 +393,25 @@ class UpstreamPool:
         """A raw endpoint to ``origin`` outside the pool (for tunnels)."""
         return self._tunnel_endpoint_factory(origin)
 
-    def acquire(self, origin: Origin) -> Deferred[tuple[Channel, bool]]:
+    def acquire(self, origin: Origin, http11_only: bool = False) -> Deferred[tuple[Channel, bool]]:
         """A channel to ``origin`` (a connection, or a stream of a shared HTTP/2
-        connection) and whether its connection is a reused one."""
-        for shared in self._shared.get(origin, ()):
-            if shared.h2 is not None and shared.h2.has_room:
-                return succeed((shared.h2.open_stream(), True))
+        connection) and whether its connection is a reused one.  ``http11_only``:
+        an HTTP/1.1 connection, never a stream (for requests that upgrade it)."""
+        if not http11_only:
+            for shared in self._shared.get(origin, ()):
+                if shared.h2 is not None and shared.h2.has_room:
+                    return succeed((shared.h2.open_stream(), True))
         idle = self._idle.get(origin)
         while idle:
             protocol = idle.pop()
             self._cancel_idle_timer(protocol)
             if protocol.connected:
                 return succeed((protocol, True))
+        if http11_only:
+            factory = quiet_factory(lambda: UpstreamProtocol(self, origin))
+            connecting = maybeDeferred(
+                lambda: self._http11_endpoint_factory(origin).connect(factory))
+            return connecting.addCallback(self._http11_channel)
         if origin.scheme == "https" and self._speaks_h2.get(origin) is not False:
             waiting = self._waiting.get(origin)
             if waiting is not None:
@@ -427,6 +437,13 @@ class UpstreamPool:
             else:
                 waiting.callback(None)
         return result
+
+    def _http11_channel(self, protocol: UpstreamProtocol) -> Any:
+        """A connection opened with ALPN ``http/1.1`` alone, once its TLS is up
+        (it says nothing of whether the origin speaks HTTP/2)."""
+        if not INegotiated.providedBy(protocol.transport):
+            return (protocol, False)
+        return protocol.when_ready(self.connect_timeout).addCallback(lambda ready: (ready, False))
 
     def _first_channel(self, protocol: UpstreamProtocol) -> Any:
         if not INegotiated.providedBy(protocol.transport):
