@@ -164,10 +164,7 @@ def show_detail(detail: dict[str, Any]) -> str:
         if not part:
             continue
         version = str(part.get("http_version") or "")
-        version = version if version.startswith("HTTP/") else "HTTP/" + version
-        head = f"{title}: {version}"
-        if title == "request" and part.get("target"):
-            head = f"request: {part.get('method', detail['method'])} {part['target']} {version}"
+        head = f"{title}: {version if version.startswith('HTTP/') else 'HTTP/' + version}"
         if title == "response":
             head += f" {part.get('status')} {part.get('reason', '')}"
         lines += ["", head]
@@ -182,6 +179,9 @@ def show_detail(detail: dict[str, Any]) -> str:
             )
             if body.get("encoding") == "utf-8" and body.get("text"):
                 lines.append("  " + body["text"][:2000].replace("\n", "\n  "))
+        if part.get("trailers"):
+            lines.append("  trailers:")
+            lines += [f"    {name}: {value}" for name, value in part["trailers"]]
     websocket = detail.get("websocket")
     if websocket:
         ended = "open" if websocket["close_code"] is None else (
