@@ -57,6 +57,7 @@ from postcap.ctl_output import (
     show_cookies,
     Progress,
 )
+from postcap.ctl_session_options import add_session_options, session_options
 from postcap.ctl_stats import add_stats_parser
 from postcap.discovery import BadControlEndpoint
 
@@ -85,33 +86,6 @@ class Parser(argparse.ArgumentParser):
 Handler = Callable[[BlockingClient, argparse.Namespace], tuple[Any, Callable[[Any], str]]]
 
 
-def _session_options(args: argparse.Namespace) -> dict[str, Any]:
-    options: dict[str, Any] = {}
-    for name in ("name", "source", "collection"):
-        if getattr(args, name, None) is not None:
-            options[name] = getattr(args, name)
-    if args.save_responses is not None:
-        options["save_responses"] = args.save_responses
-    if args.capture_cookies is not None:
-        options["capture_cookies"] = args.capture_cookies
-    if args.organize_by is not None:
-        options["organize_by"] = [part for part in args.organize_by.split(",") if part]
-    filters: dict[str, Any] = {}
-    if args.url_contains is not None:
-        filters["url_contains"] = args.url_contains
-    if args.url_excludes is not None:
-        filters["url_excludes"] = args.url_excludes
-    if args.filter_method:
-        filters["methods"] = [m.upper() for m in args.filter_method]
-    if args.filter_status:
-        filters["status_codes"] = [int(s) if s.isdigit() else s for s in args.filter_status]
-    if args.exclude_resources:
-        filters["exclude_resources"] = args.exclude_resources.split(",")
-    if filters:
-        options["filters"] = filters
-    return options
-
-
 def cmd_status(client: BlockingClient, args: argparse.Namespace) -> Any:
     return client.server_info(), show_status
 
@@ -119,7 +93,7 @@ def cmd_status(client: BlockingClient, args: argparse.Namespace) -> Any:
 def cmd_session(client: BlockingClient, args: argparse.Namespace) -> Any:
     action = args.action
     if action == "start":
-        return client.session_start(**_session_options(args)), show_session
+        return client.session_start(**session_options(args)), show_session
     if action in ("pause", "resume", "stop"):
         return (
             client.call(f"session.{action}", **({"id": args.id} if args.id else {})),
@@ -134,7 +108,7 @@ def cmd_session(client: BlockingClient, args: argparse.Namespace) -> Any:
     if action == "show":
         return client.session_get(args.id), lambda s: json.dumps(s, indent=2)
     if action == "update":
-        options = _session_options(args)
+        options = session_options(args)
         if not options:
             raise UsageError("postcapctl session update: give at least one option to change")
         return client.session_update(args.id, **options), show_session
@@ -323,30 +297,6 @@ def cmd_ca(client: BlockingClient, args: argparse.Namespace) -> Any:
 # -- parser -------------------------------------------------------------------------------
 
 
-def _add_session_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--name")
-    parser.add_argument("--source", choices=["proxy", "interceptor"])
-    parser.add_argument(
-        "--save-responses", dest="save_responses", action="store_true", default=None
-    )
-    parser.add_argument("--no-save-responses", dest="save_responses", action="store_false")
-    parser.add_argument(
-        "--capture-cookies", dest="capture_cookies", action="store_true", default=None
-    )
-    parser.add_argument("--no-capture-cookies", dest="capture_cookies", action="store_false")
-    parser.add_argument("--collection", help="collection id that also receives captures")
-    parser.add_argument("--organize-by", help="comma-separated: domain,endpoint")
-    parser.add_argument("--url-contains")
-    parser.add_argument("--url-excludes")
-    parser.add_argument(
-        "--filter-method", action="append", help="capture only this method (repeatable)"
-    )
-    parser.add_argument(
-        "--filter-status", action="append", help="capture only this status or class like 2xx"
-    )
-    parser.add_argument("--exclude-resources", help="comma-separated subset of image,js,css")
-
-
 def _add_jar_commands(parser: argparse.ArgumentParser) -> None:
     jar = parser.add_subparsers(dest="jar_action", required=True, parser_class=Parser)
     listing = jar.add_parser("list", help="cookies in the jar")
@@ -401,7 +351,7 @@ def build_parser() -> Parser:
     session = commands.add_parser("session", help="capture sessions")
     session.set_defaults(handler=cmd_session)
     actions = session.add_subparsers(dest="action", required=True, parser_class=Parser)
-    _add_session_options(actions.add_parser("start", help="start capturing"))
+    add_session_options(actions.add_parser("start", help="start capturing"))
     for name in ("pause", "resume", "stop"):
         actions.add_parser(name, help=f"{name} a session (default: the active one)").add_argument(
             "id", nargs="?"
@@ -412,7 +362,7 @@ def build_parser() -> Parser:
     actions.add_parser("show", help="one session").add_argument("id")
     update = actions.add_parser("update", help="rename or change options")
     update.add_argument("id")
-    _add_session_options(update)
+    add_session_options(update)
     actions.add_parser("delete", help="delete a stopped session").add_argument("id")
     actions.add_parser(
         "clear", help="delete every request of a session, keep the session (default: active)"
