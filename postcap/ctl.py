@@ -143,6 +143,12 @@ def cmd_requests(client: BlockingClient, args: argparse.Namespace) -> Any:
             args.method[0].upper() if len(args.method) == 1 else [m.upper() for m in args.method]
         )
     if args.follow:
+        ignored = [f"--{name.replace('_', '-')}" for name in
+                   ("query", "search_in", "method", "status", "domain", "since", "until", "order",
+                    "limit", "offset") if getattr(args, name) is not None]
+        if ignored:
+            raise UsageError(f"postcapctl requests --follow: takes only --session, not "
+                             f"{', '.join(ignored)}".replace("--search-in", "--in"))
         return follow(client, args, request_line)
     where = [part for part in (args.search_in or "").split(",") if part]
     result = client.request_list(

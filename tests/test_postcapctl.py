@@ -402,6 +402,7 @@ def test_requests_follow_prints_new_captures(
     server: PostcapProcess, origin: Origin, stopped: None
 ) -> None:
     session = ok_json(server, "--json", "session", "start", "--name", "follow")
+    assert "--method" in one_line_error(ctl(server, "requests", "--follow", "--method", "GET"), 2)
     env = dict(os.environ, POSTCAP_HOME=server.data_dir)
     tail = subprocess.Popen([*COMMAND, "requests", "--follow", "--json"], env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
