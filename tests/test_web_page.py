@@ -14,6 +14,7 @@ import pytest
 
 from tests.browser import CHROMIUM
 from tests.harness import Origin
+from tests.history_seed import SEEDED_SESSION, seed_history
 from tests.postcap_process import PostcapProcess
 
 os.environ.setdefault("PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD", "1")
@@ -40,6 +41,7 @@ LAUNCH_ARGS = [
     "--no-first-run",
 ]
 UI_TIMEOUT_MS = 20_000
+ROWS = "#requests-table tbody tr[data-id]"  # rendered rows (placeholders have no id)
 
 
 @pytest.fixture(scope="module")
@@ -150,7 +152,7 @@ def test_live_session_in_the_browser(
         '{"user":"ada","roles":["admin"]}',
         origin.url("/echo"),
     )
-    rows = "#requests-table tbody tr"
+    rows = ROWS
     expect(page.locator(rows)).to_have_count(3)
     table = page.inner_text("#requests-table")
     assert "/hello" in table and "/status/404" in table and "/echo" in table
@@ -160,7 +162,9 @@ def test_live_session_in_the_browser(
     detail = page.wait_for_selector("#detail:not([hidden])")
     text = detail.inner_text()
     assert "POST " + origin.url("/echo") in text
-    assert '"user": "ada"' in text  # the JSON request body pretty-printed
+    page.click("#dtab-body")
+    expect(page.locator("#detail")).to_contain_text('"user": "ada"')  # JSON pretty-printed
+    page.click("#dtab-timing")
     assert page.locator("#detail svg.waterfall rect").count() == 5
 
     page.fill("#search", "status")
@@ -256,10 +260,12 @@ def test_encoded_bodies_are_shown_decoded(server: PostcapProcess, origin: Origin
     expect(page.locator("body")).to_have_attribute("data-events", "connected")
     server.curl(origin.url("/encoded/br?text=shown%20decoded"), "-o", "/dev/null")
     server.curl(origin.url("/encoded/broken"), "-o", "/dev/null")
-    rows = "#requests-table tbody tr"
+    rows = ROWS
     expect(page.locator(rows)).to_have_count(2)
-    page.click(f"{rows}:has-text('/encoded/br')")
-    text = page.wait_for_selector("#detail:not([hidden])").inner_text()
+    page.click(f"{rows}:has-text('/encoded/br?')")
+    page.wait_for_selector("#detail:not([hidden])")
+    page.click("#dtab-body")
+    text = page.inner_text("#detail")
     assert "shown decoded [br]" in text and "br, 18 B decoded" in text
     page.click(f"{rows}:has-text('/encoded/broken')")
     expect(page.locator("#detail")).to_contain_text("not decoded")
@@ -275,12 +281,12 @@ def test_copy_as_curl_and_compare(server: PostcapProcess, origin: Origin, page: 
     expect(page.locator("body")).to_have_attribute("data-events", "connected")
     server.curl("-H", "Content-Type: application/json", "--data", '{"n": 1}', origin.url("/echo?a=1"))
     server.curl("-H", "Content-Type: application/json", "--data", '{"n": 2}', origin.url("/echo?a=2"))
-    rows = "#requests-table tbody tr"
+    rows = ROWS
     expect(page.locator(rows)).to_have_count(2)
 
     page.click(f"{rows}:has-text('a=1')")
     page.click("#copy-curl")
-    command = page.inner_text("#curl-command")
+    command = page.inner_text("#export-output")
     assert command.startswith("curl ") and "--data-raw '{\"n\": 1}'" in command
     page.click("#compare-mark")
     page.click(f"{rows}:has-text('a=2')")
@@ -288,4 +294,130 @@ def test_copy_as_curl_and_compare(server: PostcapProcess, origin: Origin, page: 
     result = page.inner_text("#compare-result")
     assert "query a changed: 1 → 2" in result
     assert "request body $.n changed: 1 → 2" in result
+    assert page.problems == []
+
+
+# -- a large seeded session, at two window widths --------------------------------------------
+
+SEEDED_COUNT = 5_000
+
+
+def artifact_dir(tmp_path: Path) -> Path:
+    """Screenshots go to $POSTCAP_TEST_ARTIFACTS when set, else the test's tmp dir."""
+    named = os.environ.get("POSTCAP_TEST_ARTIFACTS")
+    directory = Path(named) if named else tmp_path
+    directory.mkdir(parents=True, exist_ok=True)
+    return directory
+
+
+@pytest.fixture(scope="module")
+def seeded_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PostcapProcess]:
+    data_dir = tmp_path_factory.mktemp("web-seeded")
+    seed_history(str(data_dir / "history.sqlite3"), SEEDED_COUNT)
+    with PostcapProcess(data_dir) as running:
+        yield running
+
+
+def no_page_overflow(page: Any) -> bool:
+    return bool(page.evaluate("() => document.documentElement.scrollWidth <= window.innerWidth"))
+
+
+@pytest.mark.parametrize("width", [1400, 800])
+def test_large_session_search_detail_and_layout(
+    seeded_server: PostcapProcess, browser: Any, width: int, tmp_path: Path
+) -> None:
+    context = browser.new_context(viewport={"width": width, "height": 900})
+    context.set_default_timeout(UI_TIMEOUT_MS)
+    try:
+        page = context.new_page()
+        problems: list[str] = []
+        page.on("pageerror", lambda error: problems.append(str(error)))
+        sign_in(page, seeded_server)
+        page.click(f"#sessions-table tr[data-id='{SEEDED_SESSION}'] td.name a")
+        expect(page.locator("#request-count")).to_have_text("5,000 requests")
+        newest = f"/api/items/{SEEDED_COUNT - 1}?"
+        expect(page.locator(ROWS).first).to_contain_text(newest)  # newest first
+        assert page.locator(ROWS).count() < 100  # virtualised: only the rows in view
+        row_heights = page.evaluate(
+            "() => [...document.querySelectorAll('#requests-table tbody tr')].slice(0, 5)"
+            ".map(r => r.getBoundingClientRect().height)"
+        )
+        assert set(row_heights) == {24}
+        assert "s5xx" in page.get_attribute(ROWS + ":has-text('/api/items/4998?')", "class")  # 500
+
+        # The oldest row is reached by scrolling to the bottom (pages fetched by offset).
+        page.evaluate("() => { const s = document.querySelector('#table-scroll'); s.scrollTop = s.scrollHeight; }")
+        expect(page.locator(ROWS).last).to_contain_text("/api/items/0?")
+
+        page.fill("#search", "/api/items/0?")
+        expect(page.locator(ROWS)).to_have_count(1)
+        page.fill("#search", newest)
+        expect(page.locator(ROWS)).to_have_count(1)
+        page.fill("#search", "")
+        page.select_option("#filter-status", "4xx")
+        page.fill("#filter-host", "host3.example.test")
+        expect(page.locator("#request-count")).to_have_text("100 requests")  # i % 5 == 2, i % 10 == 3
+
+        page.click(f"{ROWS} >> nth=0")
+        page.wait_for_selector("#detail:not([hidden])")
+        for tab in ("headers", "body", "timing", "cookies"):
+            page.click(f"#dtab-{tab}")
+            assert no_page_overflow(page), tab
+        page.click("#dtab-headers")
+        page.keyboard.press("ArrowDown")
+        expect(page.locator(f"{ROWS}.selected")).to_have_attribute("data-index", "1")
+        page.keyboard.press("Escape")
+        expect(page.locator("#detail")).to_be_hidden()
+        page.keyboard.press("Enter")
+        page.wait_for_selector("#detail:not([hidden])")
+        layout = page.evaluate(
+            """() => { const t = document.querySelector('#table-scroll').getBoundingClientRect();
+                       const d = document.querySelector('#detail').getBoundingClientRect();
+                       return {side: d.left >= t.right - 1, below: d.top >= t.bottom - 1, detail: d.width}; }"""
+        )
+        if width >= 1000:
+            assert layout["side"] and layout["detail"] > 400
+        else:
+            assert layout["below"] and layout["detail"] > 700
+        assert no_page_overflow(page)
+        shot = artifact_dir(tmp_path) / f"web-seeded-{width}.png"
+        page.screenshot(path=str(shot))
+        assert shot.stat().st_size > 10_000
+        assert problems == []
+    finally:
+        context.close()
+
+
+def test_edit_and_replay_then_compare(
+    server: PostcapProcess, origin: Origin, page: Any, tmp_path: Path
+) -> None:
+    sign_in(page, server)
+    page.fill("#start-name", "edit and replay")
+    page.click("#start-button")
+    page.wait_for_selector("#view-live:not([hidden])")
+    expect(page.locator("body")).to_have_attribute("data-events", "connected")
+    server.curl("-H", "Content-Type: application/json", "--data", '{"n": 1}', origin.url("/echo?a=1"))
+    expect(page.locator(ROWS)).to_have_count(1)
+    page.click(f"{ROWS}:has-text('a=1')")
+    page.click("#compare-mark")
+    page.click("#edit-replay")
+    page.fill("#edit-method", "PUT")
+    page.fill("#edit-url", origin.url("/echo?a=2"))
+    headers = page.input_value("#edit-headers")
+    page.fill("#edit-headers", headers + "\nX-Edited: yes")
+    page.fill("#edit-body", '{"n": 2}')
+    page.click("#edit-send")
+    expect(page.locator(ROWS)).to_have_count(2)  # the replay lands in the session
+    expect(page.locator(ROWS).first).to_contain_text("a=2")
+    expect(page.locator("#detail .request-line")).to_have_text("PUT " + origin.url("/echo?a=2"))
+    newest = server.rpc("request.list", order="desc", limit=1)["items"][0]
+    detail = server.rpc("request.get", id=newest["id"])
+    assert detail["method"] == "PUT" and ["X-Edited", "yes"] in detail["request"]["headers"]
+
+    page.click("#compare-button")
+    result = page.inner_text("#compare-result")
+    assert "request headers X-Edited added: - → yes" in result
+    assert "method: POST → PUT" in result
+    assert no_page_overflow(page)
+    page.screenshot(path=str(artifact_dir(tmp_path) / "web-compare.png"))
     assert page.problems == []
