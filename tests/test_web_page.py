@@ -354,6 +354,13 @@ def test_large_session_search_detail_and_layout(
         page.fill("#search", newest)
         expect(page.locator(ROWS)).to_have_count(1)
         page.fill("#search", "")
+        # Sorting by another column sorts the loaded rows in the page (local mode).
+        page.click("#requests-table th[data-key=status] button")
+        expect(page.locator(f"{ROWS} >> nth=0 >> td.c-status")).to_have_text("200")
+        page.click("#requests-table th[data-key=status] button")
+        expect(page.locator(f"{ROWS} >> nth=0 >> td.c-status")).to_have_text("500")
+        page.click("#requests-table th[data-key=time] button")
+        expect(page.locator(ROWS).first).to_contain_text(newest)
         page.select_option("#filter-status", "4xx")
         page.fill("#filter-host", "host2.example.test")
         expect(page.locator("#request-count")).to_have_text("500 requests")  # i % 10 == 2: all 404

@@ -15,14 +15,14 @@ const LOCAL_CAP = 10000;
 const WIDTHS_KEY = 'postcap.columns';
 
 const COLUMNS = [
-  { key: 'time', label: 'Time', width: 96 },
-  { key: 'method', label: 'Method', width: 72 },
-  { key: 'status', label: 'Status', width: 64 },
-  { key: 'host', label: 'Host', width: 170 },
+  { key: 'time', label: 'Time', width: 104 },
+  { key: 'method', label: 'Method', width: 66 },
+  { key: 'status', label: 'Status', width: 54 },
+  { key: 'host', label: 'Host', width: 140 },
   { key: 'path', label: 'Path', width: 0 },      // takes the rest
-  { key: 'type', label: 'Type', width: 130 },
-  { key: 'size', label: 'Size', width: 76 },
-  { key: 'duration', label: 'Duration', width: 80 },
+  { key: 'type', label: 'Type', width: 110 },
+  { key: 'size', label: 'Size', width: 68 },
+  { key: 'duration', label: 'Duration', width: 72 },
 ];
 
 const table = {
@@ -311,7 +311,7 @@ function applyWidths() {
     cols[index].style.width = column.width ? `${column.width}px` : '';
     sum += column.width || 0;
   });
-  $('#requests-table').style.minWidth = `${sum + 160}px`;
+  $('#requests-table').style.minWidth = `${sum + 120}px`;
 }
 
 function startResize(event, column) {
