@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 from pathlib import Path
 from typing import Any, Iterator
@@ -225,26 +226,37 @@ def test_sessions_list_rename_and_delete(server: PostcapProcess, page: Any) -> N
 
 def test_cookies_tab_and_downloads(server: PostcapProcess, origin: Origin, page: Any) -> None:
     session = server.rpc("session.start", name="cookies", capture_cookies=True)
+    server.curl(origin.url("/cookies/set?sid=first"))
     server.curl(origin.url("/cookies/set?sid=abc123"))
     sign_in(page, server)  # the active session opens by itself
     expect(page.locator("#live-title")).to_have_text("cookies")
     page.click("#tab-cookies")
     row = page.locator("#cookies-table tbody tr", has_text="sid")
-    expect(row).to_have_count(1)
+    expect(row).to_have_count(1)  # one row per distinct cookie, its latest value
+    assert row.locator("td").nth(3).inner_text() == "abc123"
+    assert row.locator("td").nth(4).inner_text() == "2"
     row.locator("button.add-to-jar").click()
     expect(page.locator("#jar-table tbody tr", has_text="abc123")).to_have_count(1)
     assert [c["value"] for c in server.rpc("cookiejar.list")["items"]] == ["abc123"]
+    page.check("#sync-enabled")
+    page.fill("#sync-domains", "example.com, api.example.org")
+    page.click("#sync-save")
+    expect(page.locator("#sync-state")).to_have_text("syncing 2 domain(s)")
+    assert server.rpc("cookiesync.get") == {"enabled": True, "domains": ["example.com", "api.example.org"]}
+    server.rpc("cookiesync.set", enabled=False, domains=[])
 
     with page.expect_download() as har_download:
         page.click("#export-har")
     har = json.loads(Path(har_download.value.path()).read_bytes())
     assert [e["request"]["url"] for e in har["log"]["entries"]] == [
-        origin.url("/cookies/set?sid=abc123")
+        origin.url("/cookies/set?sid=first"), origin.url("/cookies/set?sid=abc123")
     ]
-    with page.expect_download() as collection_download:
-        page.click("#export-collection")
-    collection = json.loads(Path(collection_download.value.path()).read_bytes())
-    assert collection["info"]["name"] == "cookies" and len(collection["item"]) == 1
+    for _ in range(2):  # the second export reuses the collection of that name
+        with page.expect_download() as collection_download:
+            page.click("#export-collection")
+        collection = json.loads(Path(collection_download.value.path()).read_bytes())
+        assert collection["info"]["name"] == "cookies" and len(collection["item"]) == 2
+    assert [c["name"] for c in server.rpc("collection.list")["items"]].count("cookies") == 1
     with page.expect_download() as ca_download:
         page.click("#ca-download")
     assert Path(ca_download.value.path()).read_text() == Path(server.ca_path).read_text()
@@ -326,7 +338,8 @@ def no_page_overflow(page: Any) -> bool:
 def test_large_session_search_detail_and_layout(
     seeded_server: PostcapProcess, browser: Any, width: int, tmp_path: Path
 ) -> None:
-    context = browser.new_context(viewport={"width": width, "height": 900})
+    scheme = "light" if width >= 1000 else "dark"
+    context = browser.new_context(viewport={"width": width, "height": 900}, color_scheme=scheme)
     context.set_default_timeout(UI_TIMEOUT_MS)
     try:
         page = context.new_page()
@@ -370,6 +383,9 @@ def test_large_session_search_detail_and_layout(
         for tab in ("headers", "body", "timing", "cookies"):
             page.click(f"#dtab-{tab}")
             assert no_page_overflow(page), tab
+        page.click("#dtab-messages")  # not a WebSocket exchange (or no request.messages)
+        expect(page.locator("#dpane-messages")).to_contain_text(
+            re.compile("No WebSocket messages|request.messages is missing"))
         page.click("#dtab-headers")
         page.keyboard.press("ArrowDown")
         expect(page.locator(f"{ROWS}.selected")).to_have_attribute("data-index", "1")
@@ -377,6 +393,9 @@ def test_large_session_search_detail_and_layout(
         expect(page.locator("#detail")).to_be_hidden()
         page.keyboard.press("Enter")
         page.wait_for_selector("#detail:not([hidden])")
+        page.keyboard.press("/")
+        assert page.evaluate("() => document.activeElement.id") == "search"
+        page.keyboard.press("Escape")
         layout = page.evaluate(
             """() => { const t = document.querySelector('#table-scroll').getBoundingClientRect();
                        const d = document.querySelector('#detail').getBoundingClientRect();
@@ -387,7 +406,7 @@ def test_large_session_search_detail_and_layout(
         else:
             assert layout["below"] and layout["detail"] > 700
         assert no_page_overflow(page)
-        shot = artifact_dir(tmp_path) / f"web-seeded-{width}.png"
+        shot = artifact_dir(tmp_path) / f"web-seeded-{width}-{scheme}.png"
         page.screenshot(path=str(shot))
         assert shot.stat().st_size > 10_000
         assert problems == []

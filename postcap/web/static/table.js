@@ -17,12 +17,12 @@ const WIDTHS_KEY = 'postcap.columns';
 const COLUMNS = [
   { key: 'time', label: 'Time', width: 104 },
   { key: 'method', label: 'Method', width: 66 },
-  { key: 'status', label: 'Status', width: 54 },
-  { key: 'host', label: 'Host', width: 140 },
+  { key: 'status', label: 'Status', width: 60 },
+  { key: 'host', label: 'Host', width: 136 },
   { key: 'path', label: 'Path', width: 0 },      // takes the rest
-  { key: 'type', label: 'Type', width: 110 },
+  { key: 'type', label: 'Type', width: 104 },
   { key: 'size', label: 'Size', width: 68 },
-  { key: 'duration', label: 'Duration', width: 72 },
+  { key: 'duration', label: 'Duration', width: 80 },
 ];
 
 const table = {
@@ -37,6 +37,7 @@ const table = {
   localNote: '',
   selectedId: null,
   selectedIndex: -1,
+  compareWith: null,      // a transaction id marked for "compare"
   frame: 0,
   deepTimer: null,
 };
@@ -407,10 +408,20 @@ function startSplitDrag(event) {
   window.addEventListener('pointerup', up);
 }
 
+// Scrolling away from the newest rows turns "follow newest" off; back to them, on.
+function followFromScroll() {
+  if (table.local) return;
+  const scroller = $('#table-scroll');
+  const atNewest = table.sortDir === 'desc'
+    ? scroller.scrollTop < ROW_H / 2
+    : scroller.scrollTop + scroller.clientHeight >= scroller.scrollHeight - ROW_H / 2;
+  $('#follow').checked = atNewest;
+}
+
 function initTable() {
   renderHead();
   const scroller = $('#table-scroll');
-  scroller.addEventListener('scroll', scheduleRender, { passive: true });
+  scroller.addEventListener('scroll', () => { followFromScroll(); scheduleRender(); }, { passive: true });
   $('#requests-table tbody').addEventListener('click', (event) => {
     const row = event.target.closest('tr.row');
     if (!row || !row.dataset.id) return;
