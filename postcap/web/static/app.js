@@ -455,6 +455,7 @@ function handleServerEvent(event) {
     if (wasCurrent) {
       // Keep the counts this page has been adding up; the event carries the record.
       sessionChanged(data.session);
+      if (data.change === 'cleared') { closeDetail(); loadRequests(false).catch(reportError); }
     } else {
       state.sessions.set(data.session.id, data.session);
       renderSessions();
