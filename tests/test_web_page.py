@@ -155,6 +155,7 @@ def test_live_session_in_the_browser(
     )
     rows = ROWS
     expect(page.locator(rows)).to_have_count(3)
+    expect(page.locator(ROWS).first).to_contain_text("/echo")  # newest first
     table = page.inner_text("#requests-table")
     assert "/hello" in table and "/status/404" in table and "/echo" in table
     assert "3 req" in page.inner_text("#corner-size")
@@ -403,6 +404,23 @@ def test_large_session_search_detail_and_layout(
         )
         if width >= 1000:
             assert layout["side"] and layout["detail"] > 400
+            # Columns and the split are resized by dragging.
+            grip = page.locator("#requests-table th[data-key=host] .grip").bounding_box()
+            before = page.locator("#requests-table th[data-key=host]").bounding_box()["width"]
+            page.mouse.move(grip["x"] + 3, grip["y"] + 5)
+            page.mouse.down()
+            page.mouse.move(grip["x"] + 63, grip["y"] + 5, steps=3)
+            page.mouse.up()
+            after = page.locator("#requests-table th[data-key=host]").bounding_box()["width"]
+            assert after == pytest.approx(before + 60, abs=2)
+            bar = page.locator("#splitter").bounding_box()
+            page.mouse.move(bar["x"] + 3, bar["y"] + 100)
+            page.mouse.down()
+            page.mouse.move(bar["x"] - 197, bar["y"] + 100, steps=3)
+            page.mouse.up()
+            wider = page.locator("#detail").bounding_box()["width"]
+            assert wider == pytest.approx(layout["detail"] + 200, abs=4)
+            page.evaluate("() => localStorage.removeItem('postcap.columns')")
         else:
             assert layout["below"] and layout["detail"] > 700
         assert no_page_overflow(page)
@@ -446,4 +464,49 @@ def test_edit_and_replay_then_compare(
     assert "method: POST → PUT" in result
     assert no_page_overflow(page)
     page.screenshot(path=str(artifact_dir(tmp_path) / "web-compare.png"))
+    assert page.problems == []
+
+
+def test_image_preview_hex_and_long_bodies_in_pieces(
+    server: PostcapProcess, origin: Origin, page: Any, tmp_path: Path
+) -> None:
+    png = tmp_path / "dot.png"
+    png.write_bytes(bytes.fromhex(
+        "89504e470d0a1a0a0000000d4948445200000001000000010806000000"
+        "1f15c4890000000d49444154789c6360f8cfc0f01f0005000201a5e6d5"
+        "f70000000049454e44ae426082"))
+    long_text = tmp_path / "long.txt"
+    long_text.write_text("0123456789abcdef" * 20_000)  # 320,000 characters
+    sign_in(page, server)
+    page.fill("#start-name", "bodies")
+    page.click("#start-button")
+    page.wait_for_selector("#view-live:not([hidden])")
+    expect(page.locator("body")).to_have_attribute("data-events", "connected")
+    server.curl("-H", "Content-Type: image/png", "--data-binary", f"@{png}", origin.url("/echo?png"))
+    server.curl("-H", "Content-Type: text/plain", "--data-binary", f"@{long_text}", origin.url("/echo?long"))
+    expect(page.locator(ROWS)).to_have_count(2)
+
+    page.click(f"{ROWS}:has-text('?png')")
+    page.wait_for_selector("#detail:not([hidden])")
+    page.click("#dtab-body")
+    image = page.locator("#detail img")
+    expect(image).to_have_count(1)
+    assert image.get_attribute("src").startswith("blob:")  # the CSP allows blob: images
+    page.wait_for_function("() => document.querySelector('#detail img').naturalWidth === 1")
+    page.click("#detail .body-part >> nth=0 >> button[data-mode=hex]")
+    expect(page.locator("#detail .body-part >> nth=0 >> pre")).to_contain_text(
+        "00000000  89 50 4e 47 0d 0a 1a 0a")
+
+    page.click(f"{ROWS}:has-text('?long')")
+    expect(page.locator("#detail .request-line")).to_contain_text("?long")
+    request_body = page.locator("#detail .body-part >> nth=0")
+    shown = lambda: len(request_body.locator("pre").inner_text())  # noqa: E731
+    assert shown() == 256 * 1024
+    more = request_body.locator("button.more")
+    expect(more).to_be_visible()
+    more.click()
+    page.wait_for_function(
+        "() => document.querySelector('#detail .body-part pre').textContent.length === 320000")
+    expect(more).to_be_hidden()
+    assert no_page_overflow(page)
     assert page.problems == []
