@@ -29,7 +29,10 @@ const table = {
   total: 0,
   rows: new Map(),        // capture-order index -> summary (server mode)
   known: new Set(),       // ids already counted
-  requested: new Set(),   // page numbers fetched or in flight
+  requested: new Map(),   // page number -> time fetched (0 while in flight)
+  loading: false,         // a reload is under way: live rows wait for it
+  localDirty: false,
+  tailTimer: null,
   generation: 0,
   sortKey: 'time',
   sortDir: 'desc',
@@ -150,20 +153,46 @@ async function loadRequests(keepScroll) {
   const scrollTop = keepScroll ? scroller.scrollTop : 0;
   table.rows = new Map();
   table.known = new Set();
-  table.requested = new Set();
+  table.requested = new Map();
   table.local = null;
-  if (isLocalMode()) {
-    await loadLocal(generation);
-  } else {
-    const result = await rpc('request.list', Object.assign({ session_id: state.current.id, limit: 1, order: 'asc' }, serverFilters()));
-    if (generation !== table.generation) return;
-    table.total = result.total;
+  table.loading = true;
+  try {
+    if (isLocalMode()) {
+      await loadLocal(generation);
+    } else {
+      const result = await rpc('request.list', Object.assign({ session_id: state.current.id, limit: 1, order: 'asc' }, serverFilters()));
+      if (generation !== table.generation) return;
+      table.total = result.total;
+    }
+  } finally {
+    if (generation === table.generation) table.loading = false;
   }
-  if (!keepScroll) scroller.scrollTop = table.sortDir === 'asc' && $('#follow').checked ? scroller.scrollHeight : scrollTop;
-  else scroller.scrollTop = scrollTop;
+  sizeTable();
+  scroller.scrollTop = !keepScroll && table.sortDir === 'asc' && $('#follow').checked ? scroller.scrollHeight : scrollTop;
   findSelected();
   renderTable();
   updateCount();
+}
+
+// After live rows: ask the server for the count once things settle, and refetch the
+// newest page when it disagrees (a row that arrived during a reload, say).
+function scheduleTailCheck() {
+  if (table.tailTimer || table.local) return;
+  table.tailTimer = setTimeout(async () => {
+    table.tailTimer = null;
+    const generation = table.generation;
+    try {
+      const result = await rpc('request.list', Object.assign({ session_id: state.current.id, limit: 1, order: 'asc' }, serverFilters()));
+      if (generation !== table.generation || table.loading || result.total === table.total) return;
+      const from = Math.floor(Math.max(0, Math.min(result.total, table.total) - 1) / PAGE);
+      for (const [position] of table.rows) if (position >= from * PAGE) table.rows.delete(position);
+      for (const page of [...table.requested.keys()]) if (page >= from) table.requested.delete(page);
+      table.total = result.total;
+      table.known = new Set([...table.rows.values()].map((summary) => summary.id));
+      updateCount();
+      scheduleRender();
+    } catch (error) { reportError(error); }
+  }, 1500);
 }
 
 async function loadLocal(generation) {
@@ -194,13 +223,16 @@ function sortLocal() {
   });
 }
 
+// Fetch a page of rows unless it is in flight, or was fetched less than a second ago.
 function ensurePage(page) {
-  if (table.requested.has(page) || !state.current) return;
-  table.requested.add(page);
+  const fetched = table.requested.get(page);
+  if (fetched === 0 || (fetched && Date.now() - fetched < 1000) || !state.current || table.loading) return;
+  table.requested.set(page, 0);
   const generation = table.generation;
   rpc('request.list', Object.assign({ session_id: state.current.id, order: 'asc', limit: PAGE, offset: page * PAGE }, serverFilters()))
     .then((result) => {
       if (generation !== table.generation) return;
+      table.requested.set(page, Date.now());
       result.items.forEach((summary, k) => { table.rows.set(page * PAGE + k, summary); table.known.add(summary.id); });
       if (result.total > table.total) { table.total = result.total; updateCount(); }
       scheduleRender();
@@ -215,6 +247,7 @@ function updateCount() {
 
 // A live capture: counted and shown at once when it matches the filters.
 function addArrival(summary) {
+  if (table.loading) { scheduleTailCheck(); return; }
   if (table.known.has(summary.id)) return;
   const match = matchesFilters(summary);
   if (match === null) { scheduleDeepReload(); return; }
@@ -224,11 +257,12 @@ function addArrival(summary) {
   const follow = $('#follow').checked;
   if (table.local) {
     table.local.push(summary);
-    sortLocal();
-    findSelected();
+    table.localDirty = true;
   } else {
     table.rows.set(table.total, summary);
     table.total += 1;
+    sizeTable();
+    scheduleTailCheck();
     if (table.sortDir === 'desc') {
       if (table.selectedIndex >= 0) table.selectedIndex += 1;
       if (!follow && scroller.scrollTop > 0) scroller.scrollTop += ROW_H;
@@ -260,10 +294,13 @@ function scheduleRender() {
   table.frame = requestAnimationFrame(() => { table.frame = 0; renderTable(); });
 }
 
+function sizeTable() { $('#table-sizer').style.height = `${HEAD_H + rowCount() * ROW_H}px`; }
+
 function renderTable() {
   const scroller = $('#table-scroll');
+  if (table.localDirty) { table.localDirty = false; sortLocal(); findSelected(); }
   const count = rowCount();
-  $('#table-sizer').style.height = `${HEAD_H + count * ROW_H}px`;
+  sizeTable();
   const first = Math.max(0, Math.floor(scroller.scrollTop / ROW_H) - OVERSCAN);
   const last = Math.min(count, first + Math.ceil(scroller.clientHeight / ROW_H) + 2 * OVERSCAN);
   $('#requests-table').style.top = `${first * ROW_H}px`;
@@ -359,7 +396,9 @@ function openDetailSoon(id, now) {
 }
 
 function tableKeys(event) {
-  const typing = /^(INPUT|TEXTAREA|SELECT)$/.test(document.activeElement && document.activeElement.tagName);
+  const focused = document.activeElement ? document.activeElement.tagName : '';
+  const typing = /^(INPUT|TEXTAREA|SELECT)$/.test(focused);
+  if (event.key === 'Enter' && /^(BUTTON|A)$/.test(focused)) return;   // the button's own Enter
   if (event.key === '/' && !typing && !$('#view-live').hidden) { event.preventDefault(); $('#search').focus(); return; }
   if (event.key === 'Escape') {
     if (typing) document.activeElement.blur();
@@ -378,6 +417,7 @@ function tableKeys(event) {
 }
 
 function closeDetail() {
+  if ($('#detail').contains(document.activeElement)) $('#table-scroll').focus();
   $('#detail').hidden = true;
   $('#splitter').hidden = true;
   $('#split').classList.remove('open');
