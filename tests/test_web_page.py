@@ -510,3 +510,33 @@ def test_image_preview_hex_and_long_bodies_in_pieces(
     expect(more).to_be_hidden()
     assert no_page_overflow(page)
     assert page.problems == []
+
+
+def test_live_burst_follow_and_stable_view(server: PostcapProcess, origin: Origin, page: Any) -> None:
+    page.set_viewport_size({"width": 1400, "height": 700})
+    sign_in(page, server)
+    page.fill("#start-name", "burst")
+    page.click("#start-button")
+    page.wait_for_selector("#view-live:not([hidden])")
+    expect(page.locator("body")).to_have_attribute("data-events", "connected")
+    server.curl(*[origin.url(f"/hello?i={i}") for i in range(60)], "-o", "/dev/null")
+    expect(page.locator("#request-count")).to_have_text("60 requests")
+    expect(page.locator(ROWS).first).to_contain_text("i=59")  # follow: the newest in view
+    ids = page.eval_on_selector_all(ROWS, "rows => rows.map(r => r.dataset.id)")
+    assert len(ids) == len(set(ids))
+
+    # Scrolled away from the newest, follow turns off and the rows in view stay put.
+    page.evaluate("() => { document.querySelector('#table-scroll').scrollTop = 10 * 24; }")
+    expect(page.locator("#follow")).not_to_be_checked()
+    top = page.evaluate(
+        """() => { const box = document.querySelector('#table-scroll').getBoundingClientRect();
+                   return document.elementFromPoint(box.left + 40, box.top + 26 + 5).closest('tr').dataset.id; }""")
+    server.curl(origin.url("/hello?i=60"), "-o", "/dev/null")
+    expect(page.locator("#request-count")).to_have_text("61 requests")
+    after = page.evaluate(
+        """() => { const box = document.querySelector('#table-scroll').getBoundingClientRect();
+                   return document.elementFromPoint(box.left + 40, box.top + 26 + 5).closest('tr').dataset.id; }""")
+    assert after == top
+    page.check("#follow")
+    expect(page.locator(ROWS).first).to_contain_text("i=60")
+    assert page.problems == []
