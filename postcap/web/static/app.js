@@ -335,7 +335,8 @@ function barChart(key, title, counts) {
   const entries = Object.entries(counts || {}).sort((a, b) => b[1] - a[1] || (a[0] < b[0] ? -1 : 1)).slice(0, 20);
   const max = Math.max(1, ...entries.map(([, count]) => count));
   const rowHeight = 20, labelWidth = 150, barWidth = 180;
-  const chart = svg('svg', { 'data-chart': key, width: labelWidth + barWidth + 60, height: Math.max(1, entries.length) * rowHeight + 4, role: 'img', 'aria-label': title });
+  const width = labelWidth + barWidth + 60, height = Math.max(1, entries.length) * rowHeight + 4;
+  const chart = svg('svg', { 'data-chart': key, width, height, viewBox: `0 0 ${width} ${height}`, role: 'img', 'aria-label': title });
   entries.forEach(([name, count], index) => {
     const y = index * rowHeight + 2;
     const group = svg('g', { 'data-key': name, 'data-count': count });

@@ -296,7 +296,9 @@ async function copyAs(id, format) {
 async function replay(id, overrides) {
   try {
     const result = await rpc('request.replay', Object.assign({ id }, overrides));
-    showMessage(`Replayed: ${result.status === null ? result.error : result.status} (new request in session ${result.session_id})`);
+    const where = state.current && result.session_id === state.current.id ? 'this session'
+      : `the session "${(state.sessions.get(result.session_id) || { name: result.session_id }).name}"`;
+    showMessage(`Replayed: ${result.status === null ? result.error : result.status}, recorded as a new request in ${where}`);
     await openDetail(result.id);
   } catch (error) { reportError(error); }
 }
