@@ -378,6 +378,11 @@ def test_large_session_search_detail_and_layout(
         page.select_option("#filter-status", "4xx")
         page.fill("#filter-host", "host2.example.test")
         expect(page.locator("#request-count")).to_have_text("500 requests")  # i % 10 == 2: all 404
+        page.fill("#filter-type", "html")  # content type: filtered in the page
+        expect(page.locator("#request-count")).to_have_text("0 requests")
+        page.fill("#filter-type", "json")
+        expect(page.locator("#request-count")).to_have_text("500 requests")
+        page.fill("#filter-type", "")
 
         page.click(f"{ROWS} >> nth=0")
         page.wait_for_selector("#detail:not([hidden])")
