@@ -383,6 +383,7 @@ def test_large_session_search_detail_and_layout(
         page.fill("#filter-type", "json")
         expect(page.locator("#request-count")).to_have_text("500 requests")
         page.fill("#filter-type", "")
+        page.wait_for_selector("#requests-table[aria-busy=false]")
 
         page.click(f"{ROWS} >> nth=0")
         page.wait_for_selector("#detail:not([hidden])")
@@ -538,6 +539,7 @@ def test_live_burst_follow_and_stable_view(server: PostcapProcess, origin: Origi
                    return document.elementFromPoint(box.left + 40, box.top + 26 + 5).closest('tr').dataset.id; }""")
     server.curl(origin.url("/hello?i=60"), "-o", "/dev/null")
     expect(page.locator("#request-count")).to_have_text("61 requests")
+    page.evaluate("() => new Promise(done => requestAnimationFrame(() => requestAnimationFrame(done)))")
     after = page.evaluate(
         """() => { const box = document.querySelector('#table-scroll').getBoundingClientRect();
                    return document.elementFromPoint(box.left + 40, box.top + 26 + 5).closest('tr').dataset.id; }""")

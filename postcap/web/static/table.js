@@ -145,6 +145,7 @@ function summaryAt(index) {
 }
 
 function positionOf(index) { return table.sortDir === 'desc' ? table.total - 1 - index : index; }
+const displayIndex = positionOf;   // the mapping is its own inverse
 
 async function loadRequests(keepScroll) {
   if (!state.current) return;
@@ -172,6 +173,7 @@ async function loadRequests(keepScroll) {
   findSelected();
   renderTable();
   updateCount();
+  $('#requests-table').setAttribute('aria-busy', 'false');
 }
 
 // After live rows: ask the server for the count once things settle, and refetch the
@@ -233,7 +235,11 @@ function ensurePage(page) {
     .then((result) => {
       if (generation !== table.generation) return;
       table.requested.set(page, Date.now());
-      result.items.forEach((summary, k) => { table.rows.set(page * PAGE + k, summary); table.known.add(summary.id); });
+      result.items.forEach((summary, k) => {
+        table.rows.set(page * PAGE + k, summary);
+        table.known.add(summary.id);
+        if (summary.id === table.selectedId) table.selectedIndex = displayIndex(page * PAGE + k);
+      });
       if (result.total > table.total) { table.total = result.total; updateCount(); }
       scheduleRender();
     })
@@ -282,7 +288,7 @@ function findSelected() {
   if (!table.selectedId) { table.selectedIndex = -1; return; }
   if (table.local) { table.selectedIndex = table.local.findIndex((s) => s.id === table.selectedId); return; }
   for (const [position, summary] of table.rows) {
-    if (summary.id === table.selectedId) { table.selectedIndex = table.sortDir === 'desc' ? table.total - 1 - position : position; return; }
+    if (summary.id === table.selectedId) { table.selectedIndex = displayIndex(position); return; }
   }
   table.selectedIndex = -1;
 }
@@ -467,7 +473,8 @@ function initTable() {
     if (!row || !row.dataset.id) return;
     selectIndex(Number(row.dataset.index), true);
   });
-  const refilter = debounce(() => loadRequests(false).catch(reportError), 250);
+  const reload = debounce(() => loadRequests(false).catch(reportError), 250);
+  const refilter = () => { $('#requests-table').setAttribute('aria-busy', 'true'); reload(); };
   for (const id of ['#search', '#filter-host', '#filter-type']) $(id).addEventListener('input', refilter);
   for (const id of ['#filter-method', '#filter-status', '#search-deep']) $(id).addEventListener('change', refilter);
   $('#filter-form').addEventListener('submit', (e) => { e.preventDefault(); refilter(); });
