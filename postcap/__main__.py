@@ -9,8 +9,8 @@ import sys
 
 from postcap._version import __version__
 
-USAGE = """usage: postcap run [--name NAME] [--data-dir DIR] [--control URL] -- COMMAND [ARGS...]
-       postcap mcp [--data-dir DIR] [--control URL]
+USAGE = """usage: postcap run [--name NAME] [--data-dir DIR] [--control ENDPOINT] -- COMMAND [ARGS...]
+       postcap mcp [--data-dir DIR] [--control ENDPOINT]
        postcap --version
 run the server with: twistd -n postcap --port 5555 (see twistd postcap --help)"""
 

@@ -19,7 +19,7 @@ from twisted.internet.interfaces import IReactorThreads
 from twisted.internet.threads import deferToThreadPool
 from twisted.python.threadpool import ThreadPool
 
-from postcap.model import Body, Transaction
+from postcap.model import Body, Transaction, WebSocketMessage
 
 
 #: Spool files start with this; anything else in the directory is left alone.
@@ -222,3 +222,18 @@ class Recorder(TypingProtocol):
 
     def when_drained(self) -> Deferred[None]:
         """Fires once the history has caught up (at once when it is not behind)."""
+
+
+class MessageRecorder(TypingProtocol):
+    """What a WebSocket relay needs of the session layer, beyond :class:`Recorder`."""
+
+    def message_capture(self, ticket: CaptureTicket) -> str:
+        """``"running"`` (capture messages), ``"paused"`` (not now) or ``"ended"`` (the
+        ticket's session stopped: never again)."""
+
+    def message_captured(self, ticket: CaptureTicket, message: WebSocketMessage) -> None:
+        """Store and publish one message of a recorded WebSocket transaction."""
+
+    def websocket_closed(self, ticket: CaptureTicket, transaction_id: str,
+                         closed_by: str | None, close_code: int | None) -> None:
+        """The WebSocket connection of a recorded transaction ended."""

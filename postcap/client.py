@@ -116,11 +116,19 @@ class MethodHelpers:
     def session_export(self, id: str, format: str = "har") -> Any:
         return self.call("session.export", id=id, format=format)
 
+    def api_diff(self, id: str, spec: Any) -> Any:
+        """Drift between a session's traffic and an OpenAPI document (object or JSON/YAML text)."""
+        return self.call("api.diff", id=id, spec=spec)
+
     def request_list(self, **filters: Any) -> Any:
         return self.call("request.list", **_params(**filters))
 
     def request_get(self, id: str) -> Any:
         return self.call("request.get", id=id)
+
+    def request_messages(self, id: str, limit: int | None = None, offset: int | None = None) -> Any:
+        """``{total, items}``: the messages of a WebSocket request, oldest first."""
+        return self.call("request.messages", **_params(id=id, limit=limit, offset=offset))
 
     def request_delete(self, ids: list[str]) -> Any:
         return self.call("request.delete", ids=list(ids))

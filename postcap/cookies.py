@@ -20,6 +20,9 @@ from urllib.parse import urlsplit
 from postcap.model import is_ip_literal
 
 SAME_SITE_VALUES = {"strict": "Strict", "lax": "Lax", "none": "None"}
+#: The latest expiry kept (9999-12-31T23:59:59Z); later ones, however written, are this.
+LATEST_EXPIRY = 253402300799.0
+_DELTA_SECONDS = re.compile(r"-?[0-9]+")
 NETSCAPE_HEADER = "# Netscape HTTP Cookie File\n# Written by postcap; curl -b and wget read it.\n\n"
 
 
@@ -172,9 +175,8 @@ def parse_set_cookie(header: str, url: str, now: float) -> Cookie | None:
             if parsed is not None:
                 expires = parsed
         elif key == "max-age":
-            if re.fullmatch(r"-?\d+", attr_value):
-                seconds = int(attr_value)
-                max_age = now + seconds if seconds > 0 else 0.0
+            max_age = _max_age_expiry(attr_value, now) if _DELTA_SECONDS.fullmatch(attr_value) \
+                else max_age
         elif key == "domain":
             domain = attr_value.lstrip(".").lower()
             if domain:
@@ -192,6 +194,31 @@ def parse_set_cookie(header: str, url: str, now: float) -> Cookie | None:
             cookie = replace(cookie, same_site=SAME_SITE_VALUES.get(attr_value.lower()))
     chosen = max_age if max_age is not None else expires
     return replace(cookie, expires=chosen)
+
+
+def _max_age_expiry(delta_seconds: str, now: float) -> float:
+    """RFC 6265 §5.2.2: ``now`` plus the delta, 0 (expired) unless positive; capped at
+    :data:`LATEST_EXPIRY` however many digits the delta has."""
+    digits = delta_seconds.lstrip("0")
+    if delta_seconds.startswith("-") or not digits:
+        return 0.0
+    if len(digits) > len(str(int(LATEST_EXPIRY))):
+        return LATEST_EXPIRY
+    return min(now + int(digits), LATEST_EXPIRY)
+
+
+def parse_set_cookies(headers: Iterable[str], url: str, now: float) -> list[Cookie]:
+    """The cookies of a response's ``Set-Cookie`` headers; one a browser would ignore,
+    or that cannot be read at all, is left out without costing the others."""
+    cookies = []
+    for header in headers:
+        try:
+            cookie = parse_set_cookie(header, url, now)
+        except (ValueError, OverflowError):
+            cookie = None
+        if cookie is not None:
+            cookies.append(cookie)
+    return cookies
 
 
 def netscape_line(cookie: Cookie) -> str:
@@ -236,5 +263,6 @@ __all__ = [
     "parse_cookie_header",
     "parse_expires",
     "parse_set_cookie",
+    "parse_set_cookies",
     "path_matches",
 ]

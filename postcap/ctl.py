@@ -4,7 +4,7 @@ A thin JSON-RPC client over :class:`postcap.client.BlockingClient`.  ``--json``
 prints each result as JSON; otherwise results are short human tables.
 
 Exit codes: 0 success; 1 the server answered with an error (its message is
-printed); 2 usage error; 3 the server cannot be reached, or the token was refused
+printed), or ``api diff`` found drift; 2 usage error; 3 the server cannot be reached, or the token was refused
 or cannot be read.  Errors are a single line on stderr, never a traceback.
 """
 
@@ -25,6 +25,7 @@ from postcap.client import (
     read_token,
     resolve,
 )
+from postcap.ctl_api import add_api_commands, add_openapi_export
 from postcap.ctl_stats import add_stats_parser
 from postcap.discovery import BadControlEndpoint
 
@@ -125,6 +126,19 @@ def show_requests(result: dict[str, Any]) -> str:
     return table(rows, ["ID", "METHOD", "STATUS", "TIME", "SIZE", "URL"]) + footer
 
 
+def show_messages(result: dict[str, Any]) -> str:
+    """WebSocket messages as a table: time, direction, type, size, the payload's start."""
+    rows = []
+    for message in result["items"]:
+        arrow = "->" if message["direction"] == "client" else "<-"
+        text = message["text"] if message["encoding"] == "utf-8" else f"[base64] {message['text']}"
+        if "code" in message:
+            text = f"{message['code']} {text}".strip()
+        rows.append([message["at"], arrow, message["type"], message["size"],
+                     text[:80].replace("\n", " ") + ("…" if message["truncated"] or len(text) > 80 else "")])
+    return table(rows, ["AT", "DIR", "TYPE", "SIZE", "DATA"]) + f"\n{len(rows)} of {result['total']} message(s)"
+
+
 def show_detail(detail: dict[str, Any]) -> str:
     lines = [
         f"{detail['method']} {detail['url']}",
@@ -149,6 +163,12 @@ def show_detail(detail: dict[str, Any]) -> str:
             )
             if body.get("encoding") == "utf-8" and body.get("text"):
                 lines.append("  " + body["text"][:2000].replace("\n", "\n  "))
+    websocket = detail.get("websocket")
+    if websocket:
+        ended = "open" if websocket["close_code"] is None else (
+            f"closed by {websocket['closed_by'] or 'postcap'} with {websocket['close_code']}")
+        lines += ["", f"websocket: {websocket['message_count']} message(s), {ended}"
+                      f" (postcapctl request messages {detail['id']})"]
     if detail.get("error"):
         lines += ["", f"error: {detail['error']}"]
     timings = detail.get("timings") or {}
@@ -369,6 +389,8 @@ def cmd_request(client: BlockingClient, args: argparse.Namespace) -> Any:
         return client.request_diff(args.a, args.b), show_diff
     if args.action == "replay":
         return client.request_replay(args.id, use_cookie_jar=args.use_cookie_jar), show_detail
+    if args.action == "messages":
+        return client.request_messages(args.id, limit=args.limit, offset=args.offset), show_messages
     deleted = client.request_delete(args.ids)
     return deleted, lambda n: f"deleted {n} request(s)"
 
@@ -505,7 +527,7 @@ def build_parser() -> Parser:
     parser = Parser(
         prog="postcapctl",
         description="Control a running postcap server.",
-        epilog="exit codes: 0 ok, 1 server error, 2 usage, 3 unreachable or refused token",
+        epilog="exit codes: 0 ok, 1 server error (or drift, for api diff), 2 usage, 3 unreachable or refused token",
     )
     parser.add_argument("--json", action="store_true", help="print results as JSON")
     parser.add_argument(
@@ -575,6 +597,10 @@ def build_parser() -> Parser:
     compare.add_argument("a")
     compare.add_argument("b")
     request_actions.add_parser("delete").add_argument("ids", nargs="+")
+    messages = request_actions.add_parser("messages", help="messages of a WebSocket request")
+    messages.add_argument("id")
+    messages.add_argument("--limit", type=int)
+    messages.add_argument("--offset", type=int)
 
     export = commands.add_parser("export", help="export a session")
     export.set_defaults(handler=cmd_export)
@@ -582,6 +608,8 @@ def build_parser() -> Parser:
     har = export_formats.add_parser("har", help="HAR 1.2, streamed from the server")
     har.add_argument("session")
     har.add_argument("-o", "--output", help="file to write (default: SESSION.har)")
+    add_openapi_export(export_formats, Parser)
+    add_api_commands(commands, Parser)
 
     collection = commands.add_parser("collection", help="Postman collections")
     collection.set_defaults(handler=cmd_collection)
@@ -673,7 +701,7 @@ def main(argv: Sequence[str] | None = None, stdout: Any = None, stderr: Any = No
         print(json.dumps(result, indent=2), file=stdout)
     else:
         print(render(result), file=stdout)
-    return EXIT_OK
+    return int(getattr(args, "exit_status", EXIT_OK))
 
 
 if __name__ == "__main__":  # pragma: no cover

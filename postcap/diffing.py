@@ -11,7 +11,8 @@ both sides agree, so a client can show only what changed:
 - ``request_body`` / ``response_body``: ``{kind: "json", changes: [{path, change, a, b}]}``
   when both sides parse as JSON (paths like ``$.items[2].id``), ``{kind: "text",
   unified: "..."}`` for other text, ``{kind: "binary", a: {size, sha256}, b: {...}}``
-  otherwise.
+  otherwise.  Bodies with a ``Content-Encoding`` postcap can undo are compared decoded
+  (``decoded: {a, b}`` names the codings).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import json
 from typing import Any, Iterator, Mapping
 from urllib.parse import parse_qsl, urlsplit
 
+from postcap.encodings import decoded_json
 from postcap.requests_as_code import body_bytes
 
 #: JSON changes listed at most; ``truncated`` says when there were more.
@@ -123,11 +125,21 @@ def _fingerprint(data: bytes, body: Mapping[str, Any]) -> dict[str, Any]:
             "sha256": hashlib.sha256(data).hexdigest()}
 
 
+def _content(body: Mapping[str, Any]) -> tuple[bytes, str | None]:
+    """The body's content: decoded when it has a ``Content-Encoding`` postcap could
+    undo (then also the coding), else the stored bytes."""
+    decoded = decoded_json(dict(body))
+    if decoded and decoded.get("error") is None:
+        return body_bytes(decoded), body.get("content_encoding")
+    return body_bytes(body), None
+
+
 def diff_body(a: Mapping[str, Any] | None, b: Mapping[str, Any] | None) -> dict[str, Any] | None:
     a, b = a or {}, b or {}
-    left, right = body_bytes(a), body_bytes(b)
-    if left == right and a.get("size", len(left)) == b.get("size", len(right)):
+    raw_left, raw_right = body_bytes(a), body_bytes(b)
+    if raw_left == raw_right and a.get("size", len(raw_left)) == b.get("size", len(raw_right)):
         return None
+    (left, coding_a), (right, coding_b) = _content(a), _content(b)
     notes = [side for side, body in (("a", a), ("b", b)) if body.get("truncated")
              or (body.get("size") and not body.get("captured", True))]
     result: dict[str, Any]
@@ -147,6 +159,8 @@ def diff_body(a: Mapping[str, Any] | None, b: Mapping[str, Any] | None) -> dict[
     else:
         result = {"kind": "binary", "a": _fingerprint(left, a), "b": _fingerprint(right, b)}
     result["sizes"] = {"a": a.get("size", len(left)), "b": b.get("size", len(right))}
+    if coding_a or coding_b:
+        result["decoded"] = {"a": coding_a, "b": coding_b}  # compared after undoing these
     if notes:
         result["incomplete"] = notes  # which sides' stored copies are not the whole body
     return result

@@ -20,9 +20,12 @@ from twisted.logger import Logger
 from zope.interface import implementer
 
 from postcap.interfaces import ICaptureSink
-from postcap.model import SessionRecord, Transaction
+from postcap.model import SessionRecord, Transaction, WebSocketMessage
 
-EVENT_KINDS = ("session", "transaction", "cookie")
+EVENT_KINDS = ("session", "transaction", "cookie", "message")
+
+#: Bytes of a WebSocket message's payload a ``message`` event carries (request.messages has all).
+MESSAGE_EVENT_TEXT = 1024
 
 
 class Event:
@@ -41,7 +44,10 @@ class Event:
     @property
     def data(self) -> str:
         if self._data is None:
-            self._data = json.dumps(self._payload, separators=(",", ":"))
+            payload = self._payload
+            if callable(payload):  # built only once a client needs it
+                payload = payload()
+            self._data = json.dumps(payload, separators=(",", ":"))
             self._payload = None
         return self._data
 
@@ -113,6 +119,18 @@ class EventHub:
     def cookies_captured(self, cookies: Iterable[dict[str, Any]]) -> None:
         for cookie in cookies:
             self.publish("cookie", cookie)
+
+    def message_captured(self, session_id: str, message: WebSocketMessage) -> None:
+        """A ``message`` event: the message, its payload cut to :data:`MESSAGE_EVENT_TEXT`
+        (shaped only when some client reads it)."""
+
+        def payload() -> dict[str, Any]:
+            shape = message.to_json(MESSAGE_EVENT_TEXT)
+            shape["transaction_id"] = message.transaction_id
+            shape["session_id"] = session_id
+            return shape
+
+        self.publish("message", payload)
 
 
 @implementer(ICaptureSink)

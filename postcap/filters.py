@@ -16,13 +16,12 @@ Merging rules:
   every filter).
 
 URL patterns: a URL is matched by a pattern when it contains the pattern as a
-plain substring *or* ``re.search`` finds it (so ``api.example.com/v1`` works
-as written, its dots also matching any character).  Matching is
-case-sensitive; write ``(?i)`` for case-insensitive patterns.  Empty patterns
-are normalized to ``null`` (no filter).  Patterns are compiled once, when the
-options are validated.  Python's ``re`` backtracks, so a pathological pattern
-such as ``(a+)+$`` can be slow on long URLs; patterns come only from the
-control channel's authenticated user, and postcap does not time them out.
+plain substring *or* the pattern matches somewhere in it (so
+``api.example.com/v1`` works as written, its dots also matching any
+character).  Matching is case-sensitive; write ``(?i)`` for case-insensitive
+patterns.  Empty patterns are normalized to ``null`` (no filter).  Patterns
+use RE2 syntax and run in linear time (:mod:`postcap.patterns`); one RE2
+cannot take (a backreference, lookaround) is refused with ``-32005``.
 """
 
 from __future__ import annotations
@@ -31,6 +30,9 @@ import copy
 import re
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping
+
+from postcap.patterns import MAX_PATTERN_LENGTH  # noqa: F401  (re-exported)
+from postcap.patterns import PatternError, UserPattern, compile_pattern
 
 __all__ = [
     "INVALID_PARAMS",
@@ -49,7 +51,6 @@ INVALID_PARAMS = -32602
 INVALID_OPTION = -32005
 
 MAX_NAME_LENGTH = 200
-MAX_PATTERN_LENGTH = 4096
 
 ORGANIZE_BY_CHOICES: tuple[tuple[str, ...], ...] = (
     (),
@@ -214,20 +215,15 @@ def _pattern(value: Any, field: str) -> str | None:
         raise OptionError.wrong_type(field, "a string or null")
     if not value:
         return None
-    if len(value) > MAX_PATTERN_LENGTH:
-        raise OptionError.invalid(field, f"must be at most {MAX_PATTERN_LENGTH} characters")
     _compile(value, field)
     return value
 
 
-def _compile(pattern: str, field: str) -> re.Pattern[str]:
+def _compile(pattern: str, field: str) -> UserPattern:
     try:
-        return re.compile(pattern)
-    except re.error as e:
-        raise OptionError.invalid(field, f"not a valid regular expression: {e}") from None
-    except (OverflowError, RecursionError, ValueError) as e:
-        # Huge repeat counts, or nesting too deep for the parser.
-        raise OptionError.invalid(field, f"not a usable regular expression: {e}") from None
+        return compile_pattern(pattern)
+    except PatternError as e:
+        raise OptionError.invalid(field, e.reason) from None
 
 
 def _methods(value: Any, field: str) -> list[str]:
@@ -371,10 +367,6 @@ def resource_kind(content_type: str) -> str | None:
     return None
 
 
-def _url_matches(pattern: re.Pattern[str], url: str) -> bool:
-    return pattern.pattern in url or pattern.search(url) is not None
-
-
 @dataclass(frozen=True, slots=True)
 class CaptureFilter:
     """Which exchanges a session captures.  ``CaptureFilter()`` captures all.
@@ -385,8 +377,8 @@ class CaptureFilter:
     both say yes.
     """
 
-    url_contains: re.Pattern[str] | None = None
-    url_excludes: re.Pattern[str] | None = None
+    url_contains: UserPattern | None = None
+    url_excludes: UserPattern | None = None
     methods: frozenset[str] = frozenset()
     status_codes: frozenset[int] = frozenset()
     #: Status classes by their first digit: ``"2xx"`` is 2.
@@ -400,8 +392,8 @@ class CaptureFilter:
         url_contains, url_excludes = filters["url_contains"], filters["url_excludes"]
         codes = filters["status_codes"]
         return cls(
-            url_contains=None if url_contains is None else re.compile(url_contains),
-            url_excludes=None if url_excludes is None else re.compile(url_excludes),
+            url_contains=None if url_contains is None else compile_pattern(url_contains),
+            url_excludes=None if url_excludes is None else compile_pattern(url_excludes),
             methods=frozenset(filters["methods"]),
             status_codes=frozenset(c for c in codes if isinstance(c, int)),
             status_classes=frozenset(int(c[0]) for c in codes if isinstance(c, str)),
@@ -417,9 +409,9 @@ class CaptureFilter:
         """Whether a request for absolute ``url`` with ``method`` may be captured."""
         if self.methods and method.upper() not in self.methods:
             return False
-        if self.url_excludes is not None and _url_matches(self.url_excludes, url):
+        if self.url_excludes is not None and self.url_excludes.search_or_contains(url):
             return False
-        if self.url_contains is not None and not _url_matches(self.url_contains, url):
+        if self.url_contains is not None and not self.url_contains.search_or_contains(url):
             return False
         return True
 

@@ -85,3 +85,23 @@ class IHistoryStore(ICaptureSink):
 
     def when_drained():
         """@return: a Deferred that fires once the store is no longer congested."""
+
+
+class IWebSocketHistory(Interface):
+    """A history store that also keeps the messages of WebSocket transactions.
+
+    Messages and closes are queued and written after the transactions handed over
+    before them (a message whose transaction is not stored is dropped).  The detail
+    of a transaction of kind ``websocket`` gains ``websocket: {messages,
+    message_count, closed_by, close_code}``.
+    """
+
+    def append_message(message):
+        """Queue a :class:`postcap.model.WebSocketMessage`.  @return: None."""
+
+    def websocket_closed(transaction_id, closed_by, close_code):
+        """Queue the end of a WebSocket connection.  @return: None."""
+
+    def list_messages(transaction_id, limit, offset):
+        """@return: a Deferred firing with ``(total, [message dict])`` oldest first,
+        or None when the transaction is unknown."""

@@ -275,7 +275,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         prog="postcap mcp",
         description="A Model Context Protocol server on stdio over the running postcap.")
     parser.add_argument("--data-dir", help="postcap's data dir [default: $POSTCAP_HOME or ~/.postcap]")
-    parser.add_argument("--control", metavar="URL", help="control URL (default: from the data dir)")
+    parser.add_argument("--control", metavar="ENDPOINT", help="control channel: a URL or an endpoint as the server takes it, unix: included (default: discovered in the data dir)")
     parser.add_argument("--token-file", metavar="FILE", help="token file (default: DATA_DIR/control.token)")
     args = parser.parse_args(list(sys.argv[2:] if argv is None else argv))
     from postcap.run import open_client

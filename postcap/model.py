@@ -422,3 +422,52 @@ class SessionRecord:
             "total_bytes": self.total_bytes,
             "options": self.options,
         }
+
+
+#: The message types of a WebSocket connection, as the contract names them.
+WEBSOCKET_MESSAGE_TYPES = ("text", "binary", "ping", "pong", "close")
+
+
+@_pickled_by_fields
+@dataclass(frozen=True, slots=True)
+class WebSocketMessage:
+    """One WebSocket message as captured (fragments joined, compression undone).
+
+    ``size`` is the whole payload's length; ``data`` the stored copy (at most what
+    the connection's ``--max-capture-body`` budget had left: ``truncated`` says when
+    it is shorter).  A close message's ``data`` is its reason and ``code`` its code.
+    """
+
+    transaction_id: str
+    direction: str  # "client" or "server": who sent it
+    type: str  # one of WEBSOCKET_MESSAGE_TYPES
+    at: float  # when its first frame arrived (epoch seconds)
+    size: int
+    truncated: bool = False
+    data: bytes = b""
+    code: int | None = None
+
+    def to_json(self, text_limit: int | None = None) -> dict[str, Any]:
+        """The contract's message shape; ``text_limit`` shortens the stored copy
+        (flagging it truncated) for places that must stay small, such as events."""
+        data, truncated = self.data, self.truncated
+        if text_limit is not None and len(data) > text_limit:
+            data, truncated = data[:text_limit], True
+        try:
+            if self.type == "binary":  # binary payloads are always base64, as in HAR
+                raise UnicodeDecodeError("utf-8", b"", 0, 1, "binary message")
+            text, encoding = data.decode("utf-8"), "utf-8"
+        except UnicodeDecodeError:
+            text, encoding = base64.b64encode(data).decode("ascii"), "base64"
+        result: dict[str, Any] = {
+            "direction": self.direction,
+            "type": self.type,
+            "at": iso8601(self.at),
+            "size": self.size,
+            "truncated": truncated,
+            "encoding": encoding,
+            "text": text,
+        }
+        if self.code is not None:
+            result["code"] = self.code
+        return result

@@ -82,6 +82,12 @@ def _body_bytes(value: Any) -> bytes:
     raise ReplayError("body", 'must be a string or {"encoding": "utf-8"|"base64", "text": …}')
 
 
+_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+_BAD_VALUE_CHARACTER = re.compile(r"[\x00\r\n]")
+MAX_URL_LENGTH = 8192
+MAX_REPLAY_HEADERS = 500
+
+
 def _header_pairs(value: Any) -> list[tuple[str, str | None]]:
     if isinstance(value, Mapping):
         pairs = list(value.items())
@@ -89,13 +95,48 @@ def _header_pairs(value: Any) -> list[tuple[str, str | None]]:
         pairs = [(p[0], p[1]) for p in value]
     else:
         raise ReplayError("headers", "must be an object {name: value|null} or a list of [name, value]")
+    if len(pairs) > MAX_REPLAY_HEADERS:
+        raise ReplayError("headers", f"at most {MAX_REPLAY_HEADERS} headers")
     for name, header_value in pairs:
-        if not isinstance(name, str) or not name or any(c in name for c in "\r\n:"):
-            raise ReplayError("headers", f"invalid header name {name!r}")
-        if header_value is not None and (not isinstance(header_value, str) or "\r" in header_value
-                                         or "\n" in header_value):
+        if not isinstance(name, str) or not _TOKEN.fullmatch(name):
+            raise ReplayError("headers", f"invalid header name {name!r}: must be an HTTP token")
+        if header_value is not None and (not isinstance(header_value, str)
+                                         or _BAD_VALUE_CHARACTER.search(header_value)):
             raise ReplayError("headers", f"invalid value for header {name!r}")
     return pairs
+
+
+def replay_url(value: Any) -> str:
+    """An absolute ``http(s)://`` URL with a host and, if any, a port of 1 to 65535."""
+    problem = "must be an absolute http:// or https:// URL"
+    if not isinstance(value, str) or len(value) > MAX_URL_LENGTH \
+            or any(c.isspace() or ord(c) < 0x20 or c == "\x7f" for c in value):
+        raise ReplayError("url", problem)
+    try:
+        parts = urlsplit(value)
+        port = parts.port
+        host = parts.hostname
+        if host and not host.isascii():
+            host.encode("idna")
+    except (ValueError, UnicodeError):
+        raise ReplayError("url", f"{problem} with a valid host and port") from None
+    if parts.scheme not in ("http", "https") or not host:
+        raise ReplayError("url", problem)
+    if port == 0:
+        raise ReplayError("url", f"{problem}: the port must be 1 to 65535")
+    return value
+
+
+def replay_headers(value: Any) -> Any:
+    """Header overrides: ``{name: value|null}`` or ``[[name, value], …]``."""
+    _header_pairs(value)
+    return value
+
+
+def replay_body(value: Any) -> Any:
+    """A body override: a string or ``{"encoding": "utf-8"|"base64", "text": …}``."""
+    _body_bytes(value)
+    return value
 
 
 def build_replay(
@@ -116,9 +157,7 @@ def build_replay(
         raise ReplayError("id", "a blind tunnel has no request to replay")
     captured = detail["request"]
     target_url = detail["url"] if url is None else url
-    if not isinstance(target_url, str) or urlsplit(target_url).scheme not in ("http", "https") \
-            or not urlsplit(target_url).hostname:
-        raise ReplayError("url", "must be an absolute http:// or https:// URL")
+    replay_url(target_url)
     pairs = [(_latin1(k), _latin1(v)) for k, v in captured["headers"]]
     if isinstance(headers, list):
         pairs = [(_latin1(k), _latin1(v)) for k, v in _header_pairs(headers) if v is not None]
@@ -271,4 +310,7 @@ class Replayer:
         return str(describe_connect_failure(origin, failure))
 
 
-__all__ = ["CookieSource", "ReplayError", "ReplayRequest", "Replayer", "build_replay"]
+__all__ = [
+    "CookieSource", "ReplayError", "ReplayRequest", "Replayer", "build_replay", "replay_body",
+    "replay_headers", "replay_url",
+]

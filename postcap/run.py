@@ -23,7 +23,7 @@ import sys
 import tempfile
 from typing import Any, Mapping, Sequence
 
-from postcap.client import BlockingClient, PostcapError, connect, locate
+from postcap.client import BlockingClient, PostcapError, connect
 
 EXIT_USAGE = 2
 EXIT_POSTCAP = 125
@@ -151,7 +151,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--name", help="session name (default: run: PROGRAM)")
     parser.add_argument("--data-dir", help="postcap's data dir [default: $POSTCAP_HOME or ~/.postcap]")
-    parser.add_argument("--control", metavar="URL", help="control URL (default: from the data dir)")
+    parser.add_argument("--control", metavar="ENDPOINT",
+                        help="control endpoint, any form postcapctl takes (default: from the data dir)")
     parser.add_argument("--token-file", metavar="FILE", help="token file (default: DATA_DIR/control.token)")
     parser.add_argument("command", nargs=argparse.REMAINDER, help="-- COMMAND [ARGS…]")
     return parser
@@ -159,8 +160,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def open_client(data_dir: str | None, control: str | None, token_file: str | None) -> BlockingClient:
     """The server as ``postcapctl`` finds it (``--data-dir``, ``POSTCAP_HOME``, ``--control``)."""
-    location = locate(os.path.abspath(data_dir) if data_dir else None)
-    return connect(control or location.control_url, token_file=token_file or location.token_file)
+    return connect(control, token_file=token_file,
+                   home=os.path.abspath(data_dir) if data_dir else None)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -13,12 +13,11 @@ from typing import Any, Callable
 
 from twisted.application.service import MultiService
 from twisted.internet import error as ierror
-from twisted.internet.defer import Deferred, ensureDeferred
+from twisted.internet.defer import Deferred, DeferredLock, ensureDeferred
 from twisted.internet.task import LoopingCall
 from twisted.internet.endpoints import TCP4ServerEndpoint, TCP6ServerEndpoint, serverFromString
 from twisted.internet.interfaces import IListeningPort
 from twisted.logger import ILogObserver, Logger
-from twisted.python.failure import Failure
 
 from postcap._version import __version__
 from postcap.capture import Spooler
@@ -44,6 +43,14 @@ from postcap.sinks.cookies import CookieCapture, CookieJar, CookieSync
 from postcap.control.web import ControlRoot, RPCResource, StaticBytes, control_site
 from postcap.control.readiness import ReadinessResource, StatsMethods
 from postcap.metrics import ReactorLagMonitor, Tally, build_registry, metrics_resource, metrics_site
+from postcap.listening import (  # noqa: F401 - StartError is part of this module's API
+    StartError,
+    adopt_unix_lock,
+    bind_endpoint,
+    listen_paused,
+    resume_accepting,
+    unix_path,
+)
 from postcap.proxy.own import OwnEndpoints, machine_addresses
 from postcap.proxy.server import ProxyFactory, ProxySettings
 from postcap.session import SessionManager
@@ -84,13 +91,6 @@ class PostcapConfig:
         return self.storage_path or os.path.join(self.data_dir, "history.sqlite3")
 
 
-def _unix_path(address: Any) -> str | None:
-    name = getattr(address, "name", None)
-    if isinstance(name, bytes):
-        name = name.decode("utf-8", "surrogateescape")
-    return os.path.abspath(name) if isinstance(name, str) and name else None
-
-
 class ProxyListener:
     """The proxy's listening port, which ``proxy.enable``/``disable`` open and close."""
 
@@ -102,6 +102,9 @@ class ProxyListener:
         self.port = port
         self.interface = interface
         self._listening: IListeningPort | None = None
+        #: enable/disable one at a time: calls of one batch run concurrently, and a
+        #: port stopped twice (or while another takes its place) breaks Twisted's Port.
+        self._lock = DeferredLock()
         self.ca_sha256: str | None = None
         #: Called after the proxy starts or stops listening or moves port.
         self.on_change: Callable[[], None] | None = None
@@ -125,6 +128,21 @@ class ProxyListener:
         self.port = self._listening.getHost().port
 
     async def enable(self, port: int | None = None) -> None:
+        """Listen on ``port`` (the current one when None), then leave the old port."""
+        await self._lock.acquire()
+        try:
+            await self._enable(port)
+        finally:
+            self._lock.release()
+
+    async def disable(self) -> None:
+        await self._lock.acquire()
+        try:
+            await self._disable()
+        finally:
+            self._lock.release()
+
+    async def _enable(self, port: int | None) -> None:
         wanted = self.port if port is None else port
         previous = self._listening
         if previous is not None and wanted in (self.port, 0):
@@ -143,7 +161,7 @@ class ProxyListener:
         self._log.info("proxy listening on {interface}:{port}", interface=self.interface, port=self.port)
         self._changed()
 
-    async def disable(self) -> None:
+    async def _disable(self) -> None:
         listening, self._listening = self._listening, None
         if listening is not None:
             await listening.stopListening()
@@ -153,46 +171,6 @@ class ProxyListener:
     def _changed(self) -> None:
         if self.on_change is not None:
             self.on_change()
-
-
-class StartError(Exception):
-    """A start-up failure, as one line naming the option at fault."""
-
-
-def listen_paused(endpoint: Any, factory: Any) -> IListeningPort:
-    """Listen on ``endpoint`` now and stop accepting until :func:`resume_accepting`;
-    :class:`StartError` if the endpoint cannot listen synchronously or at all."""
-    outcome: list[Any] = []
-    endpoint.listen(factory).addBoth(outcome.append)
-    if not outcome:
-        raise StartError("the endpoint does not listen at once")
-    if isinstance(outcome[0], Failure):
-        error = outcome[0].value
-        reason = getattr(error, "socketError", None) or error
-        raise StartError(str(getattr(reason, "strerror", None) or reason))
-    port = outcome[0]
-    if hasattr(port, "stopReading"):
-        port.stopReading()
-    return port
-
-
-def resume_accepting(port: Any) -> None:
-    if hasattr(port, "startReading") and getattr(port, "connected", True):
-        port.startReading()
-
-
-def adopt_unix_lock(port: Any) -> None:
-    """A UNIX port bound before twistd daemonised holds a lock naming the parent's pid,
-    which Twisted would refuse to release on stop: point it at this process."""
-    lock = getattr(port, "lockFile", None)
-    if lock is None or not getattr(lock, "locked", False):
-        return
-    try:
-        if os.readlink(lock.name) != str(os.getpid()):
-            os.remove(lock.name)
-            os.symlink(str(os.getpid()), lock.name)
-    except OSError:
-        pass
 
 
 class PostcapService(MultiService):
@@ -237,6 +215,7 @@ class PostcapService(MultiService):
             lambda change, record: self.events.session_changed(change, record, self.sessions.now())
         )
         self.sessions.add_sink(TransactionEvents(self.events))
+        self.sessions.add_message_listener(self.events.message_captured)
         self.events_resource = EventsResource(self.events, reactor)
         self.jar = CookieJar(self.store)
         self.cookie_sync = CookieSync(self.jar, self.store)
@@ -332,6 +311,7 @@ class PostcapService(MultiService):
 
     def startService(self) -> None:
         adopt_unix_lock(self.control_port)
+        adopt_unix_lock(self.metrics_port)
         super().startService()
         self.reactor.callWhenRunning(self._handle_sigterm)
         ensureDeferred(self._start()).addCallbacks(self.ready.callback, self._start_failed)
@@ -348,15 +328,16 @@ class PostcapService(MultiService):
         if self.control_port is None:
             self.control_port = await serverFromString(
                 self.reactor, self.config.control).listen(self._control_site())
-            self._guard_control_port()
+            self._guard_port(self.control_port)
         else:
             resume_accepting(self.control_port)
         self.lag_monitor.start()
-        if self.config.metrics:
+        if self.metrics_port is not None:
+            resume_accepting(self.metrics_port)
+        elif self.config.metrics:
             self.metrics_port = await serverFromString(self.reactor, self.config.metrics).listen(
                 metrics_site(self.metrics_registry))
-            address = self.metrics_port.getHost()
-            self.own_endpoints.add(getattr(address, "port", None), getattr(address, "host", None))
+            self._guard_port(self.metrics_port)
         await self.proxy.enable()
         if self.retention.enabled:
             self._retention_loop.start(self.config.retention_interval, now=True)
@@ -398,26 +379,29 @@ class PostcapService(MultiService):
         description = self.config.control
         if description.startswith("unix:") and ":mode=" not in description:
             description += ":mode=600"  # only postcap's user may connect (Twisted's default: 666)
+        self.control_port = bind_endpoint(self.reactor, "--control", description,
+                                          self._control_site())
+        self._guard_port(self.control_port)
         try:
-            endpoint = serverFromString(self.reactor, description)
-        except (ValueError, KeyError, TypeError) as exc:
-            raise StartError(f"--control {self.config.control!r}: {exc}") from None
-        try:
-            self.control_port = listen_paused(endpoint, self._control_site())
-        except StartError as exc:
-            raise StartError(f"--control {self.config.control}: cannot listen: {exc}") from None
-        self._guard_control_port()
-        try:
-            self.proxy.bind_paused()
-        except StartError as exc:
-            self.control_port.stopListening()
-            self.control_port = None
-            raise StartError(f"--port {self.config.port} (--interface {self.config.interface}): "
-                             f"cannot listen: {exc}") from None
+            if self.config.metrics:
+                self.metrics_port = bind_endpoint(self.reactor, "--metrics", self.config.metrics,
+                                                  metrics_site(self.metrics_registry))
+                self._guard_port(self.metrics_port)
+            try:
+                self.proxy.bind_paused()
+            except StartError as exc:
+                raise StartError(f"--port {self.config.port} (--interface "
+                                 f"{self.config.interface}): cannot listen: {exc}") from None
+        except StartError:
+            for port in (self.control_port, self.metrics_port):
+                if port is not None:
+                    port.stopListening()
+            self.control_port = self.metrics_port = None
+            raise
 
-    def _guard_control_port(self) -> None:
-        """Proxy clients may not reach the control port through the proxy."""
-        address = self.control_port.getHost() if self.control_port is not None else None
+    def _guard_port(self, port: Any) -> None:
+        """Proxy clients may not reach this listening port of postcap through the proxy."""
+        address = port.getHost() if port is not None else None
         self.own_endpoints.add(getattr(address, "port", None), getattr(address, "host", None))
 
     def _handle_sigterm(self) -> None:
@@ -443,7 +427,7 @@ class PostcapService(MultiService):
             "control": {
                 "host": getattr(control, "host", None),
                 "port": getattr(control, "port", None),
-                "unix": _unix_path(control),
+                "unix": unix_path(control),
                 "endpoint": self.config.control,
             },
             "token_file": os.path.abspath(self.config.token_path),

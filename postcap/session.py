@@ -21,8 +21,8 @@ from zope.interface.verify import verifyObject
 
 from postcap.capture import CaptureTicket
 from postcap.filters import CaptureFilter, default_options, validate_options
-from postcap.interfaces import ICaptureSink, IHistoryStore
-from postcap.model import SessionDelta, SessionRecord, Transaction, new_id
+from postcap.interfaces import ICaptureSink, IHistoryStore, IWebSocketHistory
+from postcap.model import SessionDelta, SessionRecord, Transaction, WebSocketMessage, new_id
 from postcap.metrics import Tally
 
 
@@ -51,6 +51,8 @@ class SessionNotFound(SessionError):
 
 
 SessionListener = Callable[[str, SessionRecord], None]
+#: Called with the session id and each captured WebSocket message.
+MessageListener = Callable[[str, WebSocketMessage], None]
 
 
 #: Replays made while no session is running are recorded in this stopped session.
@@ -80,6 +82,7 @@ class SessionManager:
         #: Transactions handed to sinks and not yet finished by all of them.
         self.in_flight = 0
         self._observers: list[Any] = []
+        self._message_listeners: list[MessageListener] = []
 
     @property
     def active(self) -> SessionRecord | None:
@@ -361,6 +364,41 @@ class SessionManager:
             sink=name,
             txn_id=transaction.id,
         )
+
+    # -- WebSocket messages (the proxy's MessageRecorder, see capture.py) ------------------
+
+    def add_message_listener(self, listener: MessageListener) -> None:
+        """Call ``listener(session_id, message)`` for every captured WebSocket message."""
+        self._message_listeners.append(listener)
+
+    def message_capture(self, ticket: CaptureTicket) -> str:
+        active = self._active
+        if active is None or active.id != ticket.session_id:
+            return "ended"
+        return "running" if active.state == "running" else "paused"
+
+    def message_captured(self, ticket: CaptureTicket, message: WebSocketMessage) -> None:
+        # Called for every message of busy connections: plain try/except, no context managers.
+        store = self.store
+        if IWebSocketHistory.providedBy(store):
+            try:
+                store.append_message(message)
+            except Exception:
+                self._log.failure("storing WebSocket message of {txn_id} failed",
+                                  txn_id=message.transaction_id)
+        for listener in self._message_listeners:
+            try:
+                listener(ticket.session_id, message)
+            except Exception:
+                self._log.failure("message listener failed on {txn_id}", txn_id=message.transaction_id)
+
+    def websocket_closed(self, ticket: CaptureTicket, transaction_id: str,
+                         closed_by: str | None, close_code: int | None) -> None:
+        store = self.store
+        if IWebSocketHistory.providedBy(store):
+            with self._log.failuresHandled("storing WebSocket close of {txn_id} failed",
+                                           txn_id=transaction_id):
+                store.websocket_closed(transaction_id, closed_by, close_code)
 
     async def flush(self) -> None:
         """Wait until every sink has made durable what it took."""

@@ -186,11 +186,13 @@ class Options(usage.Options):
             raise usage.UsageError(f"--allow {cidr!r}: {exc}")
 
     def opt_ignore_hosts(self, pattern: str) -> None:
-        """CONNECT to hosts matching this regex are tunnelled blind (repeatable)."""
+        """CONNECT to hosts matching this regex (RE2 syntax) are tunnelled blind (repeatable)."""
+        from postcap.patterns import PatternError, compile_pattern
+
         try:
-            re.compile(pattern)
-        except re.error as exc:
-            raise usage.UsageError(f"--ignore-hosts {pattern!r} is not a valid regular expression: {exc}")
+            compile_pattern(pattern)
+        except PatternError as exc:
+            raise usage.UsageError(f"--ignore-hosts {pattern!r}: {exc.reason}")
         self["ignore-hosts"].append(pattern)
 
     def postOptions(self) -> None:
@@ -299,6 +301,7 @@ def prepare_data_dir(path: str) -> None:
 
 
 def makeService(options: Options) -> Any:
+    from postcap.patterns import compile_pattern
     from postcap.proxy.server import ProxySettings
     from postcap.service import PostcapConfig, PostcapService
 
@@ -315,7 +318,7 @@ def makeService(options: Options) -> Any:
         idle_timeout=options["idle-timeout"],
         upstream_proxy=options.get("upstream-proxy-origin"),
         insecure_upstream=bool(options["insecure-upstream"]),
-        ignore_hosts=[re.compile(pattern) for pattern in options["ignore-hosts"]],
+        ignore_hosts=[compile_pattern(pattern) for pattern in options["ignore-hosts"]],
         max_client_connections=options["max-client-connections"],
         max_connections=max_connections(options["max-connections"], raise_fd_limit(),
                                         default_max_connections),

@@ -35,8 +35,9 @@ class CDPError(Exception):
 
 class PipeChromium:
     def __init__(self, home: Path, user_data_dir: Path, extensions: list[Path],
-                 env: dict[str, str] | None = None) -> None:
+                 env: dict[str, str] | None = None, flags: list[str] | None = None) -> None:
         self.home = home
+        self.flags = list(flags or [])
         self.user_data_dir = user_data_dir
         self.extensions = extensions
         self.env = {**os.environ, **(env or {}), "HOME": str(home)}
@@ -58,10 +59,11 @@ class PipeChromium:
 
         self._log = open(self.home / "chromium.log", "wb")
         extensions = ",".join(str(path) for path in self.extensions)
+        extension_flags = [f"--load-extension={extensions}",
+                           f"--disable-extensions-except={extensions}"] if extensions else []
         self.process = subprocess.Popen(
-            [CHROMIUM_BINARY, *FLAGS, f"--user-data-dir={self.user_data_dir}",
-             f"--load-extension={extensions}", f"--disable-extensions-except={extensions}",
-             "about:blank"],
+            [CHROMIUM_BINARY, *FLAGS, *self.flags, f"--user-data-dir={self.user_data_dir}",
+             *extension_flags, "about:blank"],
             env=self.env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
             stderr=self._log, preexec_fn=plumb, close_fds=False,
         )

@@ -100,9 +100,11 @@ class Origin:
         return f"<Origin {self.url()} pid={self.process.pid}>"
 
 
-def start_origin(tls: tuple[str, str] | None = None, timeout: float = READY_TIMEOUT) -> Origin:
-    """Launch ``tests/origin.py`` (over TLS with ``tls=(cert, key)``) and wait for READY."""
-    command = [sys.executable, str(ORIGIN_SCRIPT)]
+def start_origin(tls: tuple[str, str] | None = None, timeout: float = READY_TIMEOUT,
+                 script: Path = ORIGIN_SCRIPT) -> Origin:
+    """Launch ``tests/origin.py`` (or another origin ``script`` with the same command line;
+    over TLS with ``tls=(cert, key)``) and wait for READY."""
+    command = [sys.executable, str(script)]
     if tls is not None:
         command += ["--tls", str(tls[0]), str(tls[1])]
     process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE)

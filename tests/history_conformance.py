@@ -596,3 +596,79 @@ class HistoryStoreConformance(CaptureSinkConformance):
         self.assertEqual((await store.list_sessions())[1][0].request_count, 4)
         store.transactionCompleted(make_transaction(session_id=session.id))
         self.assertEqual(len(await store.list_details(session.id)), 5)
+
+    # -- WebSocket messages (IWebSocketHistory) ------------------------------------------
+
+    async def websocket_with_messages(self, store: Any, count: int = 3) -> tuple[Transaction, list[Any]]:
+        from postcap.model import WebSocketMessage
+
+        txn = make_transaction(session_id="s", kind="websocket", status=101, response_body=b"")
+        store.transactionCompleted(txn)
+        messages = [
+            WebSocketMessage(txn.id, "client" if n % 2 == 0 else "server", "text", 1000.0 + n,
+                             2, False, b"m%d" % n)
+            for n in range(count)
+        ]
+        for message in messages:
+            store.append_message(message)
+        return txn, messages
+
+    async def test_provides_websocket_history(self) -> None:
+        from postcap.interfaces import IWebSocketHistory
+
+        store = await self.store()
+        self.assertTrue(verifyObject(IWebSocketHistory, store))
+
+    async def test_messages_are_kept_with_their_transaction_oldest_first(self) -> None:
+        store = await self.store()
+        txn, messages = await self.websocket_with_messages(store, 5)
+        self.assertEqual(await store.list_messages(txn.id, 2, 1),
+                         (5, [m.to_json() for m in messages[1:3]]))
+        self.assertEqual(await store.list_messages(txn.id), (5, [m.to_json() for m in messages]))
+        detail = await store.get_transaction(txn.id)
+        self.assertEqual(detail["websocket"], {
+            "messages": [m.to_json() for m in messages], "message_count": 5,
+            "closed_by": None, "close_code": None,
+        })
+        store.websocket_closed(txn.id, "server", 4001)
+        closed = (await store.get_transaction(txn.id))["websocket"]
+        self.assertEqual((closed["closed_by"], closed["close_code"]), ("server", 4001))
+        (exported,) = await store.list_details("s")
+        self.assertEqual(exported["websocket"]["message_count"], 5)
+
+    async def test_message_shapes_survive_the_store(self) -> None:
+        from postcap.model import WebSocketMessage
+
+        store = await self.store()
+        txn = make_transaction(session_id="s", kind="websocket", status=101, response_body=b"")
+        store.transactionCompleted(txn)
+        kept = [
+            WebSocketMessage(txn.id, "server", "binary", 1.5, 4, False, b"\x00\xff\x01\x02"),
+            WebSocketMessage(txn.id, "client", "text", 2.5, 100, True, "é".encode() * 3),
+            WebSocketMessage(txn.id, "client", "close", 3.5, 6, False, b"bye", 1000),
+        ]
+        for message in kept:
+            store.append_message(message)
+        self.assertEqual(await store.list_messages(txn.id), (3, [m.to_json() for m in kept]))
+
+    async def test_messages_of_unknown_transactions(self) -> None:
+        from postcap.model import WebSocketMessage
+
+        store = await self.store()
+        store.append_message(WebSocketMessage("nope", "client", "text", 1.0, 1, False, b"x"))
+        store.websocket_closed("nope", "client", 1000)
+        self.assertIsNone(await store.list_messages("nope"))
+        plain = make_transaction(session_id="s")
+        store.transactionCompleted(plain)
+        self.assertEqual(await store.list_messages(plain.id), (0, []))
+        self.assertNotIn("websocket", await store.get_transaction(plain.id))
+
+    async def test_messages_go_with_their_transaction(self) -> None:
+        store = await self.store()
+        txn, _ = await self.websocket_with_messages(store)
+        other, _ = await self.websocket_with_messages(store)
+        self.assertEqual(await store.delete_transactions([txn.id]), 1)
+        self.assertIsNone(await store.list_messages(txn.id))
+        self.assertEqual((await store.list_messages(other.id))[0], 3)
+        await store.delete_session("s")
+        self.assertIsNone(await store.list_messages(other.id))

@@ -94,3 +94,95 @@ def seed_history(path: str, count: int = 100_000) -> None:
         connection.execute("COMMIT")
     finally:
         connection.close()
+
+
+API_SESSION = "api-session"
+
+
+def api_transactions(count: int, session_id: str = API_SESSION):  # type: ignore[no-untyped-def]
+    """``count`` varied JSON API transactions on two hosts: user reads by numeric id
+    (optional ``nickname``), order reads by UUID with nested items, user creation with a
+    JSON body, a paged list with a query, 404s and 204 deletes; bearer auth throughout."""
+    import json
+    import uuid
+
+    template = make_transaction(session_id=session_id)
+    auth = ((b"Authorization", b"Bearer eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJ4In0.c2lnbmF0dXJl"),
+            (b"Accept", b"application/json"))
+    json_type = ((b"Content-Type", b"application/json"),)
+    for i in range(count):
+        kind = i % 6
+        host = "api.example.test" if kind < 4 else "orders.example.test"
+        method, status, request_body, headers = "GET", 200, b"", auth
+        if kind in (0, 1):
+            path = f"/v1/users/{i}"
+            user: dict[str, object] = {"id": i, "name": f"user {i}", "email": f"u{i}@example.test",
+                                       "created_at": "2026-01-02T03:04:05Z", "active": i % 2 == 0}
+            if i % 3 == 0:
+                user["nickname"] = None if i % 9 == 0 else f"n{i}"
+            body = json.dumps(user).encode()
+        elif kind == 2:
+            method, status, path = "POST", 201, "/v1/users"
+            request_body = json.dumps({"name": f"user {i}", "email": f"u{i}@example.test",
+                                       "password": "correct-horse"}).encode()
+            headers = auth + json_type
+            body = json.dumps({"id": i, "name": f"user {i}"}).encode()
+        elif kind == 3:
+            path = f"/v1/users?page={i % 50}&per_page=20"
+            body = json.dumps([{"id": n, "name": f"user {n}"} for n in range(3)]).encode()
+        elif kind == 4:
+            order = uuid.UUID(int=i)
+            path = f"/v2/orders/{order}"
+            body = json.dumps({"id": str(order), "total": i / 10, "placed_on": "2026-03-04",
+                               "items": [{"sku": f"S-{n}", "quantity": n + 1} for n in range(2)]}).encode()
+        else:
+            order = uuid.UUID(int=i)
+            method, path = ("DELETE", f"/v2/orders/{order}") if i % 4 else ("GET", f"/v2/orders/{order}")
+            status = 204 if method == "DELETE" else 404
+            body = b"" if status == 204 else b'{"error": "no such order"}'
+        yield dataclasses.replace(
+            template,
+            id=f"api-{i:07d}",
+            started_at=STARTED + i * 0.01,
+            url=f"https://{host}{path}",
+            server=Address(host, 443),
+            request=dataclasses.replace(
+                template.request, method=method, headers=headers,
+                body=Body(size=len(request_body), captured=True, content=request_body)),
+            response=dataclasses.replace(
+                template.response, status=status,
+                headers=json_type if body else (),
+                body=Body(size=len(body), captured=True, content=body)),
+        )
+
+
+def seed_api_history(path: str, count: int = 100_000) -> None:
+    """Create ``path`` at the current schema with one stopped session
+    (:data:`API_SESSION`) of ``count`` :func:`api_transactions`, through the store's own
+    batch insert."""
+    connection = sqlite3.connect(path, isolation_level=None)
+    try:
+        history._configure_connection(connection)
+        cursor = connection.cursor()
+        history._migrate(cursor, list(history.MIGRATIONS))
+        if connection.in_transaction:
+            connection.execute("COMMIT")
+        options = default_options()
+        options["name"] = "api"
+        connection.execute("BEGIN")
+        history._upsert_session(cursor, SessionRecord(
+            id=API_SESSION, name="api", source="proxy", state="stopped",
+            started_at=STARTED, stopped_at=STARTED + count * 0.01, options=options))
+        connection.execute("COMMIT")
+        batch = []
+        for txn in api_transactions(count):
+            batch.append(txn)
+            if len(batch) == 5000:
+                history._insert_batch(cursor, batch)
+                connection.execute("COMMIT")
+                batch = []
+        if batch:
+            history._insert_batch(cursor, batch)
+            connection.execute("COMMIT")
+    finally:
+        connection.close()

@@ -439,7 +439,8 @@ class QuietSite(Site):
         pass
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, resource: Callable[[Any], Resource] | None = None) -> int:
+    """Serve ``OriginResource`` (or what ``resource(reactor)`` makes) until stopped."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
         "--tls", nargs=2, metavar=("CERT", "KEY"), help="serve TLS with this certificate and key"
@@ -459,7 +460,7 @@ def main(argv: list[str] | None = None) -> int:
     from twisted.internet import reactor as _reactor  # installed only when run as a program
 
     reactor: Any = _reactor
-    site = QuietSite(OriginResource(reactor))
+    site = QuietSite((resource or OriginResource)(reactor))
     site.displayTracebacks = False
     if args.tls:
         from twisted.internet import ssl

@@ -17,6 +17,7 @@ from twisted.trial.unittest import TestCase
 from postcap.proxy.own import GuardedFactory, OwnEndpointRefused, OwnEndpoints
 from postcap.startup import RESERVED_FDS, default_max_connections, raise_fd_limit
 from postcap.tap import max_connections
+from tests.harness import free_port
 from tests.postcap_process import PostcapProcess
 from tests.test_proxy_unit import ProxyTestCase, request
 
@@ -157,7 +158,12 @@ def test_at_the_cap_new_clients_get_503_and_the_control_channel_still_answers(
 
 
 def test_control_port_is_not_reachable_through_the_proxy(tmp_path: Path) -> None:
-    with PostcapProcess(tmp_path / "data") as server:
+    metrics_port = free_port()
+    with PostcapProcess(tmp_path / "data", "--metrics",
+                        f"tcp:{metrics_port}:interface=127.0.0.1") as server:
+        metrics = server.curl("-i", f"http://localhost:{metrics_port}/metrics", check=False)
+        assert metrics.stdout.startswith(b"HTTP/1.1 403"), metrics.stdout
+        assert b"postcap_" not in metrics.stdout
         for host in ("127.0.0.1", "localhost"):
             for path in ("/healthz", "/ca.pem"):
                 result = server.curl("-i", f"http://{host}:{server.control_port}{path}",
@@ -169,7 +175,7 @@ def test_control_port_is_not_reachable_through_the_proxy(tmp_path: Path) -> None
         tunnel = server.curl("-p", "-i", f"http://127.0.0.1:{server.control_port}/healthz",
                              check=False)
         assert b"403" in tunnel.stdout.split(b"\r\n", 1)[0] + tunnel.stderr
-        assert server.rpc("server.info")["counters"]["errors"]["own-endpoint"] == 5
+        assert server.rpc("server.info")["counters"]["errors"]["own-endpoint"] == 6
 
 
 class ResolvedOwnEndpointTests(TestCase):

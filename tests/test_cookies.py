@@ -18,10 +18,12 @@ from postcap.cookies import (
     domain_matches,
     netscape_file,
     parse_cookie_header,
+    LATEST_EXPIRY,
     parse_set_cookie,
+    parse_set_cookies,
     path_matches,
 )
-from postcap.sinks.cookies import CookieCapture, CookieJar, CookieSync, select_captured
+from postcap.sinks.cookies import CookieCapture, CookieJar, CookieSync, cookies_of, select_captured
 from postcap.sinks.history import SQLiteHistoryStore
 from postcap.testing import make_session, make_transaction
 
@@ -57,6 +59,24 @@ class ParsingTests(SynchronousTestCase):
         self.assertIsNone(parse_set_cookie("a=1; Domain=evil.com", "http://example.com/", NOW))
         self.assertIsNone(parse_set_cookie("novalue", "http://example.com/", NOW))
         self.assertIsNone(parse_set_cookie("a=1; Domain=0.0.1", "http://127.0.0.1/", NOW))
+
+    def test_huge_max_age_is_capped(self) -> None:
+        for digits in ("1" + "0" * 400, "9" * 5000, "253402300800"):
+            cookie = parse_set_cookie(f"huge=1; Max-Age={digits}", "http://h/", NOW)
+            assert cookie is not None
+            self.assertEqual(cookie.expires, LATEST_EXPIRY)
+            self.assertEqual(cookie.to_json()["expires"], "9999-12-31T23:59:59Z")
+        zeros = parse_set_cookie("z=1; Max-Age=" + "0" * 400, "http://h/", NOW)
+        assert zeros is not None and zeros.expired(NOW)
+        self.assertEqual(parse_set_cookie("m=1; Max-Age=-" + "9" * 400, "http://h/", NOW).expires, 0.0)
+
+    def test_one_bad_cookie_costs_only_itself(self) -> None:
+        headers = ((b"Set-Cookie", b"huge=1; Max-Age=1" + b"0" * 400), (b"Set-Cookie", b"ok=1"))
+        found = cookies_of(make_transaction(url="http://h.test/", response_headers=headers), NOW)
+        self.assertEqual([(source, c.name) for source, c in found],
+                         [("response", "huge"), ("response", "ok")])
+        self.assertEqual([c.name for c in parse_set_cookies(
+            ["a=1; Domain=evil.example", "b=2", "=nameless"], "http://h.test/", NOW)], ["b"])
 
     def test_matching_rules(self) -> None:
         self.assertTrue(domain_matches("a.b.example.com", "example.com"))
@@ -114,6 +134,41 @@ class StoreBackedTests(TestCase):
         self.assertEqual([c.name for c in jar.cookies("example.com")], ["a"])
         self.assertEqual(await jar.delete("example.com", "a"), 1)
         self.assertEqual(jar.cookies(), [])
+
+    async def test_failed_add_leaves_the_jar_as_it_was_across_a_restart(self) -> None:
+        directory = tempfile.mkdtemp(prefix="postcap-test-")
+        self.addCleanup(shutil.rmtree, directory, True)
+        path = os.path.join(directory, "h.sqlite3")
+        store = SQLiteHistoryStore(path)
+        await store.open()
+        jar = CookieJar(store, clock=lambda: NOW)
+        await jar.load()
+        await jar.add([Cookie("kept", "1", "example.com")])
+        before = jar.cookies()
+        await store.close()  # every write now fails
+        with self.assertRaises(Exception):
+            await jar.add([Cookie("new", "2", "example.com"),
+                           Cookie("kept", "changed", "example.com")])
+        with self.assertRaises(Exception):
+            await jar.delete("example.com", None)
+        self.assertEqual(jar.cookies(), before)
+        restarted_store = SQLiteHistoryStore(path)
+        await restarted_store.open()
+        self.addCleanup(restarted_store.close)
+        restarted = CookieJar(restarted_store, clock=lambda: NOW)
+        await restarted.load()
+        self.assertEqual(restarted.cookies(), before)
+
+    async def test_last_cookie_of_a_key_wins_in_memory_and_on_disk(self) -> None:
+        store = await self.open_store()
+        jar = CookieJar(store, clock=lambda: NOW)
+        kept = await jar.add([Cookie("a", "old", "example.com", "/", NOW - 1),
+                              Cookie("a", "new", "example.com", "/", None)])
+        self.assertEqual(kept, 1)
+        reloaded = CookieJar(store, clock=lambda: NOW)
+        await reloaded.load()
+        self.assertEqual(reloaded.cookies(), jar.cookies())
+        self.assertEqual([c.value for c in jar.cookies()], ["new"])
 
     async def test_sync_takes_set_cookie_of_chosen_domains_only(self) -> None:
         store = await self.open_store()

@@ -89,23 +89,25 @@ def test_collection_by_domain_and_endpoint(server: PostcapProcess, origin: Origi
     document = server.rpc("collection.get", id=collection["id"])
     assert_valid("collection", document)
     assert document["info"]["name"] == "API capture"
-    folders = {f["name"]: {g["name"]: g["item"] for g in f["item"]} for f in document["item"]}
+    folders = {f["name"]: {g["name"]: g for g in f["item"]} for f in document["item"]}
     assert set(folders) == {origin.authority, f"localhost:{origin.port}"}
-    assert set(folders[origin.authority]) == {"POST /echo", "GET /status/:id"}
-    assert len(folders[origin.authority]["GET /status/:id"]) == 2
-    posts = folders[origin.authority]["POST /echo"]
-    modes = [item["request"]["body"]["mode"] for item in posts]
-    assert modes == ["raw", "urlencoded", "formdata"]
-    assert json.loads(posts[0]["request"]["body"]["raw"]) == {"user": 7}
-    assert posts[0]["request"]["body"]["options"]["raw"]["language"] == "json"
-    assert posts[1]["request"]["body"]["urlencoded"][1] == {"key": "b", "value": "two", "type": "text"}
-    assert posts[2]["request"]["body"]["formdata"] == [{"key": "field", "value": "value", "type": "text"}]
-    example = posts[0]["response"][0]
+    # One item per method and endpoint template, one example per status code:
+    assert set(folders[origin.authority]) == {"POST /echo", "GET /status/:statusId"}
+    statuses = folders[origin.authority]["GET /status/:statusId"]
+    assert [r["code"] for r in statuses["response"]] == [201, 404]
+    assert statuses["request"]["url"]["variable"] == [{"key": "statusId", "value": "201"}]
+    echo = folders[origin.authority]["POST /echo"]
+    assert json.loads(echo["request"]["body"]["raw"]) == {"user": 7}
+    assert echo["request"]["body"]["options"]["raw"]["language"] == "json"
+    assert echo["request"]["url"]["raw"].startswith("{{baseUrl")
+    (example,) = echo["response"]
     assert example["code"] == 200 and json.loads(example["body"])["method"] == "POST"
-    hello = folders[f"localhost:{origin.port}"]["GET /hello"][0]
+    hello = folders[f"localhost:{origin.port}"]["GET /hello"]
     assert hello["response"][0]["body"] == "hello from origin\n"
+    origins = {v["value"]: v["key"] for v in document["variable"]}
+    assert set(origins) == {f"http://{origin.authority}", f"http://localhost:{origin.port}"}
     listed = server.rpc("collection.list")["items"]
-    assert {"id": collection["id"], "name": "API capture", "request_count": 6} in listed
+    assert {"id": collection["id"], "name": "API capture", "request_count": 3} in listed
     # After the fact, from request ids, chronological:
     later = server.rpc("collection.create", name="later")
     ids = [item["id"] for item in server.requests(session["id"], limit=3)]

@@ -204,3 +204,13 @@ def test_errors_are_one_line(server: PostcapProcess, tmp_path: Any) -> None:
          "http://127.0.0.1:9", "--", "true"], capture_output=True, env=env, timeout=60)
     assert unreachable.returncode == 125
     assert unreachable.stderr.startswith(b"postcap run: ") and unreachable.stderr.count(b"\n") == 1
+
+
+def test_control_as_an_endpoint_string(server: PostcapProcess, origin: Origin, tmp_path: Any) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "postcap", "run", "--data-dir", str(tmp_path),
+         "--control", f"tcp:{server.control_port}:interface=127.0.0.1",
+         "--token-file", os.path.join(server.data_dir, "control.token"), "--name", "by-endpoint",
+         "--", "curl", "-sS", origin.url("/hello")], capture_output=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert only_session(server, "by-endpoint")["request_count"] == 1

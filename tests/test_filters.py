@@ -324,11 +324,10 @@ def test_changes_must_be_an_object(changes: Any) -> None:
         "[a-",
         "*.example.com",
         "a{2,1}",
-        "(?P<x>a)(?P<x>b)",
         "\\",
         "a**",
-        "(" * 1500 + ")" * 1500,
-        "a{99999999999999}",
+        "a{1001}",
+        "(a{1000}){1000}",
     ],
 )
 @pytest.mark.parametrize("field", ["url_contains", "url_excludes"])
@@ -341,7 +340,7 @@ def test_bad_regex_message_includes_re_error_text() -> None:
     error = assert_option_error(
         {"filters": {"url_contains": "api("}}, "filters.url_contains", INVALID_OPTION
     )
-    assert "missing ), unterminated subpattern" in str(error)
+    assert "missing ): api(" in str(error)
     assert str(error).startswith("invalid option 'filters.url_contains': ")
 
 

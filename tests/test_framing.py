@@ -22,6 +22,7 @@ from postcap.proxy.framing import (
     connection_tokens,
     end_to_end,
     header_values,
+    single_content_length,
     wants_keep_alive,
 )
 from postcap.proxy.targets import Target, parse_absolute_target, parse_connect_target
@@ -187,6 +188,13 @@ class RequestTests(FramingTestCase):
             self.assertEqual(events[1:], [Data(b"abc"), EndOfMessage([])])
             assert isinstance(events[0], RequestHead)
             self.assertEqual((events[0].framing, events[0].length), ("length", 3))
+
+    def test_differing_content_lengths_are_refused(self) -> None:
+        for headers in ([b"Content-Length: 5, 6"], [b"Content-Length: 5", b"Content-Length: 6"],
+                        [b"Content-Length: 5", b"Content-Length: 5, 6"]):
+            with self.assertRaises(ProtocolError) as raised:
+                parse(request_bytes(headers, b"hello", start=b"POST " + URL + b" HTTP/1.1"))
+            self.assertEqual(raised.exception.status, 400)
 
     def test_chunked_with_extensions_and_trailers(self) -> None:
         body = (
@@ -1311,3 +1319,42 @@ class ValidRequestProperties(SynchronousTestCase):
             after = parser.next()
             assert isinstance(after[0], RequestHead)
             self.assertEqual(after[0].target, b"http://next/")
+
+
+class SingleContentLengthTests(SynchronousTestCase):
+    """RFC 9110 §8.6: a Content-Length list or repeated field is forwarded as one value."""
+
+    def test_list_becomes_one_value(self) -> None:
+        self.assertEqual(
+            single_content_length([(b"Host", b"a"), (b"Content-Length", b"5, 5"), (b"X", b"1")]),
+            [(b"Host", b"a"), (b"Content-Length", b"5"), (b"X", b"1")],
+        )
+
+    def test_repeated_fields_become_one_at_the_first_place(self) -> None:
+        self.assertEqual(
+            single_content_length(
+                [(b"content-length", b"5"), (b"X", b"1"), (b"Content-Length", b" 5 ,5 ")]
+            ),
+            [(b"content-length", b"5"), (b"X", b"1")],
+        )
+
+    def test_single_value_and_absent_are_unchanged(self) -> None:
+        for headers in ([(b"Content-Length", b"5")], [(b"X", b"1")], []):
+            self.assertEqual(single_content_length(headers), headers)
+
+    def test_end_to_end_never_forwards_a_list(self) -> None:
+        self.assertEqual(
+            end_to_end([(b"Content-Length", b"5, 5"), (b"Connection", b"close")]),
+            [(b"Content-Length", b"5")],
+        )
+
+    @given(st.integers(min_value=0, max_value=10**12), st.integers(min_value=1, max_value=5),
+           st.booleans())
+    def test_any_agreeing_repetition_forwards_one_value(self, length: int, copies: int,
+                                                        as_list: bool) -> None:
+        value = str(length).encode()
+        if as_list:
+            headers = [(b"Content-Length", b", ".join([value] * copies))]
+        else:
+            headers = [(b"Content-Length", value)] * copies
+        self.assertEqual(single_content_length(headers), [(b"Content-Length", value)])

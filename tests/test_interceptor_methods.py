@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import base64
+import json
+import os
 import shutil
 import tempfile
 from pathlib import Path
 from typing import Any, Coroutine
 
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from twisted.internet.defer import Deferred, ensureDeferred, succeed
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
-from postcap.control.dispatch import INVALID_PARAMS, InvalidParams
+from postcap.control.dispatch import JSONRPCDispatcher, INVALID_PARAMS, InvalidParams
 from postcap.interceptor import crypto
 from postcap.interceptor.methods import BRIDGE_STALE_S, BrowserCookieChange, InterceptorMethods
 from postcap.session import SessionManager
@@ -211,12 +215,38 @@ class InterceptorMethodsTests(SynchronousTestCase):
         assert status["bad_records"] == 2 and status["cookies_received"] == 1
         assert changes == [BrowserCookieChange(self.sessions.active.id, False, "explicit", cookie)]
 
+    def test_messages_the_store_cannot_hold_are_bad_records(self) -> None:
+        session = self.wait(self.sessions.start({"source": "interceptor"}))
+        for message in (
+            {"type": "request", "record": record(request_headers=[["X-A", "\ud800"]])},
+            {"type": "request", "record": record(url="http://shop.test/\udfff")},
+            {"type": "request", "record": record(status=10**30)},
+            {"type": "cookie", "removed": False, "cause": "explicit",
+             "cookie": {"name": "\ud800", "value": "b", "domain": "shop.test", "path": "/"}},
+        ):
+            # As the browser's JSON.stringify writes them: lone surrogates as \u escapes.
+            iv = os.urandom(12)
+            plaintext = json.dumps(self.extension.stamp(message)).encode("ascii")
+            sealed = AESGCM(self.key).encrypt(iv, plaintext, crypto.TO_SERVER)
+            frame = {"type": "sealed", "v": crypto.VERSION, "iv": base64.b64encode(iv).decode(),
+                     "ct": base64.b64encode(sealed).decode()}
+            assert self.wait(self.link.submit(frame=frame))["reply"] is None
+        status = self.wait(self.link.status())
+        assert (status["bad_records"], status["captured_requests"], status["cookies_received"]) == (4, 0, 0)
+        assert "lone surrogate" in status["last_error"]
+        assert self.successResultOf(self.store.list_transactions(session.id))[0] == 0
+
     def test_bridge_params_are_validated(self) -> None:
-        failure = self.failureResultOf(ensureDeferred(self.link.bridge(event="boot", bridge_id="b")),
-                                       InvalidParams)
-        assert "'event'" in failure.value.message
-        failure = self.failureResultOf(ensureDeferred(self.link.submit(frame="x")), InvalidParams)
-        assert "'frame'" in failure.value.message
+        dispatcher = JSONRPCDispatcher()
+        self.link.install(dispatcher)
+
+        def error(method: str, **params: Any) -> dict[str, Any]:
+            call = {"jsonrpc": "2.0", "id": 1, "method": method, "params": params}
+            return self.wait(dispatcher.handle_object(call))["error"]
+
+        assert error("interceptor.bridge", event="boot", bridge_id="b")["data"] == {"param": "event"}
+        assert error("interceptor.submit", frame="x")["data"] == {"param": "frame"}
+        assert error("interceptor.bridge", event="connect", bridge_id="b" * 101)["code"] == INVALID_PARAMS
 
 
 def test_browser_cookies_map_to_jar_cookies() -> None:

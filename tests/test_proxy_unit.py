@@ -589,6 +589,33 @@ class RequestBodyTests(ProxyTestCase):
         txn = self.recorder.only()
         self.assertEqual(txn.request.body, Body(size=11, captured=True, content=b"hello world"))
 
+    def _forwards_one_content_length(self, lengths: tuple[bytes, ...]) -> None:
+        client = self.client()
+        client.send(request(b"POST", b"http://example.test/submit", lengths, b"hello"))
+        upstream = self.network.last
+        self.assertEqual(
+            upstream.sent(),
+            forwarded(b"POST", b"/submit", (b"Host: example.test", b"Content-Length: 5"), b"hello"),
+        )
+        upstream.respond(b"HTTP/1.1 200 OK\r\nContent-Length: 2, 2\r\n\r\nok")
+        self.assertEqual(
+            client.received(),
+            b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nVia: 1.1 postcap\r\n\r\nok",
+        )
+
+    def test_content_length_list_forwarded_as_one_value(self) -> None:
+        self._forwards_one_content_length((b"Content-Length: 5, 5",))
+
+    def test_repeated_content_length_forwarded_once(self) -> None:
+        self._forwards_one_content_length((b"Content-Length: 5", b"Content-Length: 5"))
+
+    def test_differing_content_lengths_refused_with_400(self) -> None:
+        client = self.client()
+        client.send(request(b"POST", b"http://example.test/submit",
+                            (b"Content-Length: 5, 6",), b"hello"))
+        self.assertTrue(client.received().startswith(b"HTTP/1.1 400 "))
+        self.assertEqual(self.network.attempts, [])
+
     def test_chunked_body_rechunked_with_trailers(self) -> None:
         client = self.client()
         client.send(

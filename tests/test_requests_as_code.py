@@ -125,3 +125,16 @@ def test_http2_capture_keeps_host_from_authority_and_drops_pseudo_headers() -> N
     assert "--http2" in args
     headers = [args[i + 1] for i, word in enumerate(args) if word == "--header"]
     assert headers == ["accept: */*", "User-Agent:"]
+
+
+def test_encoded_bodies_are_compared_decoded() -> None:
+    import gzip
+
+    def gzipped(value: bytes) -> dict[str, Any]:
+        data = gzip.compress(value)
+        return {"size": len(data), "truncated": False, "captured": True, "encoding": "base64",
+                "text": base64.b64encode(data).decode(), "content_encoding": "gzip"}
+
+    result = diff_body(gzipped(b'{"n": 1}'), gzipped(b'{"n": 2}'))
+    assert result["kind"] == "json" and result["decoded"] == {"a": "gzip", "b": "gzip"}
+    assert result["changes"] == [{"path": "$.n", "change": "changed", "a": 1, "b": 2}]

@@ -66,3 +66,18 @@ def test_bundle_holds_system_roots_then_postcaps_ca(tmp_path: Any) -> None:
 
 def test_session_name_leaves_arguments_out() -> None:
     assert session_name(["/usr/bin/curl", "-H", "Authorization: Bearer secret"]) == "run: curl"
+
+
+def test_open_client_takes_a_given_control_endpoint_without_server_json(tmp_path) -> None:
+    from postcap.discovery import ServerNotRunning
+    from postcap.run import open_client
+
+    (tmp_path / "control.token").write_text("t0ken")
+    client = open_client(str(tmp_path), "unix:/run/postcap.sock", None)
+    assert client.control_url == "unix:/run/postcap.sock" and client.token == "t0ken"
+    try:
+        open_client(str(tmp_path), None, None)
+    except ServerNotRunning as exc:
+        assert "server.json is missing" in str(exc)
+    else:
+        raise AssertionError("found a server where none runs")

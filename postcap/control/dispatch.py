@@ -5,12 +5,18 @@ as keyword arguments.  A callable may return a plain value, a coroutine or a
 :class:`~twisted.internet.defer.Deferred`.  :class:`JSONRPCDispatcher` turns
 request bytes into response bytes and knows nothing of HTTP, SSE or sockets.
 
+Parameters are checked here, before a method runs: unknown and missing names
+from the signature; every string must be valid Unicode (no lone surrogates) and
+every integer within signed 64 bits, anywhere in the params; and a method's own
+description of its parameters (a ``__rpc_params__`` attribute with
+``validate(params) -> params``, set by :func:`postcap.control.params.takes`).
+
 Errors a method means to report are :class:`RPCError` (or a subclass); they become
 the response's ``error`` object.  Anything else a method raises is a bug: the
 client sees ``-32603 internal error`` (never a traceback) and the failure is
 logged with ``Logger.failure``.
 
-This module imports nothing from the rest of postcap.
+This module imports nothing from the rest of postcap but :mod:`postcap.control.json_values`.
 """
 
 from __future__ import annotations
@@ -26,6 +32,8 @@ from typing import Any, TypeVar
 
 from twisted.internet.defer import CancelledError, Deferred, gatherResults
 from twisted.logger import Logger
+
+from postcap.control.json_values import first_bad_value
 
 __all__ = [
     "PARSE_ERROR",
@@ -245,13 +253,16 @@ class _Method:
     func: Callable[..., Any]
     accepted: frozenset[str] | None  # None: takes **kwargs (or could not be inspected)
     required: tuple[str, ...]
+    #: The method's own parameter description: ``validate(params) -> params``, or None.
+    spec: Any = None
 
     @classmethod
     def inspect(cls, name: str, func: Callable[..., Any]) -> _Method:
+        spec = getattr(func, "__rpc_params__", None)
         try:
             signature = inspect.signature(func)
         except (TypeError, ValueError):
-            return cls(name, func, None, ())
+            return cls(name, func, None, (), spec)
         accepted: set[str] = set()
         required: list[str] = []
         var_keyword = False
@@ -270,10 +281,19 @@ class _Method:
                 accepted.add(param.name)
                 if param.default is param.empty:
                     required.append(param.name)
-        return cls(name, func, None if var_keyword else frozenset(accepted), tuple(required))
+        if spec is not None and not var_keyword:
+            undeclared = sorted(set(spec.names()) - accepted)
+            if undeclared:
+                raise ValueError(
+                    f"RPC method {name!r} describes parameters it does not take: {undeclared}"
+                )
+        return cls(
+            name, func, None if var_keyword else frozenset(accepted), tuple(required), spec
+        )
 
-    def check(self, params: Mapping[str, Any]) -> None:
-        """Raise :class:`InvalidParams` for an unknown or missing parameter."""
+    def check(self, params: Mapping[str, Any]) -> dict[str, Any]:
+        """The params to call with; :class:`InvalidParams` for an unknown, missing
+        or invalid one."""
         if self.accepted is not None:
             for key in params:
                 if key not in self.accepted:
@@ -281,6 +301,12 @@ class _Method:
         for key in self.required:
             if key not in params:
                 raise InvalidParams.missing(key)
+        bad = first_bad_value(params)
+        if bad is not None:
+            raise InvalidParams(*bad)
+        if self.spec is None:
+            return dict(params)
+        return dict(self.spec.validate(params))
 
 
 @dataclass(frozen=True, slots=True)
@@ -374,6 +400,15 @@ class JSONRPCDispatcher:
     def method_names(self) -> list[str]:
         """The registered names, sorted."""
         return sorted(self._methods)
+
+    def parameter_names(self, name: str) -> frozenset[str] | None:
+        """The parameters method ``name`` takes by name (its signature's and its
+        description's); None when it takes any (``**kwargs`` with no description)."""
+        method = self._methods[name]
+        described = frozenset(method.spec.names()) if method.spec is not None else frozenset()
+        if method.accepted is None:
+            return described or None
+        return method.accepted | described
 
     def __contains__(self, name: object) -> bool:
         return name in self._methods
@@ -504,8 +539,7 @@ class JSONRPCDispatcher:
         method = self._methods.get(call.method)
         if method is None:
             raise MethodNotFound(call.method)
-        method.check(call.params)
-        result = method.func(**call.params)
+        result = method.func(**method.check(call.params))
         while inspect.isawaitable(result):
             result = await result
         return result

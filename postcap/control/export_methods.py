@@ -5,11 +5,16 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
-from postcap.control import params
 from postcap.control.dispatch import InvalidParams, NotFound
 from postcap.control.method_group import MethodGroup, session_id_param
+from postcap.control.methods import ID, OPTIONAL_ID
+from postcap.control.params import (
+    MAX_IDS, Bool, Custom, Enum, Ids, Int, Str, Strs, takes, timestamp,
+)
 from postcap.cookies import SAME_SITE_VALUES, Cookie, netscape_file, parse_expires
+from postcap.apispec.spec import SpecError
 from postcap.export.har import har_document, har_entries
+from postcap.export.openapi import drift_report, openapi_export, store_pages
 from postcap.export.postman import ORGANIZE_CHOICES
 from postcap.session import SessionManager
 from postcap.sinks.collections import Collections
@@ -22,53 +27,83 @@ from postcap.sinks.cookies import (
 )
 
 MAX_PAGE = 1000
+#: Host names are at most 253 characters (a leading dot allowed for cookie domains).
+DOMAIN = Str(max_length=254, optional=True)
+#: Cookie names and values: browsers keep about 4 KiB per cookie.
+MAX_COOKIE_TEXT = 4096
+MAX_LITERAL_COOKIES = 1000
 
 
-def _organize_by(value: Any, default: list[str]) -> list[str]:
-    if value is None:
-        return default
+def _organize_by(name: str, value: Any) -> list[str]:
     if value not in ORGANIZE_CHOICES:
-        raise InvalidParams("organize_by", 'must be [], ["domain"], ["endpoint"] or ["domain","endpoint"]')
+        raise InvalidParams(name, 'must be [], ["domain"], ["endpoint"] or ["domain","endpoint"]')
     return list(value)
 
 
+def _cookie_text(name: str, value: Any, *, allow_empty: bool, max_length: int) -> str:
+    if not isinstance(value, str) or (not value and not allow_empty):
+        raise InvalidParams(name, "must be a string" if allow_empty else "must be a non-empty string")
+    if len(value) > max_length or any(c in value for c in ";\r\n\x00"):
+        raise InvalidParams(name, f"must be at most {max_length} characters, without ; CR LF or NUL")
+    return value
+
+
 def literal_cookie(index: int, value: Any) -> Cookie:
-    """A cookie object as given to ``cookiejar.add {cookies}``."""
+    """A cookie object as given to ``cookiejar.add {cookies}``; ``null`` members take
+    their defaults."""
     name = f"cookies[{index}]"
     if not isinstance(value, dict):
         raise InvalidParams(name, "must be an object")
-    for field in ("name", "value", "domain"):
-        if not isinstance(value.get(field), str) or (field != "value" and not value[field]):
-            raise InvalidParams(f"{name}.{field}", "must be a non-empty string" if field != "value"
-                                else "must be a string")
-    path = value.get("path", "/")
-    if not isinstance(path, str) or not path.startswith("/"):
+    for member in value:
+        if member not in _COOKIE_MEMBERS:
+            raise InvalidParams(f"{name}.{member}", "unknown member")
+    cookie_name = _cookie_text(f"{name}.name", value.get("name"), allow_empty=False,
+                               max_length=MAX_COOKIE_TEXT)
+    cookie_value = _cookie_text(f"{name}.value", value.get("value"), allow_empty=True,
+                                max_length=MAX_COOKIE_TEXT)
+    domain = _cookie_text(f"{name}.domain", value.get("domain"), allow_empty=False,
+                          max_length=254).lower()
+    if not domain.strip("."):
+        raise InvalidParams(f"{name}.domain", "must be a host name")
+    path = value.get("path")
+    path = "/" if path is None else path
+    if not isinstance(path, str) or not path.startswith("/") or len(path) > MAX_COOKIE_TEXT \
+            or any(c in path for c in ";\r\n\x00"):
         raise InvalidParams(f"{name}.path", "must be a path starting with /")
     expires = value.get("expires")
+    if isinstance(expires, str):
+        parsed = parse_expires(expires) if len(expires) <= 64 else None
+        expires = float("nan") if parsed is None else parsed
     if expires is not None:
-        if isinstance(expires, (int, float)) and not isinstance(expires, bool):
-            expires = float(expires)
-        elif isinstance(expires, str) and parse_expires(expires) is not None:
-            expires = parse_expires(expires)
-        else:
-            raise InvalidParams(f"{name}.expires", "must be an ISO 8601 or HTTP date, epoch seconds, or null")
+        expires = timestamp(f"{name}.expires", expires, allow_past=True)
     same_site = value.get("same_site")
     if same_site is not None and (not isinstance(same_site, str)
                                   or same_site.lower() not in SAME_SITE_VALUES):
         raise InvalidParams(f"{name}.same_site", 'must be "Strict", "Lax", "None" or null')
-    flags = {}
-    for flag, default in (("http_only", False), ("secure", False), ("host_only", None)):
-        flags[flag] = value.get(flag, default)
-        if flags[flag] is not None and not isinstance(flags[flag], bool):
-            raise InvalidParams(f"{name}.{flag}", "must be true or false")
-    domain = value["domain"].lower()
+    flags = {
+        flag: Bool(optional=True, default=default).check(f"{name}.{flag}", value.get(flag))
+        for flag, default in (("http_only", False), ("secure", False), ("host_only", None))
+    }
     host_only = flags["host_only"] if flags["host_only"] is not None else not domain.startswith(".")
     return Cookie(
-        name=value["name"], value=value["value"], domain=domain.lstrip("."), path=path,
+        name=cookie_name, value=cookie_value, domain=domain.lstrip("."), path=path,
         expires=expires, http_only=flags["http_only"], secure=flags["secure"],
         same_site=None if same_site is None else SAME_SITE_VALUES[same_site.lower()],
         host_only=host_only,
     )
+
+
+_COOKIE_MEMBERS = frozenset(
+    {"name", "value", "domain", "path", "expires", "http_only", "secure", "same_site", "host_only"}
+)
+
+
+def _literal_cookies(name: str, value: Any) -> list[Cookie]:
+    if not isinstance(value, list) or not 0 < len(value) <= MAX_LITERAL_COOKIES:
+        raise InvalidParams(
+            name, f"must be a list of 1 to {MAX_LITERAL_COOKIES} cookie objects"
+        )
+    return [literal_cookie(index, cookie) for index, cookie in enumerate(value)]
 
 
 def _cookie_from_captured(captured: dict[str, Any]) -> Cookie:
@@ -78,6 +113,13 @@ def _cookie_from_captured(captured: dict[str, Any]) -> Cookie:
         http_only=captured["http_only"], secure=captured["secure"],
         same_site=captured["same_site"], host_only=captured["host_only"],
     )
+
+
+def _spec_param(name: str, value: Any) -> Any:
+    """``api.diff``'s ``spec``: an OpenAPI document as an object, or its JSON/YAML text."""
+    if not isinstance(value, (dict, str)):
+        raise InvalidParams(name, "must be an OpenAPI 3.0/3.1 document object, or its JSON/YAML text")
+    return value
 
 
 class ExportMethods(MethodGroup):
@@ -109,109 +151,123 @@ class ExportMethods(MethodGroup):
             "collection.add": self.collection_add,
             "collection.delete": self.collection_delete,
             "session.export": self.session_export,
+            "api.diff": self.api_diff,
         }
 
 
     # -- cookies -------------------------------------------------------------------------
 
-    async def cookie_list(self, session_id: Any = None, limit: Any = 100, offset: Any = 0) -> dict[str, Any]:
+    @takes(session_id=OPTIONAL_ID, limit=Int(1, MAX_PAGE, default=100), offset=Int(0, default=0))
+    async def cookie_list(self, session_id: str | None = None, limit: int = 100,
+                          offset: int = 0) -> dict[str, Any]:
         session_id = await session_id_param(self.sessions, "session_id", session_id)
-        total, items = await self.store.run(
-            select_captured, session_id,
-            params.integer("limit", limit, minimum=1, maximum=MAX_PAGE),
-            params.integer("offset", offset, minimum=0),
-        )
+        total, items = await self.store.run(select_captured, session_id, limit, offset)
         return {"total": total, "items": items}
 
-    async def cookie_delete(self, ids: Any) -> int:
-        return int(await self.store.run(delete_captured, params.id_list("ids", ids)))
+    @takes(ids=Ids(max_items=MAX_IDS))
+    async def cookie_delete(self, ids: list[str]) -> int:
+        return int(await self.store.run(delete_captured, ids))
 
-    async def cookiejar_list(self, domain: Any = None) -> dict[str, Any]:
-        domain = params.string("domain", domain, optional=True)
+    @takes(domain=DOMAIN)
+    async def cookiejar_list(self, domain: str | None = None) -> dict[str, Any]:
         return {"items": [cookie.to_json() for cookie in self.jar.cookies(domain)]}
 
-    async def cookiejar_add(self, cookie_ids: Any = None, cookies: Any = None) -> int:
+    @takes(cookie_ids=Ids(max_items=MAX_IDS, optional=True),
+           cookies=Custom(_literal_cookies, optional=True))
+    async def cookiejar_add(self, cookie_ids: list[str] | None = None,
+                            cookies: list[Cookie] | None = None) -> int:
         if (cookie_ids is None) == (cookies is None):
             raise InvalidParams("cookie_ids", "give either cookie_ids or cookies")
         if cookie_ids is not None:
-            ids = params.id_list("cookie_ids", cookie_ids)
-            found = await self.store.run(select_captured_by_ids, ids)
-            missing = sorted(set(ids) - {c["id"] for c in found})
+            found = await self.store.run(select_captured_by_ids, cookie_ids)
+            missing = sorted(set(cookie_ids) - {c["id"] for c in found})
             if missing:
                 raise NotFound("cookie", missing[0])
-            chosen = [_cookie_from_captured(c) for c in found]
-        else:
-            if not isinstance(cookies, list) or not cookies:
-                raise InvalidParams("cookies", "must be a non-empty list of cookie objects")
-            chosen = [literal_cookie(i, c) for i, c in enumerate(cookies)]
-        return await self.jar.add(chosen)
+            cookies = [_cookie_from_captured(c) for c in found]
+        return await self.jar.add(cookies or [])
 
-    async def cookiejar_delete(self, domain: Any = None, name: Any = None) -> int:
-        domain = params.string("domain", domain, optional=True)
-        name = params.string("name", name, optional=True)
+    @takes(domain=DOMAIN, name=Str(max_length=MAX_COOKIE_TEXT, optional=True))
+    async def cookiejar_delete(self, domain: str | None = None, name: str | None = None) -> int:
         if domain is None and name is None:
             raise InvalidParams("domain", "give a domain, a name, or both")
         return await self.jar.delete(domain, name)
 
-    async def cookiejar_export(self, format: Any = "netscape") -> Any:
-        chosen = params.one_of("format", format, ["netscape", "json"])
+    @takes(format=Enum(("netscape", "json"), optional=True, default="netscape"))
+    async def cookiejar_export(self, format: str = "netscape") -> Any:
         cookies = self.jar.cookies()
-        if chosen == "netscape":
+        if format == "netscape":
             return netscape_file(cookies)
         return [cookie.to_json() for cookie in cookies]
 
     async def cookiesync_get(self) -> dict[str, Any]:
         return self.sync.state()
 
-    async def cookiesync_set(self, enabled: Any = None, domains: Any = None) -> dict[str, Any]:
-        enabled = params.boolean("enabled", enabled, optional=True, default=self.sync.enabled)
-        domains = params.string_list("domains", domains, optional=True, default=self.sync.domains)
+    @takes(enabled=Bool(optional=True), domains=Strs(max_items=1000, max_length=254, optional=True))
+    async def cookiesync_set(self, enabled: bool | None = None,
+                             domains: list[str] | None = None) -> dict[str, Any]:
+        enabled = self.sync.enabled if enabled is None else enabled
+        domains = self.sync.domains if domains is None else domains
         if any(not d.strip(".").strip() or "/" in d or " " in d for d in domains):
             raise InvalidParams("domains", "must be host names such as example.com")
         return await self.sync.set(enabled, domains)
 
     # -- collections ---------------------------------------------------------------------
 
-    async def collection_create(self, name: Any) -> dict[str, str]:
-        return await self.collections.create(params.string("name", name, max_length=500))
+    @takes(name=Str(max_length=500))
+    async def collection_create(self, name: str) -> dict[str, str]:
+        return await self.collections.create(name)
 
     async def collection_list(self) -> dict[str, Any]:
         return {"items": await self.collections.list()}
 
-    async def collection_get(self, id: Any) -> dict[str, Any]:
-        collection_id = params.string("id", id)
-        document = await self.collections.document(collection_id)
+    @takes(id=ID)
+    async def collection_get(self, id: str) -> dict[str, Any]:
+        document = await self.collections.document(id)
         if document is None:
-            raise NotFound("collection", collection_id)
+            raise NotFound("collection", id)
         return document
 
-    async def collection_add(self, id: Any, request_ids: Any, organize_by: Any = None) -> int:
-        collection_id = params.string("id", id)
-        ids = params.id_list("request_ids", request_ids)
-        folders = _organize_by(organize_by, [])
-        if not await self.collections.exists(collection_id):
-            raise NotFound("collection", collection_id)
-        added, missing = await self.collections.add_requests(collection_id, ids, folders)
+    @takes(id=ID, request_ids=Ids(max_items=MAX_IDS),
+           organize_by=Custom(_organize_by, optional=True))
+    async def collection_add(self, id: str, request_ids: list[str],
+                             organize_by: list[str] | None = None) -> int:
+        if not await self.collections.exists(id):
+            raise NotFound("collection", id)
+        added, missing = await self.collections.add_requests(id, request_ids, organize_by or [])
         if missing and not added:
             raise NotFound("request", missing[0])
         return int(added)
 
-    async def collection_delete(self, id: Any) -> bool:
-        collection_id = params.string("id", id)
-        if not await self.collections.delete(collection_id):
-            raise NotFound("collection", collection_id)
+    @takes(id=ID)
+    async def collection_delete(self, id: str) -> bool:
+        if not await self.collections.delete(id):
+            raise NotFound("collection", id)
         return True
 
-    # -- HAR -------------------------------------------------------------------------------
+    # -- HAR and OpenAPI --------------------------------------------------------------------
 
-    async def session_export(self, id: Any = None, format: Any = "har") -> dict[str, Any]:
+    @takes(id=OPTIONAL_ID, format=Enum(("har", "openapi"), optional=True, default="har"))
+    async def session_export(self, id: str | None = None, format: str = "har") -> dict[str, Any]:
+        chosen = format
         session_id = await session_id_param(self.sessions, "id", id)
-        params.one_of("format", format, ["har"])
         record = await self.store.get_session(session_id)
-        entries = await har_entries(
-            lambda after, limit: self.store.details_after(session_id, after, limit)
-        )
+
+        def pages(after: int, limit: int) -> Any:
+            return self.store.details_after(session_id, after, limit)
+
+        if chosen == "openapi":
+            return await openapi_export(store_pages(self.store, session_id),
+                                        f"API seen in postcap session {record.name}")
+        entries = await har_entries(pages)
         return har_document(entries, f"postcap session {record.name}")
+
+    @takes(id=OPTIONAL_ID, spec=Custom(_spec_param))
+    async def api_diff(self, id: str | None = None, spec: Any = None) -> dict[str, Any]:
+        session_id = await session_id_param(self.sessions, "id", id)
+        try:
+            return await drift_report(store_pages(self.store, session_id), spec)
+        except SpecError as exc:
+            raise InvalidParams("spec", str(exc)) from None
 
 
 __all__ = ["ExportMethods", "literal_cookie"]

@@ -2,66 +2,67 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
 from typing import Any, Callable
 
-from postcap.control import params
 from postcap.control.dispatch import InvalidParams, NotFound
 from postcap.control.method_group import MethodGroup, session_id_param
-from postcap.replay import CookieSource, ReplayError, Replayer, build_replay
+from postcap.control.methods import ID, OPTIONAL_ID
+from postcap.control.params import (
+    MAX_IDS, Bool, Custom, Enum, Ids, Int, Str, Strs, Time, takes, timestamp,
+)
+from postcap.replay import (
+    CookieSource, ReplayError, Replayer, build_replay, replay_body, replay_headers, replay_url,
+)
 from postcap.session import REPLAYS_SESSION_ID, SessionManager
 from postcap.sinks.query import SEARCH_PLACES, status_range
 
 MAX_PAGE = 1000
-MAX_IDS = 10_000
 
 
-def timestamp(name: str, value: Any) -> float | None:
-    """An ISO 8601 time (``2026-11-22T10:00:00Z``, offset optional, UTC when none)
-    or epoch seconds, as epoch seconds."""
-    if value is None:
-        return None
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return float(value)
-    if isinstance(value, str):
-        text = value.strip()
-        if text.endswith(("Z", "z")):
-            text = text[:-1] + "+00:00"
-        try:
-            moment = datetime.fromisoformat(text)
-        except ValueError:
-            pass
-        else:
-            if moment.tzinfo is None:
-                moment = moment.replace(tzinfo=timezone.utc)
-            return moment.timestamp()
-    raise InvalidParams(name, "must be an ISO 8601 time such as 2026-11-22T10:00:00Z or epoch seconds")
+#: How many methods or statuses one ``request.list`` may name.
+MAX_CHOICES = 100
 
 
-def _string_or_list(name: str, value: Any) -> list[str] | None:
-    if value is None:
-        return None
-    if isinstance(value, str) and value:
-        return [value]
-    if isinstance(value, list) and value and all(isinstance(v, str) and v for v in value):
-        return list(value)
-    raise InvalidParams(name, "must be a non-empty string or a non-empty list of strings")
+def _string_or_list(name: str, value: Any) -> list[str]:
+    items = [value] if isinstance(value, str) else value
+    if (
+        isinstance(items, list) and 0 < len(items) <= MAX_CHOICES
+        and all(isinstance(v, str) and 0 < len(v) <= 100 for v in items)
+    ):
+        return list(items)
+    raise InvalidParams(
+        name, f"must be a non-empty string or a list of 1 to {MAX_CHOICES} non-empty strings"
+    )
 
 
-def _statuses(value: Any) -> list[int | str] | None:
-    if value is None:
-        return None
+def _statuses(name: str, value: Any) -> list[int | str]:
     items = value if isinstance(value, list) and value else [value]
+    if len(items) > MAX_CHOICES:
+        raise InvalidParams(name, f"must name at most {MAX_CHOICES} statuses")
     for item in items:
         try:
-            if isinstance(item, bool) or not isinstance(item, (int, str)):
+            if isinstance(item, bool) or not isinstance(item, (int, str)) \
+                    or (isinstance(item, int) and not 0 <= item <= 999):
                 raise ValueError
             status_range(item)
         except ValueError:
             raise InvalidParams(
-                "status", "must be a status code (404), a class (\"4xx\") or a list of them"
+                name, "must be a status code (404), a class (\"4xx\") or a list of them"
             ) from None
     return list(items)
+
+
+def replay_param(check: Callable[[Any], Any]) -> Callable[[str, Any], Any]:
+    """A replay override checked by ``check``, its :class:`ReplayError` as -32602."""
+
+    def checked(name: str, value: Any) -> Any:
+        try:
+            check(value)
+        except ReplayError as exc:
+            raise InvalidParams(exc.param, exc.problem) from None
+        return value
+
+    return checked
 
 
 class HistoryMethods(MethodGroup):
@@ -87,64 +88,72 @@ class HistoryMethods(MethodGroup):
         return {
             "request.list": self.request_list,
             "request.get": self.request_get,
+            "request.messages": self.request_messages,
             "request.delete": self.request_delete,
             "request.replay": self.request_replay,
             "session.overview": self.session_overview,
         }
 
 
+    @takes(
+        session_id=OPTIONAL_ID,
+        query=Str(max_length=2000, allow_empty=True, optional=True),
+        method=Custom(_string_or_list, optional=True),
+        status=Custom(_statuses, optional=True),
+        domain=Str(max_length=253, optional=True),
+        since=Time(),
+        until=Time(),
+        limit=Int(1, MAX_PAGE, default=100),
+        offset=Int(0, default=0),
+        order=Enum(("asc", "desc"), optional=True, default="asc"),
+        **{"in": Strs(max_items=len(SEARCH_PLACES), optional=True)},
+    )
     async def request_list(
         self,
-        session_id: Any = None,
-        query: Any = None,
-        method: Any = None,
-        status: Any = None,
-        domain: Any = None,
-        since: Any = None,
-        until: Any = None,
-        limit: Any = 100,
-        offset: Any = 0,
-        order: Any = "asc",
+        session_id: str | None = None,
+        query: str | None = None,
+        method: list[str] | None = None,
+        status: list[int | str] | None = None,
+        domain: str | None = None,
+        since: float | None = None,
+        until: float | None = None,
+        limit: int = 100,
+        offset: int = 0,
+        order: str = "asc",
         **extra: Any,
     ) -> dict[str, Any]:
-        search_in = extra.pop("in", None)
+        places = extra.pop("in", None) or []
         if extra:
             raise InvalidParams.unknown(sorted(extra)[0])
         session_id = await session_id_param(self.sessions, "session_id", session_id)
-        query = params.string("query", query, optional=True, allow_empty=True, max_length=2000)
-        places = params.string_list("in", search_in, optional=True, default=[])
         unknown = set(places) - set(SEARCH_PLACES)
         if unknown:
             raise InvalidParams("in", f"must be a list of {', '.join(SEARCH_PLACES)}")
-        domain = params.string("domain", domain, optional=True)
-        order = params.one_of("order", order, ["asc", "desc"], optional=True, default="asc")
         total, items = await self.store.list_transactions(
             session_id,
-            params.integer("limit", limit, minimum=1, maximum=MAX_PAGE),
-            params.integer("offset", offset, minimum=0),
+            limit,
+            offset,
             query=query or None,
-            method=_string_or_list("method", method),
-            status=_statuses(status),
+            method=method,
+            status=status,
             domain=domain,
-            since=timestamp("since", since),
-            until=timestamp("until", until),
+            since=since,
+            until=until,
             search_in=tuple(places),
             descending=order == "desc",
         )
         return {"total": total, "items": items}
 
-    async def request_get(self, id: Any) -> dict[str, Any]:
-        transaction_id = params.string("id", id)
-        detail = await self.store.get_transaction(transaction_id)
+    @takes(id=ID)
+    async def request_get(self, id: str) -> dict[str, Any]:
+        detail = await self.store.get_transaction(id)
         if detail is None:
-            raise NotFound("request", transaction_id)
+            raise NotFound("request", id)
         return detail
 
-    async def request_delete(self, ids: Any) -> int:
-        chosen = params.id_list("ids", ids)
-        if len(chosen) > MAX_IDS:
-            raise InvalidParams("ids", f"at most {MAX_IDS} ids at a time")
-        deleted = await self.store.delete_transactions(chosen)
+    @takes(ids=Ids(max_items=MAX_IDS))
+    async def request_delete(self, ids: list[str]) -> int:
+        deleted = await self.store.delete_transactions(ids)
         active = self.sessions.active
         if active is not None and deleted:
             refreshed = await self.store.get_session(active.id)
@@ -152,21 +161,29 @@ class HistoryMethods(MethodGroup):
                 self.sessions.refresh_counters(refreshed)
         return int(deleted)
 
-    async def session_overview(self, id: Any = None) -> dict[str, Any]:
+    @takes(id=OPTIONAL_ID)
+    async def session_overview(self, id: str | None = None) -> dict[str, Any]:
         session_id = await session_id_param(self.sessions, "id", id)
         return await self.store.overview(session_id)
 
+    @takes(
+        id=ID,
+        use_cookie_jar=Bool(optional=True, default=False),
+        url=Custom(replay_param(replay_url), optional=True),
+        headers=Custom(replay_param(replay_headers), optional=True),
+        body=Custom(replay_param(replay_body), optional=True),
+    )
     async def request_replay(
         self,
-        id: Any,
-        use_cookie_jar: Any = False,
-        url: Any = None,
+        id: str,
+        use_cookie_jar: bool = False,
+        url: str | None = None,
         headers: Any = None,
         body: Any = None,
         method: Any = None,
     ) -> dict[str, Any]:
         original = await self.request_get(id)
-        use_jar = params.boolean("use_cookie_jar", use_cookie_jar, optional=True, default=False)
+        use_jar = use_cookie_jar
         try:
             target_url = url if url is not None else original["url"]
             cookie_header = None
@@ -188,6 +205,21 @@ class HistoryMethods(MethodGroup):
             detail = transaction.detail()
         detail["replay_of"] = original["id"]
         return detail
+
+    @takes(id=ID, limit=Int(1, MAX_PAGE, default=100), offset=Int(0, default=0))
+    async def request_messages(self, id: str, limit: int = 100, offset: int = 0) -> dict[str, Any]:
+        """The messages of a WebSocket transaction, oldest first (empty for others)."""
+        transaction_id = id
+        list_messages = getattr(self.store, "list_messages", None)
+        found = None
+        if list_messages is not None:
+            found = await list_messages(transaction_id, limit, offset)
+        elif await self.store.get_transaction(transaction_id) is not None:
+            found = (0, [])
+        if found is None:
+            raise NotFound("request", transaction_id)
+        total, items = found
+        return {"total": total, "items": items}
 
 
 __all__ = ["HistoryMethods", "timestamp"]

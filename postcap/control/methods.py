@@ -12,7 +12,7 @@ import functools
 from typing import Any, Awaitable, Callable, Protocol as TypingProtocol, TypeVar
 
 from postcap._version import __version__
-from postcap.control import params
+from postcap.control.params import Int, Str, takes
 from postcap.control.method_group import MethodGroup
 from postcap.control.dispatch import (
     INVALID_OPTION,
@@ -32,6 +32,9 @@ from postcap.session import (
 )
 
 MAX_PAGE = 1000
+#: Ids of sessions, transactions, collections… are short; longer strings are refused.
+ID = Str(max_length=200)
+OPTIONAL_ID = Str(max_length=200, optional=True)
 
 
 class ProxyUnavailable(Exception):
@@ -154,9 +157,9 @@ class ControlMethods(MethodGroup):
         return self.proxy.status()
 
     @_translated
-    async def proxy_enable(self, port: Any = None) -> dict[str, Any]:
-        wanted = params.integer("port", port, minimum=0, maximum=65535, optional=True)
-        await self.proxy.enable(wanted)
+    @takes(port=Int(0, 65535, optional=True))
+    async def proxy_enable(self, port: int | None = None) -> dict[str, Any]:
+        await self.proxy.enable(port)
         return self.proxy.status()
 
     async def proxy_disable(self) -> dict[str, Any]:
@@ -168,49 +171,49 @@ class ControlMethods(MethodGroup):
     def _session(self, record: Any) -> dict[str, Any]:
         return record.to_json(self.sessions.now())
 
-    @staticmethod
-    def _session_id(value: Any, optional: bool = True) -> str | None:
-        return params.string("id", value, optional=optional)
-
     @_translated
     async def session_start(self, **options: Any) -> dict[str, Any]:
         return self._session(await self.sessions.start(await self._checked(options)))
 
     @_translated
-    async def session_pause(self, id: Any = None) -> dict[str, Any]:
-        return self._session(await self.sessions.pause(self._session_id(id)))
+    @takes(id=OPTIONAL_ID)
+    async def session_pause(self, id: str | None = None) -> dict[str, Any]:
+        return self._session(await self.sessions.pause(id))
 
     @_translated
-    async def session_resume(self, id: Any = None) -> dict[str, Any]:
-        return self._session(await self.sessions.resume(self._session_id(id)))
+    @takes(id=OPTIONAL_ID)
+    async def session_resume(self, id: str | None = None) -> dict[str, Any]:
+        return self._session(await self.sessions.resume(id))
 
     @_translated
-    async def session_stop(self, id: Any = None) -> dict[str, Any]:
-        return self._session(await self.sessions.stop(self._session_id(id)))
+    @takes(id=OPTIONAL_ID)
+    async def session_stop(self, id: str | None = None) -> dict[str, Any]:
+        return self._session(await self.sessions.stop(id))
 
     @_translated
-    async def session_clear(self, id: Any = None) -> dict[str, Any]:
-        return self._session(await self.sessions.clear(self._session_id(id)))
+    @takes(id=OPTIONAL_ID)
+    async def session_clear(self, id: str | None = None) -> dict[str, Any]:
+        return self._session(await self.sessions.clear(id))
 
     @_translated
-    async def session_update(self, id: Any = None, **changes: Any) -> dict[str, Any]:
-        return self._session(
-            await self.sessions.update(self._session_id(id), await self._checked(changes))
-        )
+    @takes(id=OPTIONAL_ID)
+    async def session_update(self, id: str | None = None, **changes: Any) -> dict[str, Any]:
+        return self._session(await self.sessions.update(id, await self._checked(changes)))
 
     @_translated
-    async def session_get(self, id: Any) -> dict[str, Any]:
-        return self._session(await self.sessions.get(self._session_id(id, optional=False)))
+    @takes(id=ID)
+    async def session_get(self, id: str) -> dict[str, Any]:
+        return self._session(await self.sessions.get(id))
 
     @_translated
-    async def session_delete(self, id: Any) -> bool:
-        return await self.sessions.delete(self._session_id(id, optional=False))
+    @takes(id=ID)
+    async def session_delete(self, id: str) -> bool:
+        return await self.sessions.delete(id)
 
-    async def session_list(self, limit: Any = 50, offset: Any = 0) -> dict[str, Any]:
-        limit = params.integer("limit", limit, minimum=1, maximum=MAX_PAGE)
-        offset = params.integer("offset", offset, minimum=0)
+    @takes(limit=Int(1, MAX_PAGE, default=50), offset=Int(0, default=0))
+    async def session_list(self, limit: int = 50, offset: int = 0) -> dict[str, Any]:
         total, records = await self.sessions.list(limit, offset)
         return {"total": total, "items": [self._session(r) for r in records]}
 
 
-__all__ = ["ControlMethods", "ProxyControl", "ProxyUnavailable", "INVALID_OPTION"]
+__all__ = ["ControlMethods", "ID", "OPTIONAL_ID", "ProxyControl", "ProxyUnavailable", "INVALID_OPTION"]

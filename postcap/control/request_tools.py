@@ -5,9 +5,10 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
-from postcap.control import params
 from postcap.control.dispatch import InvalidParams, NotFound
 from postcap.control.method_group import MethodGroup
+from postcap.control.methods import ID
+from postcap.control.params import Enum, takes
 from postcap.diffing import diff_transactions
 from postcap.requests_as_code import FORMATS, ExportError, export_request
 from postcap.session import SessionManager
@@ -22,23 +23,23 @@ class RequestToolMethods(MethodGroup):
     def methods(self) -> dict[str, Callable[..., Any]]:
         return {"request.export": self.request_export, "request.diff": self.request_diff}
 
-    async def _detail(self, name: str, value: Any) -> dict[str, Any]:
-        transaction_id = params.string(name, value)
+    async def _detail(self, transaction_id: str) -> dict[str, Any]:
         detail = await self.sessions.store.get_transaction(transaction_id)
         if detail is None:
             raise NotFound("request", transaction_id)
         return detail
 
-    async def request_export(self, id: Any, format: Any = "curl") -> str:
-        chosen = params.one_of("format", format, list(FORMATS), optional=True, default="curl")
-        detail = await self._detail("id", id)
+    @takes(id=ID, format=Enum(tuple(FORMATS), optional=True, default="curl"))
+    async def request_export(self, id: str, format: str = "curl") -> str:
+        detail = await self._detail(id)
         try:
-            return export_request(detail, chosen)
+            return export_request(detail, format)
         except ExportError as exc:
             raise InvalidParams("id", str(exc)) from exc
 
-    async def request_diff(self, a: Any, b: Any) -> dict[str, Any]:
-        return diff_transactions(await self._detail("a", a), await self._detail("b", b))
+    @takes(a=ID, b=ID)
+    async def request_diff(self, a: str, b: str) -> dict[str, Any]:
+        return diff_transactions(await self._detail(a), await self._detail(b))
 
 
 __all__ = ["RequestToolMethods"]

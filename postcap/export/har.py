@@ -18,8 +18,9 @@ import json
 from typing import Any, AsyncIterator, Awaitable, Callable
 from urllib.parse import parse_qsl, urlsplit
 
+from postcap.export.websocket import add_websocket_messages
 from postcap._version import __version__
-from postcap.cookies import parse_cookie_header, parse_set_cookie
+from postcap.cookies import parse_cookie_header, parse_set_cookies
 from postcap.encodings import decoded_json
 from postcap.model import is_ip_literal
 
@@ -50,12 +51,8 @@ def _request_cookies(headers: list[list[str]]) -> list[dict[str, Any]]:
 
 def _response_cookies(headers: list[list[str]], url: str, now: float) -> list[dict[str, Any]]:
     cookies = []
-    for key, value in headers:
-        if key.lower() != "set-cookie":
-            continue
-        cookie = parse_set_cookie(value, url, now)
-        if cookie is None:
-            continue
+    set_cookies = [value for key, value in headers if key.lower() == "set-cookie"]
+    for cookie in parse_set_cookies(set_cookies, url, now):
         entry: dict[str, Any] = {"name": cookie.name, "value": cookie.value, "path": cookie.path,
                                  "domain": cookie.domain, "httpOnly": cookie.http_only,
                                  "secure": cookie.secure}
@@ -144,6 +141,7 @@ def entry_from_detail(detail: dict[str, Any]) -> dict[str, Any] | None:
         "timings": har_timings,
         "_postcap": {"id": detail["id"], "session_id": detail["session_id"]},
     }
+    add_websocket_messages(entry, detail)
     server = detail.get("server") or {}
     if is_ip_literal(server.get("host", "")):
         entry["serverIPAddress"] = server["host"]

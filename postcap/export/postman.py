@@ -5,11 +5,12 @@ mode) with its response as a saved example.  Folders, when asked for:
 
 - ``["domain"]``: one folder per host (``api.example.com``, or ``host:port`` when the
   port is not the scheme's default);
-- ``["endpoint"]``: one folder per endpoint, named ``METHOD /path`` where path segments
-  that look like ids are replaced by ``:id`` — all digits, a UUID, or 16+ hex digits —
-  and the query string is left out, so ``GET /users/17?page=2`` and
-  ``GET /users/42?page=9`` share the folder ``GET /users/:id``;
-- ``["domain", "endpoint"]``: endpoint folders inside domain folders.
+- ``["endpoint"]``: one item per method and endpoint template instead of one per
+  request (see :mod:`postcap.export.postman_endpoints`);
+- ``["domain", "endpoint"]``: endpoint items inside domain folders.
+
+:func:`endpoint_label` names the endpoint of one request with the same templates
+(``GET /users/17?page=2`` → ``GET /users/:userId``).
 
 Bodies sent with a ``Content-Encoding`` are decoded (Postman shows and sends plain
 bodies): the request then leaves its ``Content-Encoding`` header out; a body that
@@ -19,22 +20,18 @@ cannot be decoded stays as sent.
 from __future__ import annotations
 
 import base64
-import re
 import uuid
 from email.parser import BytesParser
 from email.policy import HTTP
 from typing import Any, Iterable, Sequence
 from urllib.parse import parse_qsl, urlsplit
 
+from postcap.apispec.templates import PathLearner, render, split_path
 from postcap.encodings import decoded_json
 
 SCHEMA_URL = "https://schema.getpostman.com/json/collection/v2.1.0/collection.json"
 ORGANIZE_CHOICES = ([], ["domain"], ["endpoint"], ["domain", "endpoint"])
 
-_ID_SEGMENT = re.compile(
-    r"^(\d+|[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
-    r"|[0-9a-fA-F]{16,})$"
-)
 _RAW_LANGUAGES = (("json", "json"), ("xml", "xml"), ("html", "html"), ("javascript", "javascript"))
 
 
@@ -70,18 +67,14 @@ def host_label(url: str) -> str:
 
 
 def endpoint_label(method: str, url: str) -> str:
-    path = urlsplit(url).path or "/"
-    segments = [":id" if _ID_SEGMENT.match(seg) else seg for seg in path.split("/")]
-    return f"{method} {'/'.join(segments) or '/'}"
+    """``METHOD /template`` of one request, Postman style (``GET /users/:userId``)."""
+    template = PathLearner().template("", split_path(urlsplit(url).path or "/"))
+    return f"{method} {render(template, style='postman')}"
 
 
 def folders_for(detail: dict[str, Any], organize_by: Sequence[str]) -> list[str]:
-    folders = []
-    if "domain" in organize_by:
-        folders.append(host_label(detail["url"]))
-    if "endpoint" in organize_by:
-        folders.append(endpoint_label(detail["method"], detail["url"]))
-    return folders
+    """The folders of a chronological item (endpoint items are placed by their own module)."""
+    return [host_label(detail["url"])] if "domain" in organize_by else []
 
 
 def url_object(url: str) -> dict[str, Any]:

@@ -25,8 +25,9 @@ from twisted.internet.defer import Deferred
 from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger
 
-from postcap.control import params
+from postcap.control.params import Enum, Obj, Str, takes
 from postcap.control.dispatch import InvalidParams
+from postcap.control.json_values import first_bad_value
 from postcap.control.method_group import MethodGroup
 from postcap.interceptor import crypto
 from postcap.interceptor.extension_id import EXTENSION_ID
@@ -159,6 +160,7 @@ class InterceptorMethods(MethodGroup):
             "last_error": state.last_error,
         }
 
+    @takes(key=Str(max_length=1024, optional=True))
     async def set_key(self, key: Any = None) -> dict[str, Any]:
         if not crypto.is_valid_custom_key(key):
             raise InvalidParams("key", "must be alphanumeric (A-Z, a-z, 0-9) and at least 10 characters")
@@ -189,10 +191,9 @@ class InterceptorMethods(MethodGroup):
 
     # -- methods for postcap-bridge -------------------------------------------------------
 
-    async def bridge(self, event: Any = None, bridge_id: Any = None, origin: Any = None) -> dict[str, Any]:
-        event = params.one_of("event", event, ["connect", "disconnect"])
-        bridge_id = params.string("bridge_id", bridge_id, max_length=100)
-        params.string("origin", origin, optional=True, allow_empty=True, max_length=200)
+    @takes(event=Enum(("connect", "disconnect")), bridge_id=Str(max_length=100),
+           origin=Str(max_length=200, allow_empty=True, optional=True))
+    async def bridge(self, event: str, bridge_id: str, origin: str | None = None) -> dict[str, Any]:
         if event == "connect":
             self.state.bridges[bridge_id] = self._reactor.seconds()
             self._log.info("interceptor bridge {bridge_id} connected for {origin}",
@@ -206,9 +207,9 @@ class InterceptorMethods(MethodGroup):
         if bridge_id is not None:
             self.state.bridges[bridge_id] = self._reactor.seconds()
 
-    async def config(self, bridge_id: Any = None) -> dict[str, Any]:
+    @takes(bridge_id=Str(max_length=100, optional=True))
+    async def config(self, bridge_id: str | None = None) -> dict[str, Any]:
         """The sealed settings for the extension and a digest of them (push on change)."""
-        bridge_id = params.string("bridge_id", bridge_id, optional=True, max_length=100)
         self._seen(bridge_id)
         settings = self._settings()
         digest = hashlib.sha256(
@@ -216,10 +217,9 @@ class InterceptorMethods(MethodGroup):
         ).hexdigest()[:16]
         return {"digest": digest, "frame": self.counter.seal(self._require_key(), settings)}
 
-    async def submit(self, frame: Any = None, bridge_id: Any = None) -> dict[str, Any]:
+    @takes(frame=Obj(extra=True), bridge_id=Str(max_length=100, optional=True))
+    async def submit(self, frame: dict[str, Any], bridge_id: str | None = None) -> dict[str, Any]:
         """One frame from the extension; ``{reply}`` is the frame to send back, or null."""
-        params.object_("frame", frame)
-        bridge_id = params.string("bridge_id", bridge_id, optional=True, max_length=100)
         self._seen(bridge_id)
         state = self.state
         state.last_frame_at = self._reactor.seconds()
@@ -244,6 +244,12 @@ class InterceptorMethods(MethodGroup):
         if state.last_error is not None and "authentication" in state.last_error:
             state.last_error = None
         kind = message.get("type")
+        bad = first_bad_value(message)
+        if bad is not None and kind in ("request", "cookie"):
+            # Nothing the store cannot hold (a lone surrogate, a 100-digit number) gets in.
+            state.bad_records += 1
+            state.last_error = f"bad {kind} message from the extension: '{bad[0]}' {bad[1]}"
+            return {"reply": None}
         if kind == "request":
             self._record(message.get("record"))
         elif kind == "cookie":

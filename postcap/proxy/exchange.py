@@ -41,6 +41,7 @@ from postcap.proxy.framing import (
     wants_keep_alive,
 )
 from postcap.proxy.targets import Target
+from postcap.proxy.upgrade import forwarded_upgrade, hand_over, upgrade_token
 from postcap.proxy.upstream import UpstreamError, UpstreamProtocol, describe_connect_failure
 
 if TYPE_CHECKING:
@@ -152,6 +153,11 @@ class Exchange:
         self._t_response_head: float | None = None
         self._feeding_upstream = False  # client pauser registered on the upstream
         self._feeding_client = False  # upstream pauser registered on the client
+        # -- Upgrade (proxy/upgrade.py): the protocol asked for, the kind recorded,
+        # and the ticket the recorded transaction kept (None when filtered out).
+        self.upgrade = upgrade_token(head.headers) if _may_upgrade(head.headers) else None
+        self.kind = "http"
+        self.recorded_ticket: CaptureTicket | None = None
 
     # -- request side ----------------------------------------------------------
 
@@ -205,6 +211,8 @@ class Exchange:
         headers.append((b"Via", self.settings.via))
         if head.framing == "chunked":
             headers.append((b"Transfer-Encoding", b"chunked"))
+        if self.upgrade is not None:
+            headers = forwarded_upgrade(headers, head.headers, self.upgrade)
         request_target = self.target.path
         if self.settings.upstream_proxy is not None and self.target.origin.scheme == "http":
             request_target = self.target.url.encode("latin-1")
@@ -276,9 +284,7 @@ class Exchange:
 
     def _response_head(self, head: ResponseHead) -> None:
         if head.status == 101:
-            self.fail_with(
-                UpstreamError(502, "upgrade", "upstream switched protocols; upgrades are not proxied")
-            )
+            self._switch_protocols(head)
             return
         if head.informational:
             if self.head.version == b"HTTP/1.1":
@@ -321,6 +327,25 @@ class Exchange:
         if head.framing != "none" and self.upstream_pauser is not None:
             self.client.transport.registerProducer(self.upstream_pauser, True)
             self._feeding_client = True
+
+    def _switch_protocols(self, head: ResponseHead) -> None:
+        """A 101: the exchange ends here and a relay takes both connections over."""
+        upstream = self.upstream
+        if self.upgrade is None or not self.request_done or upstream is None:
+            self.fail_with(UpstreamError(502, "upgrade", "upstream switched protocols unasked"))
+            return
+        self.upstream = None  # never back to the pool
+        if self._timer is not None and self._timer.active():
+            self._timer.cancel()
+        self._timer = None
+        self.response_head = head
+        self._t_response_head = self.reactor.seconds()
+        self.response_done = True
+        hand_over(self, upstream, head)
+
+    def finish_handshake(self) -> None:
+        """Record the upgraded exchange (the relay calls this)."""
+        self._finish(None)
 
     def _response_data(self, data: bytes) -> None:
         self.response_capture.feed(data)
@@ -463,6 +488,7 @@ class Exchange:
             self.client.factory.tally.capture_filtered()
             self.request_capture.drop()
             self.response_capture.drop()
+        self.recorded_ticket = ticket
         connection = None if self.upstream_reused else self._connection
         connected_at = None if connection is None else connection.connected_at
         handshake_at = None if connection is None else connection.handshake_at
@@ -526,8 +552,13 @@ class Exchange:
             error,
             timings,
             self.client.tls_info,
+            self.kind,
         )
         self.client.factory.recorder.complete(ticket, transaction)
 
+
+def _may_upgrade(headers: RawHeaders) -> bool:
+    """Whether any header is an ``Upgrade`` (a cheap test before the full one)."""
+    return any(len(name) == 7 and name.lower() == b"upgrade" for name, _ in headers)
 
 __all__ = ["Exchange", "TransportPauser", "TLSInfo"]

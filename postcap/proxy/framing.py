@@ -112,9 +112,29 @@ def connection_tokens(headers: RawHeaders) -> set[bytes]:
 
 
 def end_to_end(headers: RawHeaders) -> RawHeaders:
-    """The headers a proxy forwards: hop-by-hop ones and those named in Connection removed."""
+    """The headers a proxy forwards: hop-by-hop ones and those named in Connection
+    removed, and Content-Length as one field with one value (:func:`single_content_length`)."""
     drop = HOP_BY_HOP | connection_tokens(headers)
-    return [(k, v) for k, v in headers if k.lower() not in drop]
+    return single_content_length([(k, v) for k, v in headers if k.lower() not in drop])
+
+
+def single_content_length(headers: RawHeaders) -> RawHeaders:
+    """``Content-Length: 5, 5`` (or the field repeated with the same value) as one
+    ``Content-Length: 5``, where the first one was (RFC 9110 §8.6: a list is never
+    forwarded).  Values that differ are left alone: the parser refuses those."""
+    positions = [i for i, (k, _) in enumerate(headers) if k.lower() == b"content-length"]
+    if not positions or (len(positions) == 1 and b"," not in headers[positions[0]][1]):
+        return headers
+    values = {part.strip() for i in positions for part in headers[i][1].split(b",")}
+    if len(values) != 1:
+        return headers
+    first, (value,) = positions[0], values
+    repeated = set(positions[1:])
+    return [
+        (field[0], value) if i == first else field
+        for i, field in enumerate(headers)
+        if i not in repeated
+    ]
 
 
 def wants_keep_alive(version: bytes, headers: RawHeaders) -> bool:

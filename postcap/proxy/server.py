@@ -9,7 +9,6 @@ with a short plain-text body, and enforces the header and idle timeouts.
 from __future__ import annotations
 
 import ipaddress
-import re
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Sequence
@@ -23,6 +22,7 @@ from twisted.python.failure import Failure
 from postcap.capture import Recorder, Spooler
 from postcap.metrics import Tally
 from postcap.model import Address, TLSInfo
+from postcap.patterns import UserPattern
 from postcap.proxy.exchange import Exchange, TransportPauser, format_headers
 from postcap.proxy.framing import (
     Data,
@@ -84,6 +84,8 @@ class ProxySettings:
     """Everything the proxy is configured with (mapped from the twistd options)."""
 
     max_capture_body: int = 10 * 1024 * 1024
+    #: A WebSocket message larger than this closes its sender's connection (1009).
+    max_websocket_message: int = 64 * 1024 * 1024
     upstream_timeout: float = 60.0
     connect_timeout: float = 10.0
     header_timeout: float = 30.0
@@ -95,7 +97,7 @@ class ProxySettings:
     upstream_proxy: Origin | None = None
     insecure_upstream: bool = False
     #: CONNECT hosts matching any of these are tunnelled blind (``--ignore-hosts``).
-    ignore_hosts: Sequence[re.Pattern[str]] = ()
+    ignore_hosts: Sequence[UserPattern] = ()
     #: Open connections one client address may hold (``--max-client-connections``).
     max_client_connections: int = 256
     #: Open proxy client connections in all (``--max-connections``); None: no cap.
@@ -163,10 +165,13 @@ class ProxyServerProtocol(Protocol):
     def __init__(self) -> None:
         self.parser = MessageParser(is_request=True)
         self.exchange: Exchange | None = None
-        self.tunnel: BlindTunnel | None = None
+        #: A CONNECT relayed blind, or a connection upgraded after a 101 (proxy/upgrade.py).
+        self.tunnel: Any = None
         self.tls_info: TLSInfo | None = None
         #: Set once a CONNECT is intercepted: requests then arrive in origin-form over TLS.
         self.intercepted: Origin | None = None
+        #: After a CONNECT is answered: the minter, until the first byte says TLS or plain HTTP.
+        self._sniffing: LeafMinter | None = None
         self.client_address = Address("", 0)
         self._wait_timer: IDelayedCall | None = None
         self._waiting_for_header = False
@@ -207,6 +212,8 @@ class ProxyServerProtocol(Protocol):
             self.tunnel.from_client(data)
             return
         if self._closing:
+            return
+        if self._sniffing is not None and not self._sniff(data):
             return
         if self.exchange is not None and self.exchange.request_done:
             self.parser.feed(data)  # held until the exchange ends
@@ -310,11 +317,26 @@ class ProxyServerProtocol(Protocol):
         early = self.parser.take_buffered()
         self.transport.write(b"HTTP/1.1 200 Connection established\r\n\r\n")
         self.intercepted = origin
-        self.transport.startTLS(InterceptingServerCreator(minter, origin.host))
+        self._sniffing = minter
         self.parser = MessageParser(is_request=True)
         self._await_request()
         if early:
-            self.transport.protocol.dataReceived(early)
+            self.factory.bytes_from_clients -= len(early)  # counted once already
+            self.dataReceived(early)
+
+    def _sniff(self, data: bytes) -> bool:
+        """The first bytes inside a CONNECT: a TLS handshake record is intercepted (TLS
+        terminated here); anything else is plain HTTP to the same host and port (how
+        browsers send ws:// through a proxy).  True when ``data`` is plain HTTP to parse."""
+        minter, self._sniffing = self._sniffing, None
+        origin = self.intercepted
+        assert minter is not None and origin is not None
+        if data[:1] == b"\x16":
+            self.transport.startTLS(InterceptingServerCreator(minter, origin.host))
+            self.transport.protocol.dataReceived(data)
+            return False
+        self.intercepted = Origin("http", origin.host, origin.port)
+        return True
 
     # -- loops ----------------------------------------------------------------------
 
@@ -551,6 +573,8 @@ class ProxyFactory(ServerFactory):
         for protocol in list(self.connections):
             if protocol.exchange is None and protocol.tunnel is None:
                 protocol.close()
+            elif getattr(protocol.tunnel, "going_away", None) is not None:
+                protocol.tunnel.going_away()  # WebSockets get a 1001 close
         if not self.connections:
             return succeed(None)
         waiting: Deferred[None] = Deferred()

@@ -85,6 +85,12 @@ class ResponseListener(TypingProtocol):
     def upstream_failed(self, error: UpstreamError) -> None: ...
 
 
+class UpgradedReceiver(TypingProtocol):
+    def from_upstream(self, data: bytes) -> None: ...
+
+    def upstream_lost(self) -> None: ...
+
+
 @implementer(IHandshakeListener)
 class UpstreamProtocol(Protocol):
     """One upstream connection; serves one exchange at a time."""
@@ -124,8 +130,22 @@ class UpstreamProtocol(Protocol):
     def detach(self) -> None:
         self.listener = None
 
+    #: After a 101, what the connection's bytes and loss go to (see :meth:`take_over`).
+    upgraded: "UpgradedReceiver | None" = None
+
+    def take_over(self, receiver: "UpgradedReceiver") -> bytes:
+        """Hand the connection to ``receiver`` (after a 101): later bytes go to its
+        ``from_upstream``, the loss to its ``upstream_lost``.  Returns the bytes that
+        came after the 101 head."""
+        self.listener = None
+        self.upgraded = receiver
+        return self.parser.take_buffered()
+
     def dataReceived(self, data: bytes) -> None:
         self.pool.tally.bytes_downstream += len(data)
+        if self.upgraded is not None:
+            self.upgraded.from_upstream(data)
+            return
         listener = self.listener
         if listener is None:
             # Bytes while idle: the server broke framing; never reuse this connection.
@@ -148,6 +168,9 @@ class UpstreamProtocol(Protocol):
         self.connected = False
         self.pool.forget(self)
         self.pool.own_connection_lost(self.local_key)
+        if self.upgraded is not None:
+            self.upgraded.upstream_lost()
+            return
         listener, self.listener = self.listener, None
         if listener is None:
             return

@@ -11,6 +11,7 @@ from twisted.internet.defer import Deferred, succeed
 from zope.interface import implementer
 
 from postcap.export.postman import collection_document, folders_for, item_from_detail
+from postcap.export.postman_endpoints import ITEM_PREFIX, lift_endpoint_variables, plan_endpoint_items
 from postcap.interfaces import ICaptureSink
 from postcap.model import Transaction, new_id
 from postcap.sinks.history import _select_detail
@@ -44,11 +45,29 @@ def _document(cursor: Cursor, collection_id: str) -> dict[str, Any] | None:
     cursor.execute("SELECT folders, item FROM collection_items WHERE collection_id = ? ORDER BY seq",
                    (collection_id,))
     entries = [(json.loads(folders), json.loads(item)) for folders, item in cursor.fetchall()]
-    return collection_document(collection_id, row[0], entries)
+    return lift_endpoint_variables(collection_document(collection_id, row[0], entries))
+
+
+def _merge_endpoint_items(cursor: Cursor, collection_id: str, details: Sequence[dict[str, Any]],
+                          organize_by: Sequence[str]) -> int:
+    """One item per method and template: new endpoints and new status examples only."""
+    cursor.execute(
+        "SELECT seq, folders, item FROM collection_items WHERE collection_id = ? AND item LIKE ?"
+        " ORDER BY seq", (collection_id, '{"id": "' + ITEM_PREFIX + '%'))
+    existing = [(seq, json.loads(folders), json.loads(item)) for seq, folders, item in cursor.fetchall()]
+    updates, inserts = plan_endpoint_items(existing, details, organize_by)
+    cursor.executemany("UPDATE collection_items SET item = ? WHERE seq = ?",
+                       [(json.dumps(item), seq) for seq, item in updates])
+    cursor.executemany(
+        "INSERT INTO collection_items (collection_id, folders, item) VALUES (?, ?, ?)",
+        [(collection_id, json.dumps(folders), json.dumps(item)) for folders, item in inserts])
+    return len(details)
 
 
 def _insert_items(cursor: Cursor, collection_id: str, details: Sequence[dict[str, Any]],
                   organize_by: Sequence[str]) -> int:
+    if "endpoint" in organize_by:
+        return _merge_endpoint_items(cursor, collection_id, details, organize_by)
     cursor.executemany(
         "INSERT INTO collection_items (collection_id, folders, item) VALUES (?, ?, ?)",
         [(collection_id, json.dumps(folders_for(d, organize_by)), json.dumps(item_from_detail(d)))

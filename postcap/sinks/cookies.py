@@ -22,7 +22,7 @@ from twisted.internet.defer import Deferred, succeed
 from twisted.logger import Logger
 from zope.interface import implementer
 
-from postcap.cookies import Cookie, cookie_header, domain_matches, parse_cookie_header, parse_set_cookie
+from postcap.cookies import Cookie, cookie_header, domain_matches, parse_cookie_header, parse_set_cookies
 from postcap.interfaces import ICaptureSink
 from postcap.model import Transaction, new_id
 
@@ -48,10 +48,9 @@ def cookies_of(transaction: Transaction, now: float) -> list[tuple[str, Cookie]]
         for name, value in parse_cookie_header(header):
             found.append(("request", Cookie(name=name, value=value, domain=host)))
     if transaction.response is not None:
-        for header in _header_values(transaction.response.headers, b"set-cookie"):
-            cookie = parse_set_cookie(header, transaction.url, now)
-            if cookie is not None:
-                found.append(("response", cookie))
+        set_cookies = _header_values(transaction.response.headers, b"set-cookie")
+        for cookie in parse_set_cookies(set_cookies, transaction.url, now):
+            found.append(("response", cookie))
     return found
 
 
@@ -185,27 +184,29 @@ class CookieJar:
         return sorted(chosen, key=lambda c: (c.domain, c.path, c.name))
 
     async def add(self, cookies: Iterable[Cookie]) -> int:
-        """Store cookies (an expired one removes its key); returns how many were kept."""
+        """Store cookies (an expired one removes its key); returns how many were kept.
+
+        The store is written first and memory only once it has succeeded, so a
+        failed add leaves the jar as it was, in memory as on disk.
+        """
         now = self.clock()
-        keep: list[Cookie] = []
-        drop: list[tuple[str, str, str]] = []
-        for cookie in cookies:
-            if cookie.expired(now):
-                drop.append(cookie.key())
-                self._cookies.pop(cookie.key(), None)
-            else:
-                keep.append(cookie)
-                self._cookies[cookie.key()] = cookie
+        final = {cookie.key(): cookie for cookie in cookies}  # the last of a key wins
+        keep = [cookie for cookie in final.values() if not cookie.expired(now)]
+        drop = [key for key, cookie in final.items() if cookie.expired(now)]
         await self.store.run(_jar_write, keep, drop)
+        for key in drop:
+            self._cookies.pop(key, None)
+        self._cookies.update((cookie.key(), cookie) for cookie in keep)
         return len(keep)
 
     async def delete(self, domain: str | None, name: str | None) -> int:
+        """Delete matching cookies, from the store first and then from memory."""
         chosen = [c for c in self._cookies.values()
                   if (domain is None or c.domain == domain.lower().lstrip("."))
                   and (name is None or c.name == name)]
+        await self.store.run(_jar_delete, [c.key() for c in chosen])
         for cookie in chosen:
             self._cookies.pop(cookie.key(), None)
-        await self.store.run(_jar_delete, [c.key() for c in chosen])
         return len(chosen)
 
     def cookie_header_for(self, url: str) -> str | None:

@@ -39,7 +39,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from postcap.interfaces import IHistoryStore
+from postcap.interfaces import IHistoryStore, IWebSocketHistory
 from postcap.datamode import data_mode
 from postcap.encodings import (
     DEFAULT_DECODE_LIMIT,
@@ -64,6 +64,12 @@ from postcap.model import (
 from postcap.metrics import StorageStats
 from postcap.sinks.availability import WriteHealth, probe_writes
 from postcap.sinks.dbprocess import ProcessConnectionPool
+from postcap.sinks.messages import (
+    PendingMessages,
+    StoredMessages,
+    migration_websocket_messages,
+    with_websocket,
+)
 from postcap.sinks.packing import pack, unpack
 from postcap.sinks.query import (
     SUMMARY_COLUMNS as _SUMMARY_COLUMNS,
@@ -285,7 +291,8 @@ def _migration_4(cursor: Cursor) -> None:
 
 
 #: Migration N (1-based) takes the schema from version N-1 to N.  Append only.
-MIGRATIONS: list[Migration] = [_migration_1, _migration_2, _migration_3, _migration_4]
+MIGRATIONS: list[Migration] = [_migration_1, _migration_2, _migration_3, _migration_4,
+                               migration_websocket_messages]
 
 
 def _user_version(cursor: Cursor) -> int:
@@ -961,8 +968,8 @@ def _first_failure(failure: Failure) -> Failure:
     return failure.value.subFailure
 
 
-@implementer(IHistoryStore)
-class SQLiteHistoryStore:
+@implementer(IHistoryStore, IWebSocketHistory)
+class SQLiteHistoryStore(StoredMessages):
     """History of sessions and transactions in one SQLite file (see module docs).
 
     ``reactor`` runs the pool's callbacks; ``clock`` (default: ``reactor``)
@@ -1007,6 +1014,7 @@ class SQLiteHistoryStore:
                 cp_reactor=reactor,
             )
         self._pending = _Batch()
+        self._pending_ws = PendingMessages()
         self._inflight: list[_Batch] = []
         self._timer: IDelayedCall | None = None
         self._closing = False
@@ -1163,14 +1171,14 @@ class SQLiteHistoryStore:
         return self._after_writes(_used_bytes)
 
     def get_transaction(self, transaction_id: str) -> Deferred[dict[str, Any] | None]:
-        return self._after_writes(_select_detail, transaction_id)
+        return self._after_writes(with_websocket, _select_detail, transaction_id)
 
     def list_details(
         self, session_id: str, limit: int | None = None, offset: int = 0
     ) -> Deferred[list[dict[str, Any]]]:
         """Full details (bodies included) in capture order, a page at a time (for exports)."""
         return self._after_writes(
-            _select_details, session_id, _sql_limit(limit), max(0, int(offset))
+            with_websocket, _select_details, session_id, _sql_limit(limit), max(0, int(offset))
         )
 
     def details_after(
@@ -1178,7 +1186,8 @@ class SQLiteHistoryStore:
     ) -> Deferred[tuple[int, list[dict[str, Any]]]]:
         """``(next_after, details)``: the next page of full details in capture order,
         for exports (start with ``after=0``; an empty page means the end)."""
-        return self._after_writes(_select_details_after, session_id, int(after), max(1, int(limit)))
+        return self._after_writes(with_websocket, _select_details_after, session_id, int(after),
+                                  max(1, int(limit)))
 
     def delete_transactions(self, ids: Sequence[str]) -> Deferred[int]:
         """Delete transactions (and their sessions' counts); fires with the number deleted."""
@@ -1220,6 +1229,12 @@ class SQLiteHistoryStore:
         self._timer = None
         self._write_pending()
 
+    def _begin_write(self) -> _Batch:
+        """A batch written apart (WebSocket messages) that flushes and reads wait for."""
+        batch = _Batch()
+        self._inflight.append(batch)
+        return batch
+
     def _write_pending(self) -> None:
         """Hand the pending transactions to the pool as one batch."""
         if self._timer is not None:
@@ -1228,6 +1243,7 @@ class SQLiteHistoryStore:
             self._timer = None
         batch = self._pending
         if not batch.transactions:
+            self._write_pending_ws()
             return
         self._pending = _Batch()
         self._inflight.append(batch)
@@ -1240,6 +1256,7 @@ class SQLiteHistoryStore:
             callbackArgs=(batch,),
             errbackArgs=(batch,),
         )
+        self._write_pending_ws()
 
     def _batch_written(self, report: _BatchReport, batch: _Batch) -> None:
         self._inflight.remove(batch)
@@ -1281,7 +1298,7 @@ class SQLiteHistoryStore:
 
     async def _close(self) -> None:
         try:
-            while self._pending.transactions or self._inflight:
+            while self._pending.transactions or self._pending_ws or self._inflight:
                 await self._settled()
         finally:
             self._closed = True

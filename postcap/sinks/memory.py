@@ -19,10 +19,11 @@ from twisted.logger import Logger
 from zope.interface import implementer
 
 from postcap.encodings import DEFAULT_DECODE_LIMIT, decode
-from postcap.interfaces import ICaptureSink, IHistoryStore
+from postcap.interfaces import ICaptureSink, IHistoryStore, IWebSocketHistory
 from postcap.metrics import StorageStats
-from postcap.model import SessionRecord, Transaction
+from postcap.model import SessionRecord, Transaction, WebSocketMessage
 from postcap.sinks.history import HistoryStoreClosed, TransactionFilter, storable_text
+from postcap.sinks.messages import DETAIL_MESSAGES, EXPORT_MESSAGES, websocket_field
 
 __all__ = ["MemoryHistoryStore", "MemorySink"]
 
@@ -144,7 +145,7 @@ def _matcher(where: TransactionFilter) -> Callable[[_Stored], bool]:
     return matches
 
 
-@implementer(IHistoryStore)
+@implementer(IHistoryStore, IWebSocketHistory)
 class MemoryHistoryStore:
     """History of sessions and transactions in dicts; every result already fired.
 
@@ -169,6 +170,9 @@ class MemoryHistoryStore:
         self._sessions: dict[str, SessionRecord] = {}
         #: In capture order, like the ``seq`` column of the SQLite store.
         self._transactions: dict[str, _Stored] = {}
+        #: WebSocket messages and (closed_by, close_code) by transaction id.
+        self._messages: dict[str, list[WebSocketMessage]] = {}
+        self._closes: dict[str, tuple[str | None, int | None]] = {}
         self.opened = False
         self.closed = False
         #: Written and dropped counts (nothing is ever pending; always available).
@@ -412,13 +416,52 @@ class MemoryHistoryStore:
 
     def _get_transaction(self, transaction_id: str) -> dict[str, Any] | None:
         stored = self._transactions.get(transaction_id)
-        return None if stored is None else json.loads(stored.detail)
+        return None if stored is None else self._detail(transaction_id, stored, DETAIL_MESSAGES)
 
     def _list_details(
         self, session_id: str, limit: int | None, offset: int
     ) -> list[dict[str, Any]]:
         found = [t for t in self._transactions.values() if t.session_id == session_id]
-        return [json.loads(t.detail) for t in _page(found, limit, offset)]
+        return [self._detail(t.summary["id"], t, EXPORT_MESSAGES) for t in _page(found, limit, offset)]
+
+    # IWebSocketHistory: messages and closes kept beside the transactions, by id; those
+    # of a transaction deleted since are never read again, and go when messages are listed.
+
+    def _detail(self, transaction_id: str, stored: _Stored, message_limit: int) -> dict[str, Any]:
+        detail: dict[str, Any] = json.loads(stored.detail)
+        if detail.get("kind") == "websocket":
+            messages = self._messages.get(transaction_id, [])
+            detail["websocket"] = websocket_field(
+                [m.to_json() for m in _page(messages, message_limit, 0)], len(messages),
+                self._closes.get(transaction_id))
+        return detail
+
+    def _forget_orphan_messages(self) -> None:
+        for table in (self._messages, self._closes):
+            for txn_id in [k for k in table if k not in self._transactions]:
+                del table[txn_id]
+
+    def append_message(self, message: WebSocketMessage) -> None:
+        """Keep ``message`` with its transaction (dropped if the transaction is unknown)."""
+        if not self.closed and message.transaction_id in self._transactions:
+            self._messages.setdefault(message.transaction_id, []).append(message)
+
+    def websocket_closed(self, transaction_id: str, closed_by: str | None,
+                         close_code: int | None) -> None:
+        if not self.closed and transaction_id in self._transactions:
+            self._closes[transaction_id] = (closed_by, close_code)
+
+    def list_messages(self, transaction_id: str, limit: int | None = None, offset: int = 0
+                      ) -> Deferred[tuple[int, list[dict[str, Any]]] | None]:
+        return self._run(self._list_messages, transaction_id, limit, offset)
+
+    def _list_messages(self, transaction_id: str, limit: int | None, offset: int
+                       ) -> tuple[int, list[dict[str, Any]]] | None:
+        if transaction_id not in self._transactions:
+            return None
+        self._forget_orphan_messages()
+        messages = self._messages.get(transaction_id, [])
+        return len(messages), [m.to_json() for m in _page(messages, limit, offset)]
 
     def _delete_transactions(self, ids: list[str]) -> int:
         deleted = 0

@@ -369,6 +369,15 @@ async function exportHar() {
   } catch (error) { reportError(error); }
 }
 
+async function exportOpenApi() {
+  if (!state.current) return;
+  try {
+    const document_ = await rpc('session.export', { id: state.current.id, format: 'openapi' });
+    const blob = new Blob([JSON.stringify(document_, null, 2)], { type: 'application/json' });
+    await download(`${state.current.name || state.current.id}.openapi.json`, blob);
+  } catch (error) { reportError(error); }
+}
+
 // "Export collection" reuses the collection of the name given (by default the
 // session's): it is refilled with the session's requests, never duplicated.
 async function exportCollection() {
@@ -462,6 +471,8 @@ function handleServerEvent(event) {
       renderSessions();
     }
     if (isNew && data.change === 'deleted') { state.sessions.delete(data.session.id); renderSessions(); }
+  } else if (event.event === 'message') {
+    messageCaptured(data);
   } else if (event.event === 'cookie') {
     cookieArrived(data);
   } else if (event.event === 'reset') {
@@ -498,6 +509,7 @@ function init() {
   $('#stop-button').addEventListener('click', () => lifecycle('stop'));
   $('#export-har').addEventListener('click', exportHar);
   $('#export-collection').addEventListener('click', exportCollection);
+  $('#export-openapi').addEventListener('click', exportOpenApi);
   for (const tab of document.querySelectorAll('[data-tab]')) tab.addEventListener('click', () => selectTab(tab.dataset.tab));
   initTable();
   initCookies();

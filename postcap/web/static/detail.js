@@ -173,30 +173,45 @@ function cookieRows(detail) {
     el('tbody', {}, ...rows.map((cells) => el('tr', {}, ...cells.map((c) => el('td', {}, c)))))));
 }
 
-async function loadMessages(detail, box, offset) {
-  try {
-    const result = await rpc('request.messages', { id: detail.id, limit: 200, offset });
-    if (!result.total) { box.replaceChildren(el('p', { class: 'muted' }, 'No WebSocket messages (not a WebSocket exchange).')); return; }
-    let body = box.querySelector('tbody');
-    if (!body) {
-      body = el('tbody');
-      box.replaceChildren(el('p', { class: 'muted', id: 'messages-count' }), el('div', { class: 'wide' }, el('table', { class: 'grid messages' },
-        el('thead', {}, el('tr', {}, ...['', 'Type', 'Time', 'Size', 'Data'].map((h) => el('th', {}, h)))), body)));
-    }
-    for (const m of result.items) {
-      const text = m.encoding === 'base64' ? `(binary, base64) ${m.text}` : m.text;
-      body.append(el('tr', { class: `m-${m.direction}` }, el('td', {}, m.direction === 'client' ? '↑' : '↓'), el('td', {}, m.type),
-        el('td', {}, clockTime(m.at)), el('td', {}, humanBytes(m.size)), el('td', { class: 'data' }, text + (m.truncated ? ' …' : ''))));
-    }
-    const shown = offset + result.items.length;
-    box.querySelector('#messages-count').textContent = `${shown} of ${result.total} messages`;
-    const old = box.querySelector('button.more');
-    if (old) old.remove();
-    if (shown < result.total) box.append(el('button', { type: 'button', class: 'more', onclick: () => loadMessages(detail, box, shown) }, 'Show more'));
-  } catch (error) {
-    const missing = error.code === -32601;
-    box.replaceChildren(el('p', { class: 'error' }, missing ? 'This server cannot list WebSocket messages (request.messages is missing).' : error.message));
+// WebSocket messages: text only, payloads never become markup.
+function messageRow(message) {
+  const arrow = message.direction === 'client' ? '\u2191 sent' : '\u2193 received';
+  let data = message.encoding === 'base64' ? `[base64] ${message.text}` : message.text;
+  if (message.code !== undefined) data = `${message.code} ${data}`.trim();
+  if (data.length > 500) data = data.slice(0, 500) + '\u2026';
+  const size = humanBytes(message.size) + (message.truncated ? ' (truncated)' : '');
+  return el('tr', { class: `ws-${message.direction}` },
+    el('td', {}, clockTime(message.at)), el('td', {}, arrow), el('td', {}, message.type),
+    el('td', {}, size), el('td', { class: 'ws-data' }, data));
+}
+
+function websocketView(id, websocket) {
+  const body = el('tbody', {}, ...websocket.messages.map(messageRow));
+  const table = el('table', { class: 'grid messages', id: 'ws-messages' },
+    el('thead', {}, el('tr', {}, ...['Time', 'Direction', 'Type', 'Size', 'Data'].map((h) => el('th', {}, h)))), body);
+  const ended = websocket.closed_by || websocket.close_code !== null
+    ? `Closed${websocket.closed_by ? ' by the ' + websocket.closed_by : ''}${websocket.close_code !== null ? ' with code ' + websocket.close_code : ''}.`
+    : 'Open.';
+  const parts = [el('h4', {}, `WebSocket messages (${websocket.message_count})`), el('p', { id: 'ws-state' }, ended), el('div', { class: 'wide' }, table)];
+  if (websocket.message_count > websocket.messages.length) {
+    const more = el('button', { type: 'button', class: 'more', onclick: async () => {
+      try {
+        const page = await rpc('request.messages', { id, offset: body.children.length, limit: 1000 });
+        body.append(...page.items.map(messageRow));
+        if (body.children.length >= page.total) more.remove();
+      } catch (error) { reportError(error); }
+    } }, 'Load more');
+    parts.push(more);
   }
+  return parts;
+}
+
+// A message captured live, for the WebSocket open in the detail.
+function messageCaptured(message) {
+  const pane = $('#detail');
+  if (pane.hidden || pane.dataset.id !== message.transaction_id) return;
+  const body = $('#ws-messages tbody');
+  if (body) body.append(messageRow(message));
 }
 
 // -- the pane ------------------------------------------------------------------------------
@@ -223,9 +238,8 @@ function detailPane(detail, name) {
   } else if (name === 'cookies') {
     pane.append(cookieRows(detail));
   } else if (name === 'messages') {
-    const box = el('div', {}, el('p', { class: 'muted' }, 'Loading…'));
-    pane.append(box);
-    loadMessages(detail, box, 0);
+    if (detail.websocket) pane.append(...websocketView(detail.id, detail.websocket));
+    else pane.append(el('p', { class: 'muted' }, 'No WebSocket messages: not a WebSocket exchange.'));
   }
   return pane;
 }
@@ -259,7 +273,9 @@ async function openDetail(id) {
   pane.hidden = false;
   $('#splitter').hidden = false;
   $('#split').classList.add('open');
-  showDetailTab(detailState.tab);
+  // A WebSocket opens on its messages; other exchanges on the tab last chosen.
+  const remembered = detailState.tab === 'messages' ? 'headers' : detailState.tab;
+  showDetailTab(detail.websocket ? 'messages' : remembered);
   fitSplit();
   if (window.matchMedia('(max-width: 999px)').matches) pane.scrollIntoView({ block: 'nearest' });
 }
