@@ -264,6 +264,7 @@ function sessionChanged(session) {
 // -- the live session ---------------------------------------------------------------------
 
 async function openSession(id) {
+  if (!state.current || state.current.id !== id) resetTable();
   const session = await rpc('session.get', { id });
   state.current = session;
   state.sessionFetchedAt = Date.now();

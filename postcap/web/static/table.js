@@ -147,6 +147,21 @@ function summaryAt(index) {
 function positionOf(index) { return table.sortDir === 'desc' ? table.total - 1 - index : index; }
 const displayIndex = positionOf;   // the mapping is its own inverse
 
+// Forget the rows shown (another session is being opened).
+function resetTable() {
+  table.generation += 1;
+  table.total = 0;
+  table.rows = new Map();
+  table.known = new Set();
+  table.requested = new Map();
+  table.local = null;
+  table.selectedId = null;
+  table.selectedIndex = -1;
+  $('#table-scroll').scrollTop = 0;
+  renderTable();
+  updateCount();
+}
+
 async function loadRequests(keepScroll) {
   if (!state.current) return;
   const generation = ++table.generation;
