@@ -474,6 +474,22 @@ def test_edit_and_replay_then_compare(
     assert "method: POST → PUT" in result
     assert no_page_overflow(page)
     page.screenshot(path=str(artifact_dir(tmp_path) / "web-compare.png"))
+
+    page.click("#copy-python")
+    expect(page.locator("#export-output")).to_contain_text("http.client")
+    for row in (f"{ROWS}:has-text('a=1')", f"{ROWS}:has-text('a=2')"):
+        page.click(row)
+        page.click("#collect-button")
+        page.fill("#collection-name", "picked")
+        page.click("#collect-send")
+        expect(page.locator("#message")).to_contain_text('Added to the collection "picked"')
+    picked = [c for c in server.rpc("collection.list")["items"] if c["name"] == "picked"]
+    assert len(picked) == 1 and picked[0]["request_count"] == 2  # one collection, reused
+
+    page.click("#delete-request")
+    page.click("#delete-request")  # confirm
+    expect(page.locator(ROWS)).to_have_count(1)
+    assert server.rpc("request.list", order="desc")["total"] == 1
     assert page.problems == []
 
 
