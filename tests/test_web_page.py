@@ -369,11 +369,14 @@ def test_large_session_search_detail_and_layout(
 
         page.fill("#search", "/api/items/0?")
         expect(page.locator(ROWS)).to_have_count(1)
+        expect(page.locator(ROWS).first).to_contain_text("/api/items/0?")
         page.fill("#search", newest)
+        expect(page.locator(ROWS).first).to_contain_text(newest)
         expect(page.locator(ROWS)).to_have_count(1)
         page.fill("#search", "")
         # Sorting by another column sorts the loaded rows in the page (local mode).
         page.click("#requests-table th[data-key=status] button")
+        page.wait_for_selector("#requests-table[aria-busy=false]")
         expect(page.locator(f"{ROWS} >> nth=0 >> td.c-status")).to_have_text("200")
         page.click("#requests-table th[data-key=status] button")
         expect(page.locator(f"{ROWS} >> nth=0 >> td.c-status")).to_have_text("500")
@@ -482,6 +485,7 @@ def test_edit_and_replay_then_compare(
         page.click("#collect-button")
         page.fill("#collection-name", "picked")
         page.click("#collect-send")
+        page.wait_for_selector("#collect-form", state="detached")  # gone once added
         expect(page.locator("#message")).to_contain_text('Added to the collection "picked"')
     picked = [c for c in server.rpc("collection.list")["items"] if c["name"] == "picked"]
     assert len(picked) == 1 and picked[0]["request_count"] == 2  # one collection, reused

@@ -165,6 +165,7 @@ function resetTable() {
 async function loadRequests(keepScroll) {
   if (!state.current) return;
   const generation = ++table.generation;
+  $('#requests-table').setAttribute('aria-busy', 'true');
   const scroller = $('#table-scroll');
   const scrollTop = keepScroll ? scroller.scrollTop : 0;
   table.rows = new Map();
@@ -184,7 +185,8 @@ async function loadRequests(keepScroll) {
     if (generation === table.generation) table.loading = false;
   }
   sizeTable();
-  scroller.scrollTop = !keepScroll && table.sortDir === 'asc' && $('#follow').checked ? scroller.scrollHeight : scrollTop;
+  const toBottom = !keepScroll && !table.local && table.sortDir === 'asc' && $('#follow').checked;
+  scroller.scrollTop = toBottom ? scroller.scrollHeight : scrollTop;
   findSelected();
   renderTable();
   updateCount();
@@ -289,7 +291,7 @@ function addArrival(summary) {
       if (!follow && scroller.scrollTop > 0) scroller.scrollTop += ROW_H;
     }
   }
-  if (follow) scroller.scrollTop = table.sortDir === 'desc' ? 0 : scroller.scrollHeight;
+  if (follow && !table.local) scroller.scrollTop = table.sortDir === 'desc' ? 0 : scroller.scrollHeight;
   updateCount();
   scheduleRender();
 }
