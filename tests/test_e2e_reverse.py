@@ -144,3 +144,33 @@ def test_invalid_mode_is_a_one_line_start_error(tmp_path: Any, args: list[str], 
     result = subprocess.run(process.command(), capture_output=True, timeout=30)
     assert result.returncode != 0
     assert expected in result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("client_tls", [False, True], ids=["ws", "wss-reverse-tls"])
+def test_websocket_through_reverse_mode(tmp_path: Any, client_tls: bool) -> None:
+    import ssl
+    import time
+
+    from websockets.sync.client import connect
+
+    from tests.wsorigin import port_of, websocket_origin
+
+    with websocket_origin() as ws_server:
+        upstream = f"http://127.0.0.1:{port_of(ws_server)}/"
+        extra = ["--reverse-tls"] if client_tls else []
+        with PostcapProcess(tmp_path, "--mode", f"reverse:{upstream}", *extra) as server:
+            server.rpc("session.start")
+            scheme = "wss" if client_tls else "ws"
+            context = ssl.create_default_context(cafile=server.ca_path) if client_tls else None
+            with connect(f"{scheme}://127.0.0.1:{server.port}/echo", ssl=context, open_timeout=10,
+                         ping_interval=None, close_timeout=5) as client:
+                client.send("through the front")
+                assert client.recv(timeout=10) == "through the front"
+            (item,) = server.requests()
+            assert item["url"] == f"{upstream}echo" and item["status"] == 101
+            deadline = time.monotonic() + 10
+            while server.rpc("request.messages", id=item["id"])["total"] < 2 and time.monotonic() < deadline:
+                time.sleep(0.05)
+            texts = [m["text"] for m in server.rpc("request.messages", id=item["id"])["items"]
+                     if m["type"] == "text"]
+            assert texts == ["through the front"] * 2
