@@ -148,7 +148,7 @@ def show_detail(detail: dict[str, Any]) -> str:
     for title, part in (("request", detail.get("request")), ("response", response)):
         if not part:
             continue
-        head = f"{title}: HTTP/{part.get('http_version', '')}"
+        head = f"{title}: {part.get('http_version', '')}"
         if title == "response":
             head += f" {part.get('status')} {part.get('reason', '')}"
         lines += ["", head]
@@ -163,6 +163,9 @@ def show_detail(detail: dict[str, Any]) -> str:
             )
             if body.get("encoding") == "utf-8" and body.get("text"):
                 lines.append("  " + body["text"][:2000].replace("\n", "\n  "))
+        if part.get("trailers"):
+            lines.append("  trailers:")
+            lines += [f"    {name}: {value}" for name, value in part["trailers"]]
     websocket = detail.get("websocket")
     if websocket:
         ended = "open" if websocket["close_code"] is None else (

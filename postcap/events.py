@@ -116,6 +116,10 @@ class EventHub:
     def session_changed(self, change: str, record: SessionRecord, now: float) -> None:
         self.publish("session", {"change": change, "session": record.to_json(now)})
 
+    def storage_changed(self, status: dict[str, Any]) -> None:
+        """A ``storage`` event: the history store became unavailable, or recovered."""
+        self.publish("storage", status)
+
     def cookies_captured(self, cookies: Iterable[dict[str, Any]]) -> None:
         for cookie in cookies:
             self.publish("cookie", cookie)

@@ -32,7 +32,7 @@ CONNECTION_KINDS = ("client", "tunnel", "websocket")
 #: ``cause`` values of ``postcap_upstream_errors_total`` (the proxy's error kinds).
 UPSTREAM_ERROR_CAUSES = (
     "dns", "refused", "connect", "connect-timeout", "timeout", "tls", "closed",
-    "bad-response", "upgrade", "other",
+    "bad-response", "upgrade", "reset", "goaway", "other",
 )
 #: ``outcome`` values of ``postcap_capture_transactions_total``.
 CAPTURE_OUTCOMES = ("stored", "filtered", "dropped")
@@ -107,6 +107,11 @@ class StorageStats:
         #: Transactions the store was given and could not keep.
         self.dropped = 0
         self.write_seconds = Histogram()
+
+    def to_json(self) -> dict[str, Any]:
+        """``server.info``'s ``storage`` and the ``storage`` event's payload."""
+        return {"ok": self.available, "error": self.reason, "pending": self.pending,
+                "written": self.written, "dropped": self.dropped}
 
 
 class Tally:

@@ -224,6 +224,8 @@ class Request:
     http_version: str
     headers: Headers
     body: Body = EMPTY_BODY
+    #: Trailer fields after the body (chunked HTTP/1.1 or HTTP/2), in order.
+    trailers: Headers = ()
 
     def to_json(self, body: bytes | None = None) -> dict[str, Any]:
         headers = [[_latin1(k), _latin1(v)] for k, v in self.headers]
@@ -233,6 +235,7 @@ class Request:
             "http_version": self.http_version,
             "headers": headers,
             "body": self.body.to_json(body, content_encoding_of(headers)),
+            "trailers": [[_latin1(k), _latin1(v)] for k, v in self.trailers],
         }
 
 
@@ -244,6 +247,8 @@ class Response:
     http_version: str
     headers: Headers
     body: Body = EMPTY_BODY
+    #: Trailer fields after the body (chunked HTTP/1.1 or HTTP/2; gRPC's grpc-status).
+    trailers: Headers = ()
 
     def to_json(self, body: bytes | None = None) -> dict[str, Any]:
         headers = [[_latin1(k), _latin1(v)] for k, v in self.headers]
@@ -253,6 +258,7 @@ class Response:
             "http_version": self.http_version,
             "headers": headers,
             "body": self.body.to_json(body, content_encoding_of(headers)),
+            "trailers": [[_latin1(k), _latin1(v)] for k, v in self.trailers],
         }
 
 

@@ -216,6 +216,10 @@ class PostcapService(MultiService):
         )
         self.sessions.add_sink(TransactionEvents(self.events))
         self.sessions.add_message_listener(self.events.message_captured)
+        health = getattr(self.store, "health", None)
+        if health is not None:
+            health.listeners.append(
+                lambda available, reason: self.events.storage_changed(self.store.stats.to_json()))
         self.events_resource = EventsResource(self.events, reactor)
         self.jar = CookieJar(self.store)
         self.cookie_sync = CookieSync(self.jar, self.store)
@@ -301,6 +305,10 @@ class PostcapService(MultiService):
         if self.log_observer is not None and hasattr(parent, "setComponent"):
             parent.setComponent(ILogObserver, self.log_observer)
         super().setServiceParent(parent)
+
+    def storage_status(self) -> dict[str, Any]:
+        """``server.info``'s ``storage``: whether the history store accepts writes, and why not."""
+        return self.store.stats.to_json()
 
     def proxy_facts(self) -> dict[str, Any]:
         """``server.info``'s ``interface`` and ``mode`` (extensions: the proxy's

@@ -123,6 +123,8 @@ def make_transaction(
     client: Address | None = None,
     server: Address | None = None,
     kind: str = "http",
+    request_trailers: Headers = (),
+    response_trailers: Headers = (),
 ) -> Transaction:
     """A realistic finished transaction; keywords override each part.
 
@@ -148,6 +150,7 @@ def make_transaction(
         if request_headers is not None
         else _default_request_headers(parts.netloc.encode("latin-1"), req_body),
         body=req_body,
+        trailers=request_trailers,
     )
     response = Response(
         status=status,
@@ -157,6 +160,7 @@ def make_transaction(
         if response_headers is not None
         else _default_response_headers(content_type, resp_body),
         body=resp_body,
+        trailers=response_trailers,
     )
     if with_response is None:
         with_response = error is None

@@ -100,13 +100,18 @@ class Origin:
         return f"<Origin {self.url()} pid={self.process.pid}>"
 
 
-def start_origin(tls: tuple[str, str] | None = None, timeout: float = READY_TIMEOUT,
-                 script: Path = ORIGIN_SCRIPT) -> Origin:
+def start_origin(
+    tls: tuple[str, str] | None = None, timeout: float = READY_TIMEOUT,
+    script: Path = ORIGIN_SCRIPT, http2: bool = False,
+) -> Origin:
     """Launch ``tests/origin.py`` (or another origin ``script`` with the same command line;
-    over TLS with ``tls=(cert, key)``) and wait for READY."""
+    over TLS with ``tls=(cert, key)``, offering HTTP/2 by ALPN with ``http2``) and wait
+    for READY."""
     command = [sys.executable, str(script)]
     if tls is not None:
         command += ["--tls", str(tls[0]), str(tls[1])]
+    if http2:
+        command.append("--http2")
     process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE)
     try:
         port = _read_ready(process, timeout)

@@ -296,6 +296,19 @@ class HistoryStoreConformance(CaptureSinkConformance):
         store = await self.store()
         await self.stored(store, make_transaction(url="https://api.example.test:8443/v1?q=é"))
 
+    async def test_http2_with_trailers_round_trip(self) -> None:
+        store = await self.store()
+        txn = make_transaction(
+            url="https://grpc.example.test/pkg.Service/Call", method="POST", http_version="HTTP/2",
+            request_trailers=((b"x-sum", b"1"),),
+            response_trailers=((b"grpc-status", b"0"), (b"grpc-message", b"")),
+        )
+        await self.stored(store, txn)
+        detail = await store.get_transaction(txn.id)
+        self.assertEqual(detail["response"]["trailers"], [["grpc-status", "0"], ["grpc-message", ""]])
+        self.assertEqual(detail["request"]["trailers"], [["x-sum", "1"]])
+        self.assertEqual(detail["request"]["http_version"], "HTTP/2")
+
     async def test_binary_bodies(self) -> None:
         store = await self.store()
         txn = make_transaction(request_body=b"\xff\x00\xfe", response_body=bytes(range(256)))

@@ -446,6 +446,7 @@ def main(argv: list[str] | None = None, resource: Callable[[Any], Resource] | No
         "--tls", nargs=2, metavar=("CERT", "KEY"), help="serve TLS with this certificate and key"
     )
     parser.add_argument("--port", type=int, default=0, help="port to bind (default: any free port)")
+    parser.add_argument("--http2", action="store_true", help="with --tls: offer h2 by ALPN (Twisted's HTTP/2)")
     args = parser.parse_args(argv)
 
     globalLogBeginner.beginLoggingTo(
@@ -466,7 +467,12 @@ def main(argv: list[str] | None = None, resource: Callable[[Any], Resource] | No
         from twisted.internet import ssl
 
         cert, key = args.tls
-        context = ssl.DefaultOpenSSLContextFactory(key, cert)
+        context: Any = ssl.DefaultOpenSSLContextFactory(key, cert)
+        if args.http2:
+            # CertificateOptions offers the site's protocols (h2, http/1.1) by ALPN.
+            with open(cert, "rb") as cert_file, open(key, "rb") as key_file:
+                pem = cert_file.read() + key_file.read()
+            context = ssl.PrivateCertificate.loadPEM(pem).options()
         port = reactor.listenSSL(args.port, site, context, interface="127.0.0.1")
     else:
         port = reactor.listenTCP(args.port, site, interface="127.0.0.1")

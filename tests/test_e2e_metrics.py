@@ -243,11 +243,14 @@ def test_readyz_follows_the_store(server: PostcapProcess, origin: Origin) -> Non
         assert value(samples, "postcap_storage_available") == 0
         assert value(samples, "postcap_capture_transactions_total", outcome="dropped") >= 1
         assert server.http("/healthz", token=None)[0] == 200  # alive, just not ready
+        storage = server.rpc("server.info")["storage"]
+        assert storage["ok"] is False and "locked" in storage["error"], storage
     finally:
         blocker.execute("ROLLBACK")
         blocker.close()
     assert wait_for(lambda: server.http("/readyz", token=None)[0] == 200, timeout=20)
     assert value(scrape(server), "postcap_storage_available") == 1
+    assert server.rpc("server.info")["storage"]["ok"] is True
     server.rpc("session.stop", id=session["id"])
 
 
@@ -359,3 +362,24 @@ def test_a_metrics_port_in_use_stops_the_start(tmp_path: Any) -> None:
     assert (f"postcap: cannot start: --metrics tcp:{port}:interface=127.0.0.1: cannot listen: "
             "Address already in use") in str(failed.value)
     assert "Traceback" not in str(failed.value)
+
+
+def test_a_websocket_is_a_connection_while_open_and_one_101(server: PostcapProcess) -> None:
+    from websockets.sync.client import connect
+
+    from tests.wsorigin import port_of, websocket_origin
+
+    with websocket_origin() as ws_origin:
+        before = scrape(server)
+        url = f"ws://127.0.0.1:{port_of(ws_origin)}/echo"
+        with connect(url, proxy=server.proxy_url, open_timeout=10, ping_interval=None,
+                     close_timeout=5) as ws:
+            ws.send("hello")
+            assert ws.recv(timeout=10) == "hello"
+            assert value(scrape(server), "postcap_proxy_connections", kind="websocket") == 1
+        after = wait_for(lambda: (lambda s: s if value(
+            s, "postcap_proxy_connections", kind="websocket") == 0 else None)(scrape(server)))
+    assert after, "the WebSocket relay did not end"
+    assert value(after, "postcap_proxy_requests_total", status_class="1xx",
+                 http_version="HTTP/1.1") - value(before, "postcap_proxy_requests_total",
+                                                  status_class="1xx", http_version="HTTP/1.1") == 1

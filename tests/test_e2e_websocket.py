@@ -50,6 +50,13 @@ def wss_origin(pki: OriginPKI) -> Iterator[int]:
         yield port_of(origin)
 
 
+@pytest.fixture(scope="module")
+def wss_h2_origin(pki: OriginPKI) -> Iterator[int]:
+    """A wss origin whose TLS prefers HTTP/2 when offered (as most web servers do)."""
+    with websocket_origin(tls=(pki.good.cert, pki.good.key), alpn=["h2", "http/1.1"]) as origin:
+        yield port_of(origin)
+
+
 @pytest.fixture
 def session(server: PostcapProcess) -> Iterator[dict[str, Any]]:
     started = server.rpc("session.start", name="websocket")
@@ -383,3 +390,16 @@ def test_long_connection_memory_stays_flat(server: PostcapProcess, ws_origin: in
     assert stored["total"] >= 40_000
     last = server.rpc("request.messages", id=item["id"], offset=stored["total"] - 3)["items"][0]  # before the closes
     assert (last["truncated"], last["text"], last["size"]) == (True, "", 213)
+
+
+def test_wss_to_an_origin_that_prefers_http2_goes_over_http11(
+    server: PostcapProcess, wss_h2_origin: int, session: dict[str, Any]
+) -> None:
+    """An upgrade cannot ride an HTTP/2 stream: its upstream connection offers http/1.1 alone."""
+    with open_ws(server, f"wss://127.0.0.1:{wss_h2_origin}/chat") as ws:
+        ws.send("over http/1.1")
+        assert ws.recv(timeout=10) == "over http/1.1"
+        item = only_websocket(server, session["id"])
+    assert item["status"] == 101
+    detail = server.rpc("request.get", id=item["id"])
+    assert detail["response"]["http_version"] == "HTTP/1.1"

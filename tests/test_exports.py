@@ -101,5 +101,15 @@ class HARTests(SynchronousTestCase):
         self.assertNotIn("text", unstored["response"]["content"])
         self.assertEqual(document["log"]["creator"]["name"], "postcap")
 
+    def test_http2_version_and_trailers(self) -> None:
+        entry = entry_from_detail(detail(http_version="HTTP/2", response_trailers=((b"grpc-status", b"0"),),
+                                         request_trailers=((b"x-sum", b"1"),)))
+        assert entry is not None
+        assert_valid("har", json.loads(json.dumps(har_document([entry]))))
+        self.assertEqual((entry["request"]["httpVersion"], entry["response"]["httpVersion"]), ("HTTP/2", "HTTP/2"))
+        self.assertEqual(entry["response"]["_trailers"], [{"name": "grpc-status", "value": "0"}])
+        self.assertEqual(entry["request"]["_trailers"], [{"name": "x-sum", "value": "1"}])
+        self.assertNotIn("_trailers", entry_from_detail(detail())["response"])  # type: ignore[index]
+
     def test_tunnels_have_no_entry(self) -> None:
         self.assertIsNone(entry_from_detail(detail(kind="tunnel")))

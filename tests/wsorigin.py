@@ -49,13 +49,16 @@ def _page(connection: ServerConnection, request: Request) -> Response | None:
 
 
 @contextlib.contextmanager
-def websocket_origin(tls: tuple[str, str] | None = None, max_size: int | None = 2 ** 24
-                     ) -> Iterator[Server]:
-    """An echo server on 127.0.0.1 (``server.socket.getsockname()[1]`` is its port)."""
+def websocket_origin(tls: tuple[str, str] | None = None, max_size: int | None = 2 ** 24,
+                     alpn: list[str] | None = None) -> Iterator[Server]:
+    """An echo server on 127.0.0.1 (``server.socket.getsockname()[1]`` is its port);
+    with ``alpn``, its TLS picks the first of these the client offers."""
     context = None
     if tls is not None:
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         context.load_cert_chain(*tls)
+        if alpn:
+            context.set_alpn_protocols(alpn)
     server = serve(_echo, "127.0.0.1", 0, ssl=context, process_request=_page,
                    max_size=max_size, ping_interval=None)
     thread = threading.Thread(target=server.serve_forever, daemon=True)

@@ -68,6 +68,8 @@ class ServerFacts(TypingProtocol):
 
     def proxy_facts(self) -> dict[str, Any]: ...
 
+    def storage_status(self) -> dict[str, Any]: ...
+
 
 _M = TypeVar("_M", bound=Callable[..., Awaitable[Any]])
 
@@ -148,6 +150,7 @@ class ControlMethods(MethodGroup):
             **self.server.proxy_facts(),
             "active_session": None if active is None else active.to_json(self.sessions.now()),
             "counters": self.server.counters(),
+            "storage": self.server.storage_status(),
         }
 
     async def ca_get(self) -> dict[str, Any]:

@@ -92,6 +92,8 @@ def entry_from_detail(detail: dict[str, Any]) -> dict[str, Any] | None:
             post["params"] = [{"name": k, "value": v}
                               for k, v in parse_qsl(post["text"], keep_blank_values=True)]
         har_request["postData"] = post
+    if request.get("trailers"):
+        har_request["_trailers"] = _headers(request["trailers"])
     response = detail.get("response")
     if response is None:
         har_response: dict[str, Any] = {
@@ -119,6 +121,8 @@ def entry_from_detail(detail: dict[str, Any]) -> dict[str, Any] | None:
             "headersSize": -1,
             "bodySize": rbody["size"],
         }
+        if response.get("trailers"):
+            har_response["_trailers"] = _headers(response["trailers"])
         if detail.get("error"):
             har_response["_error"] = detail["error"]
     timings = detail["timings"]

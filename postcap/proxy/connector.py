@@ -18,7 +18,7 @@ from zope.interface import implementer
 from postcap.proxy.framing import MessageParser, ProtocolError, ResponseHead
 from postcap.proxy.own import GuardedFactory, OwnEndpoints
 from postcap.proxy.upstream import Origin, quiet_factory
-from postcap.tls.client import InsecureClientCreator, verified_creator
+from postcap.tls.client import H2_AND_HTTP11, HTTP11_ONLY, InsecureClientCreator, verified_creator
 
 
 class ProxyConnectError(ConnectError):
@@ -153,12 +153,22 @@ class UpstreamConnector:
             return self._direct(origin)
         return wrapClientTLS(self.tls_creator(origin.host), self.tunnel_endpoint(origin))
 
+    def http11_endpoint(self, origin: Origin) -> IStreamClientEndpoint:
+        """Like :meth:`endpoint`, but TLS offers ALPN ``http/1.1`` alone: for a request
+        that asks to upgrade the connection (WebSocket), which HTTP/2 cannot carry."""
+        if origin.scheme != "https":
+            return self.endpoint(origin)
+        creator = (InsecureClientCreator(origin.host, HTTP11_ONLY) if self.insecure
+                   else verified_creator(origin.host, HTTP11_ONLY))
+        return wrapClientTLS(creator, self.tunnel_endpoint(origin))
+
     def tls_creator(self, host: str) -> Any:
         creator = self._creators.get(host)
         if creator is not None:
             self._creators.move_to_end(host)
             return creator
-        creator = InsecureClientCreator(host) if self.insecure else verified_creator(host)
+        creator = (InsecureClientCreator(host, H2_AND_HTTP11) if self.insecure
+                   else verified_creator(host, H2_AND_HTTP11))
         self._creators[host] = creator
         if len(self._creators) > self.creator_cache_size:
             self._creators.popitem(last=False)

@@ -1,10 +1,16 @@
 """One request/response exchange through the proxy, streamed both ways.
 
-An :class:`Exchange` takes request events from the client connection, opens
-(or reuses) an upstream connection, streams the request body up and the
-response body down with back-pressure, keeps bounded copies of both for the
-capture, and ends exactly once: with the response complete, or with an error
-the proxy answers itself (502, 504) or that cuts the exchange short.
+An :class:`Exchange` takes request events from the client side, opens
+(or reuses) an upstream, streams the request body up and the response body
+down with back-pressure, keeps bounded copies of both for the capture, and
+ends exactly once: with the response complete, or with an error the proxy
+answers itself (502, 504) or that cuts the exchange short.
+
+It neither knows nor cares which wire either side speaks: the client side is
+an :class:`~postcap.proxy.interfaces.IDownstream` (an HTTP/1.1 connection or
+one HTTP/2 stream) and the upstream an
+:class:`~postcap.proxy.interfaces.IUpstreamChannel` (an HTTP/1.1 connection
+or one stream of a shared HTTP/2 connection).
 """
 
 from __future__ import annotations
@@ -12,10 +18,9 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from twisted.internet.defer import gatherResults
-from twisted.internet.interfaces import IDelayedCall, IPushProducer
+from twisted.internet.interfaces import IDelayedCall
 from twisted.logger import Logger
 from twisted.python.failure import Failure
-from zope.interface import implementer
 
 from postcap.capture import BodyCapture, CaptureTicket
 from postcap.model import (
@@ -38,60 +43,16 @@ from postcap.proxy.framing import (
     RequestHead,
     ResponseHead,
     end_to_end,
+    header_values,
     wants_keep_alive,
 )
 from postcap.proxy.targets import Target
 from postcap.proxy.upgrade import forwarded_upgrade, hand_over, upgrade_token
-from postcap.proxy.upstream import UpstreamError, UpstreamProtocol, describe_connect_failure
+from postcap.proxy.upstream import Channel, UpstreamError, describe_connect_failure
+from postcap.proxy.wire import TransportPauser, format_headers
 
 if TYPE_CHECKING:
-    from postcap.proxy.server import ProxyServerProtocol
-
-
-@implementer(IPushProducer)
-class TransportPauser:
-    """Pauses a transport while any of several reasons holds; an IPushProducer for
-    registering one transport as the producer feeding another."""
-
-    def __init__(self, transport) -> None:  # type: ignore[no-untyped-def]
-        self.transport = transport
-        self._reasons: set[str] = set()
-
-    def pause(self, reason: str) -> None:
-        if not self._reasons:
-            self.transport.pauseProducing()
-        self._reasons.add(reason)
-
-    def resume(self, reason: str) -> None:
-        if reason not in self._reasons:
-            return
-        self._reasons.discard(reason)
-        if not self._reasons:
-            self.transport.resumeProducing()
-
-    def pauseProducing(self) -> None:
-        self.pause("backpressure")
-
-    def resumeProducing(self) -> None:
-        self.resume("backpressure")
-
-    def stopProducing(self) -> None:
-        """The consumer went away; the exchange handles that through connectionLost."""
-
-    @property
-    def paused(self) -> bool:
-        return bool(self._reasons)
-
-    def paused_for(self, reason: str) -> bool:
-        return reason in self._reasons
-
-
-def format_headers(headers: RawHeaders) -> bytes:
-    return b"".join(b"%s: %s\r\n" % pair for pair in headers)
-
-
-def chunk(data: bytes) -> bytes:
-    return b"%x\r\n%s\r\n" % (len(data), data)
+    from postcap.proxy.interfaces import IDownstream
 
 
 def _not_before(moment: float | None, floor: float | None) -> float | None:
@@ -114,7 +75,7 @@ class Exchange:
 
     def __init__(
         self,
-        client: "ProxyServerProtocol",
+        client: "IDownstream",
         head: RequestHead,
         target: Target,
         ticket: CaptureTicket | None,
@@ -131,22 +92,22 @@ class Exchange:
         limit = self.settings.max_capture_body
         self.request_capture = BodyCapture(limit, spooler, enabled=ticket is not None)
         self.response_capture = BodyCapture(limit, spooler, enabled=ticket is not None)
-        self.upstream: UpstreamProtocol | None = None
+        self.upstream: Channel | None = None
         self.upstream_reused = False
         self.upstream_pauser: TransportPauser | None = None
         self.request_done = False
         self.response_head: ResponseHead | None = None
-        self.response_headers_sent: RawHeaders = []
-        self.response_chunked = False
         self.response_done = False
+        self.request_trailers: RawHeaders = []
+        self.response_trailers: RawHeaders = []
         self.finished = False
         #: The status of a proxy-made answer (the response's own is in response_head).
         self.error_status: int | None = None
         self.client_keep_alive = wants_keep_alive(head.version, head.headers)
         self._pending_body: list[bytes] = []
-        self._pending_end: list[bytes] | None = None
+        self._pending_end: RawHeaders | None = None
         self._timer: IDelayedCall | None = None
-        self._connection: UpstreamProtocol | None = None
+        self._connection: Channel | None = None
         self._t_connect_start: float | None = None
         self._t_head_sent: float | None = None
         self._t_request_sent: float | None = None
@@ -164,23 +125,26 @@ class Exchange:
     def start(self) -> None:
         self.client.pauser.pause("connecting")
         self._t_connect_start = self.reactor.seconds()
-        connecting = self.client.factory.pool.acquire(self.target.origin)
+        connecting = self.client.factory.pool.acquire(
+            self.target.origin, http11_only=self.upgrade is not None)
         connecting.addCallbacks(self._connected, self._connect_failed)
 
-    def _connected(self, result: tuple[UpstreamProtocol, bool]) -> None:
+    def _connected(self, result: tuple[Channel, bool]) -> None:
         upstream, reused = result
         if self.finished:
             self.client.factory.pool.release(upstream)
             return
         self.upstream, self.upstream_reused = upstream, reused
         self._connection = upstream  # kept after release, for its connect/TLS times
-        upstream.attach(self, self.head.method)
-        self.upstream_pauser = TransportPauser(upstream.transport)
-        upstream.transport.write(self._upstream_request_head())
+        self.upstream_pauser = upstream.attach(self, self.head.method)
+        self._send_request_head(upstream)
+        if self.finished:  # the channel failed at once (an HTTP/2 connection going away)
+            self.client.pauser.resume("connecting")
+            return
         self._t_head_sent = self.reactor.seconds()
         self._arm_timer()
         if not self.request_done:
-            upstream.transport.registerProducer(self.client.pauser, True)
+            upstream.register_producer(self.client.pauser)
             self._feeding_upstream = True
         for data in self._pending_body:
             self._send_body(data)
@@ -193,9 +157,12 @@ class Exchange:
         self.client.pauser.resume("connecting")
         if self.finished:
             return
+        if failure.check(UpstreamError):
+            self.fail_with(failure.value)
+            return
         self.fail_with(describe_connect_failure(self.target.origin, failure))
 
-    def _upstream_request_head(self) -> bytes:
+    def _send_request_head(self, upstream: Channel) -> None:
         head = self.head
         headers: RawHeaders = []
         host_seen = False
@@ -209,14 +176,14 @@ class Exchange:
         if not host_seen:
             headers.insert(0, (b"Host", host))
         headers.append((b"Via", self.settings.via))
-        if head.framing == "chunked":
-            headers.append((b"Transfer-Encoding", b"chunked"))
+        if upstream.is_stream and b"trailers" in header_values(head.headers, b"te"):
+            headers.append((b"te", b"trailers"))  # gRPC servers insist on it
         if self.upgrade is not None:
             headers = forwarded_upgrade(headers, head.headers, self.upgrade)
         request_target = self.target.path
         if self.settings.upstream_proxy is not None and self.target.origin.scheme == "http":
             request_target = self.target.url.encode("latin-1")
-        return b"%s %s HTTP/1.1\r\n%s\r\n" % (head.method, request_target, format_headers(headers))
+        upstream.send_head(head.method, request_target, headers, head.framing)
 
     def request_data(self, data: bytes) -> None:
         self.request_capture.feed(data)
@@ -231,27 +198,23 @@ class Exchange:
 
     def request_end(self, trailers: RawHeaders) -> None:
         self.request_done = True
+        self.request_trailers = trailers
         if self.finished:
             return
-        encoded = [b"%s: %s\r\n" % pair for pair in trailers]
         if self.upstream is None:
-            self._pending_end = encoded
+            self._pending_end = trailers
         else:
-            self._send_end(encoded)
+            self._send_end(trailers)
 
     def _send_body(self, data: bytes) -> None:
         assert self.upstream is not None
-        if self.head.framing == "chunked":
-            self.upstream.transport.write(chunk(data))
-        else:
-            self.upstream.transport.write(data)
+        self.upstream.send_body(data)
         # Upload progress: the upstream is not silent while it still receives the body.
         self._arm_timer()
 
-    def _send_end(self, trailers: list[bytes]) -> None:
+    def _send_end(self, trailers: RawHeaders) -> None:
         assert self.upstream is not None
-        if self.head.framing == "chunked":
-            self.upstream.transport.write(b"0\r\n" + b"".join(trailers) + b"\r\n")
+        self.upstream.send_end(trailers)
         self._t_request_sent = self.reactor.seconds()
         self._stop_feeding_upstream(self.upstream)
 
@@ -262,10 +225,10 @@ class Exchange:
         source.pause("spool")
         self.client.factory.spooler.when_drained().addCallback(lambda _: source.resume("spool"))
 
-    def _stop_feeding_upstream(self, upstream: UpstreamProtocol) -> None:
+    def _stop_feeding_upstream(self, upstream: Channel) -> None:
         if self._feeding_upstream:
             self._feeding_upstream = False
-            upstream.transport.unregisterProducer()
+            upstream.unregister_producer()
         self.client.pauser.resume("backpressure")
 
     # -- response side -----------------------------------------------------------
@@ -287,13 +250,9 @@ class Exchange:
             self._switch_protocols(head)
             return
         if head.informational:
-            if self.head.version == b"HTTP/1.1":
-                self.client.transport.write(
-                    b"HTTP/1.1 %d %s\r\n%s\r\n"
-                    % (head.status, head.reason, format_headers(end_to_end(head.headers)))
-                )
+            self.client.send_informational(self.head, head)
             assert self.upstream is not None
-            self.upstream_events(self.upstream.parser.continue_after_informational())
+            self.upstream_events(self.upstream.continue_after_informational())
             return
         self.response_head = head
         self._t_response_head = self.reactor.seconds()
@@ -307,25 +266,9 @@ class Exchange:
             # The body is not framed by any Content-Length the upstream also sent.
             headers = [(k, v) for k, v in headers if k.lower() != b"content-length"]
         headers.append((b"Via", self.settings.via))
-        if head.framing in ("chunked", "close"):
-            if self.head.version == b"HTTP/1.1":
-                self.response_chunked = True
-                headers.append((b"Transfer-Encoding", b"chunked"))
-            else:
-                self.client_keep_alive = False
-        if not self.request_done:
-            # The upstream answered before the request ended: do not try to read on.
-            self.client_keep_alive = False
-        if not self.client_keep_alive:
-            headers.append((b"Connection", b"close"))
-        elif self.head.version != b"HTTP/1.1":
-            headers.append((b"Connection", b"keep-alive"))
-        self.response_headers_sent = headers
-        self.client.transport.write(
-            b"HTTP/1.1 %d %s\r\n%s\r\n" % (head.status, head.reason, format_headers(headers))
-        )
+        self.client.send_response_head(self, head, headers)
         if head.framing != "none" and self.upstream_pauser is not None:
-            self.client.transport.registerProducer(self.upstream_pauser, True)
+            self.client.register_producer(self.upstream_pauser)
             self._feeding_client = True
 
     def _switch_protocols(self, head: ResponseHead) -> None:
@@ -351,14 +294,12 @@ class Exchange:
         self.response_capture.feed(data)
         if self.response_capture.congested and self.upstream_pauser is not None:
             self._wait_for_spooler(self.upstream_pauser)
-        self.client.transport.write(chunk(data) if self.response_chunked else data)
+        self.client.send_data(data)
 
     def _response_end(self, trailers: RawHeaders) -> None:
         assert self.response_head is not None
-        if self.response_chunked:
-            self.client.transport.write(
-                b"0\r\n" + b"".join(b"%s: %s\r\n" % pair for pair in trailers) + b"\r\n"
-            )
+        self.response_trailers = trailers
+        self.client.send_end(trailers)
         self.response_done = True
         head = self.response_head
         reusable = (
@@ -409,7 +350,7 @@ class Exchange:
             )
         else:
             self.client_keep_alive = False
-            self.client.transport.loseConnection()
+            self.client.cut()
             self.client.factory.count_error(error.kind)
             self._log.info(
                 "{status} {kind} for {method} {url}, response cut short: {message}",
@@ -433,7 +374,7 @@ class Exchange:
             self.client.factory.count_error("bad-request")
             self._log.info("400 bad-request from client {client} for {url}: {reason}",
                            client=self.client.client_address.host, url=self.target.url, reason=reason)
-            self.client.close()
+            self.client.cut()
         self._finish(f"malformed request: {reason}")
 
     def client_gone(self) -> None:
@@ -447,7 +388,7 @@ class Exchange:
         upstream, self.upstream = self.upstream, None
         if self._feeding_client:
             self._feeding_client = False
-            self.client.transport.unregisterProducer()
+            self.client.unregister_producer()
         if upstream is None:
             return
         self._stop_feeding_upstream(upstream)
@@ -531,8 +472,10 @@ class Exchange:
         head = self.head
         rh = self.response_head
         response = None if rh is None else Response(
-            rh.status, rh.reason.decode("latin-1"), rh.version.decode("ascii"),
-            tuple(rh.headers), response_body,
+            rh.status, rh.reason.decode("latin-1"),
+            # An HTTP/2 stream is recorded as HTTP/2 whichever version the origin spoke.
+            (head.version if head.version == b"HTTP/2" else rh.version).decode("ascii"),
+            tuple(rh.headers), response_body, tuple(self.response_trailers),
         )
         origin = self.target.origin
         transaction = Transaction(
@@ -546,7 +489,7 @@ class Exchange:
             Address(origin.host, origin.port),
             Request(
                 head.method.decode("latin-1"), head.target, head.version.decode("ascii"),
-                tuple(head.headers), request_body,
+                tuple(head.headers), request_body, tuple(self.request_trailers),
             ),
             response,
             error,
@@ -561,4 +504,5 @@ def _may_upgrade(headers: RawHeaders) -> bool:
     """Whether any header is an ``Upgrade`` (a cheap test before the full one)."""
     return any(len(name) == 7 and name.lower() == b"upgrade" for name, _ in headers)
 
-__all__ = ["Exchange", "TransportPauser", "TLSInfo"]
+
+__all__ = ["Exchange", "TransportPauser", "TLSInfo", "format_headers"]

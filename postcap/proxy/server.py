@@ -14,16 +14,17 @@ from dataclasses import dataclass, field
 from typing import Any, Sequence
 
 from twisted.internet.defer import Deferred, succeed
-from twisted.internet.interfaces import IAddress, IDelayedCall
+from twisted.internet.interfaces import IAddress, IDelayedCall, IHandshakeListener
 from twisted.internet.protocol import Protocol, ServerFactory
 from twisted.logger import Logger
 from twisted.python.failure import Failure
+from zope.interface import implementer
 
 from postcap.capture import Recorder, Spooler
 from postcap.metrics import Tally
 from postcap.model import Address, TLSInfo
 from postcap.patterns import UserPattern
-from postcap.proxy.exchange import Exchange, TransportPauser, format_headers
+from postcap.proxy.exchange import Exchange
 from postcap.proxy.framing import (
     Data,
     EndOfMessage,
@@ -33,6 +34,8 @@ from postcap.proxy.framing import (
     RequestHead,
     header_values,
 )
+from postcap.proxy.h1downstream import HTTP11Responder
+from postcap.proxy.wire import TransportPauser, format_headers
 from postcap.proxy.targets import Target, parse_absolute_target, parse_connect_target
 from postcap.proxy.tunnel import BlindTunnel
 from postcap.proxy.connector import UpstreamConnector
@@ -41,6 +44,8 @@ from postcap.proxy.admission import Admission
 from postcap.proxy.own import OwnEndpoints
 from postcap.proxy.reverse import ReverseTarget, client_tls_creator
 from postcap.proxy.upstream import Origin, UpstreamPool, send_immediately
+from postcap.proxy.h2common import ALPN_H2, negotiated_protocol
+from postcap.proxy.h2server import H2ServerLayer
 from postcap.tls.minting import InterceptingServerCreator, LeafMinter
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -149,7 +154,8 @@ def error_response(status: int, kind: str, message: str, keep_alive: bool) -> by
     return b"HTTP/1.1 %d %s\r\n%s\r\n%s" % (status, reason, format_headers(headers), body)
 
 
-class ProxyServerProtocol(Protocol):
+@implementer(IHandshakeListener)
+class ProxyServerProtocol(HTTP11Responder, Protocol):
     """One client connection to the proxy."""
 
     _log = Logger()
@@ -167,6 +173,8 @@ class ProxyServerProtocol(Protocol):
         self.exchange: Exchange | None = None
         #: A CONNECT relayed blind, or a connection upgraded after a 101 (proxy/upgrade.py).
         self.tunnel: Any = None
+        #: Set when the client chose HTTP/2 by ALPN on intercepted TLS: it owns the connection.
+        self.h2: H2ServerLayer | None = None
         self.tls_info: TLSInfo | None = None
         #: Set once a CONNECT is intercepted: requests then arrive in origin-form over TLS.
         self.intercepted: Origin | None = None
@@ -197,6 +205,8 @@ class ProxyServerProtocol(Protocol):
             self.exchange.client_gone()
         if self.tunnel is not None:
             self.tunnel.client_lost()
+        if self.h2 is not None:
+            self.h2.connection_lost()
         self.factory.connection_closed(self)
 
     def close(self) -> None:
@@ -210,6 +220,9 @@ class ProxyServerProtocol(Protocol):
         self.factory.tally.bytes_upstream += len(data)
         if self.tunnel is not None:
             self.tunnel.from_client(data)
+            return
+        if self.h2 is not None:
+            self.h2.data_received(data)
             return
         if self._closing:
             return
@@ -338,6 +351,19 @@ class ProxyServerProtocol(Protocol):
         self.intercepted = Origin("http", origin.host, origin.port)
         return True
 
+    # -- HTTP/2 ---------------------------------------------------------------------
+
+    def handshakeCompleted(self) -> None:
+        """IHandshakeListener: the intercepted TLS is up; HTTP/2 takes over if ALPN chose it."""
+        if negotiated_protocol(self.transport) == ALPN_H2:
+            self.start_h2()
+
+    def start_h2(self) -> None:
+        self._cancel_wait_timer()
+        self.tls_info = tls_info_of(self.transport)
+        self.h2 = H2ServerLayer(self)
+        self.h2.start()
+
     # -- loops ----------------------------------------------------------------------
 
     def _loop_reason(self, head: RequestHead) -> str | None:
@@ -365,15 +391,21 @@ class ProxyServerProtocol(Protocol):
     def _refused_target(self, origin: Origin) -> bool:
         """Answer (and return True) when ``origin`` is postcap itself: its proxy port
         (a loop, 508) or another of its own endpoints such as the control port (403)."""
+        refusal = self.refusal_for(origin)
+        if refusal is None:
+            return False
+        self.send_error(*refusal, keep_alive=False)
+        return True
+
+    def refusal_for(self, origin: Origin) -> tuple[int, str, str] | None:
+        """(status, kind, message) when ``origin`` is postcap itself, else None
+        (every protocol layer asks here)."""
         if self._targets_self(origin):
-            self.send_error(508, "loop", f"request to postcap's own address {origin.authority()}",
-                            keep_alive=False)
-            return True
+            return 508, "loop", f"request to postcap's own address {origin.authority()}"
         if self.intercepted is None and self.factory.own.names(origin.host, origin.port):
-            self.send_error(403, "own-endpoint", f"{origin.authority()} is postcap's own control "
-                            "endpoint; it is not reachable through the proxy", keep_alive=False)
-            return True
-        return False
+            return (403, "own-endpoint", f"{origin.authority()} is postcap's own control "
+                    "endpoint; it is not reachable through the proxy")
+        return None
 
     def _targets_self(self, origin: Origin) -> bool:
         """Whether ``origin`` is the address this client reached postcap on."""
@@ -510,6 +542,7 @@ class ProxyFactory(ServerFactory):
                 settings.connect_timeout,
                 endpoint_factory=self.connector.endpoint,
                 tunnel_endpoint_factory=self.connector.tunnel_endpoint,
+                http11_endpoint_factory=self.connector.http11_endpoint,
             )
         self.pool = pool
         pool.tally = self.tally
@@ -571,7 +604,9 @@ class ProxyFactory(ServerFactory):
         """Close idle connections, let busy ones finish, abort what is left after ``timeout``."""
         self.draining = True
         for protocol in list(self.connections):
-            if protocol.exchange is None and protocol.tunnel is None:
+            if protocol.h2 is not None:
+                protocol.h2.drain()
+            elif protocol.exchange is None and protocol.tunnel is None:
                 protocol.close()
             elif getattr(protocol.tunnel, "going_away", None) is not None:
                 protocol.tunnel.going_away()  # WebSockets get a 1001 close

@@ -9,17 +9,19 @@ listener (an exchange) attached to it.  The pool keeps idle connections per
 from __future__ import annotations
 
 import functools
+from collections import OrderedDict
 
 import ipaddress
 from dataclasses import dataclass
-from typing import Callable, Protocol as TypingProtocol
+from typing import Any, Callable, Protocol as TypingProtocol, Union
 
 from twisted.internet import error as ierror
-from twisted.internet.defer import Deferred, maybeDeferred, succeed
+from twisted.internet.defer import Deferred, fail, maybeDeferred, succeed
 from twisted.internet.endpoints import HostnameEndpoint
 from twisted.internet.interfaces import (
     IDelayedCall,
     IHandshakeListener,
+    INegotiated,
     IReactorTime,
     IStreamClientEndpoint,
 )
@@ -29,8 +31,11 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from postcap.metrics import Tally
-from postcap.proxy.framing import Event, MessageParser, ProtocolError
+from postcap.proxy.framing import Event, MessageParser, ProtocolError, RawHeaders
+from postcap.proxy.h2common import ALPN_H2
+from postcap.proxy.h2upstream import H2UpstreamConnection, H2UpstreamStream
 from postcap.proxy.own import OwnEndpointRefused
+from postcap.proxy.wire import TransportPauser, chunk, format_headers, last_chunk
 from postcap.tls.client import describe_tls_failure
 
 
@@ -111,6 +116,10 @@ class UpstreamProtocol(Protocol):
         self.local_key: ConnectionKey | None = None
         #: Why certificate verification failed, in words (set by the TLS verify callback).
         self.tls_verify_error: str | None = None
+        #: Set when the origin chose HTTP/2 by ALPN: it owns the connection.
+        self.h2: H2UpstreamConnection | None = None
+        self._ready: Deferred[UpstreamProtocol] | None = None
+        self._ready_timer: IDelayedCall | None = None
 
     def connectionMade(self) -> None:
         self.connected = True
@@ -119,16 +128,81 @@ class UpstreamProtocol(Protocol):
         self.local_key = self.pool.own_connection_made(self.transport)
 
     def handshakeCompleted(self) -> None:
-        """IHandshakeListener: the upstream TLS handshake finished."""
+        """IHandshakeListener: the upstream TLS handshake finished; HTTP/2 takes
+        over if the origin chose it."""
         self.handshake_at = self.pool.now()
+        if getattr(self.transport, "negotiatedProtocol", None) == ALPN_H2:
+            self.h2 = H2UpstreamConnection(self)
+            self.h2.start()
+        self._fire_ready(None)
 
-    def attach(self, listener: ResponseListener, method: bytes) -> None:
+    def when_ready(self, timeout: float) -> "Deferred[UpstreamProtocol]":
+        """Fires with this protocol once its TLS handshake is done (the ALPN choice is
+        known), or fails with the UpstreamError the proxy answers with."""
+        if self.handshake_at is not None:
+            return succeed(self)
+        if not self.connected:
+            return fail(UpstreamError(502, "closed", "upstream closed the connection during the TLS handshake"))
+        self._ready = Deferred()
+        self._ready_timer = self.pool.reactor.callLater(timeout, self._handshake_timed_out, timeout)
+        return self._ready
+
+    def _handshake_timed_out(self, timeout: float) -> None:
+        self._ready_timer = None
+        self._fire_ready(UpstreamError(
+            504, "connect-timeout",
+            f"TLS handshake with {self.origin.host}:{self.origin.port} did not finish within {timeout:g} s",
+        ))
+        self.transport.abortConnection()
+
+    def _fire_ready(self, error: UpstreamError | None) -> None:
+        if self._ready_timer is not None and self._ready_timer.active():
+            self._ready_timer.cancel()
+        self._ready_timer = None
+        ready, self._ready = self._ready, None
+        if ready is None:
+            return
+        if error is None:
+            ready.callback(self)
+        else:
+            ready.errback(error)
+
+    def attach(self, listener: ResponseListener, method: bytes) -> "TransportPauser":
+        """IUpstreamChannel: serve ``listener``; the pauser stops reading this connection."""
         self.listener = listener
         self.requests_served += 1
         self.parser.next(method)
+        return TransportPauser(self.transport)
 
     def detach(self) -> None:
         self.listener = None
+
+    # -- IUpstreamChannel: the request as HTTP/1.1 bytes ----------------------------
+
+    is_stream = False
+    _chunked = False
+
+    def send_head(self, method: bytes, target: bytes, headers: RawHeaders, framing: str) -> None:
+        self._chunked = framing == "chunked"
+        if self._chunked:
+            headers = headers + [(b"Transfer-Encoding", b"chunked")]
+        self.transport.write(b"%s %s HTTP/1.1\r\n%s\r\n" % (method, target, format_headers(headers)))
+
+    def send_body(self, data: bytes) -> None:
+        self.transport.write(chunk(data) if self._chunked else data)
+
+    def send_end(self, trailers: RawHeaders) -> None:
+        if self._chunked:
+            self.transport.write(last_chunk(trailers))
+
+    def register_producer(self, producer: object) -> None:
+        self.transport.registerProducer(producer, True)
+
+    def unregister_producer(self) -> None:
+        self.transport.unregisterProducer()
+
+    def continue_after_informational(self) -> list[Event]:
+        return self.parser.continue_after_informational()
 
     #: After a 101, what the connection's bytes and loss go to (see :meth:`take_over`).
     upgraded: "UpgradedReceiver | None" = None
@@ -145,6 +219,9 @@ class UpstreamProtocol(Protocol):
         self.pool.tally.bytes_downstream += len(data)
         if self.upgraded is not None:
             self.upgraded.from_upstream(data)
+            return
+        if self.h2 is not None:
+            self.h2.data_received(data)
             return
         listener = self.listener
         if listener is None:
@@ -168,6 +245,10 @@ class UpstreamProtocol(Protocol):
         self.connected = False
         self.pool.forget(self)
         self.pool.own_connection_lost(self.local_key)
+        if self._ready is not None:
+            self._fire_ready(UpstreamError(502, "tls", describe_tls_failure(reason, self.tls_verify_error)))
+        if self.h2 is not None:
+            self.h2.connection_lost()
         if self.upgraded is not None:
             self.upgraded.upstream_lost()
             return
@@ -202,6 +283,8 @@ def _normalised(host: str, port: int) -> tuple[str, int]:
 
 
 ConnectionKey = tuple[tuple[str, int], tuple[str, int]]
+#: What the pool hands an exchange: an HTTP/1.1 connection or an HTTP/2 stream.
+Channel = Union[UpstreamProtocol, H2UpstreamStream]
 
 
 def _address_key(transport: object) -> ConnectionKey | None:
@@ -252,6 +335,8 @@ class UpstreamPool:
     #: request then opens again (a TCP and maybe a TLS handshake per request).
     max_idle_per_origin = 256
     idle_timeout = 30.0
+    #: Origins whose ALPN choice is remembered.
+    max_known_origins = 1024
 
     def __init__(
         self,
@@ -259,12 +344,22 @@ class UpstreamPool:
         connect_timeout: float = 10.0,
         endpoint_factory: EndpointFactory | None = None,
         tunnel_endpoint_factory: EndpointFactory | None = None,
+        http11_endpoint_factory: EndpointFactory | None = None,
     ) -> None:
         self._reactor = reactor
+        self.reactor = reactor
         self.connect_timeout = connect_timeout
         self._endpoint_factory = endpoint_factory or self._tcp_endpoint
         self._tunnel_endpoint_factory = tunnel_endpoint_factory or self._endpoint_factory
+        #: Connections that must speak HTTP/1.1 (an Upgrade request: HTTP/2 has none).
+        self._http11_endpoint_factory = http11_endpoint_factory or self._endpoint_factory
         self._idle: dict[Origin, list[UpstreamProtocol]] = {}
+        #: Upstream HTTP/2 connections per origin, shared by concurrent exchanges.
+        self._shared: dict[Origin, list[UpstreamProtocol]] = {}
+        #: Whether each recently reached HTTPS origin chose HTTP/2 by ALPN.
+        self._speaks_h2: OrderedDict[Origin, bool] = OrderedDict()
+        #: Exchanges waiting for the first connection to an origin whose ALPN is not known yet.
+        self._waiting: dict[Origin, list[Deferred[None]]] = {}
         self._closing = False
         #: Local (host, port) of every open upstream connection, to recognise loops.
         self._own_addresses: set[ConnectionKey] = set()
@@ -298,20 +393,81 @@ class UpstreamPool:
         """A raw endpoint to ``origin`` outside the pool (for tunnels)."""
         return self._tunnel_endpoint_factory(origin)
 
-    def acquire(self, origin: Origin) -> Deferred[tuple[UpstreamProtocol, bool]]:
-        """A connected protocol for ``origin`` and whether it is a reused one."""
+    def acquire(self, origin: Origin, http11_only: bool = False) -> Deferred[tuple[Channel, bool]]:
+        """A channel to ``origin`` (a connection, or a stream of a shared HTTP/2
+        connection) and whether its connection is a reused one.  ``http11_only``:
+        an HTTP/1.1 connection, never a stream (for requests that upgrade it)."""
+        if not http11_only:
+            for shared in self._shared.get(origin, ()):
+                if shared.h2 is not None and shared.h2.has_room:
+                    return succeed((shared.h2.open_stream(), True))
         idle = self._idle.get(origin)
         while idle:
             protocol = idle.pop()
             self._cancel_idle_timer(protocol)
             if protocol.connected:
                 return succeed((protocol, True))
+        if http11_only:
+            factory = quiet_factory(lambda: UpstreamProtocol(self, origin))
+            connecting = maybeDeferred(
+                lambda: self._http11_endpoint_factory(origin).connect(factory))
+            return connecting.addCallback(self._http11_channel)
+        if origin.scheme == "https" and self._speaks_h2.get(origin) is not False:
+            waiting = self._waiting.get(origin)
+            if waiting is not None:
+                # The first connection to it may turn out HTTP/2 and carry this exchange too.
+                later: Deferred[None] = Deferred()
+                waiting.append(later)
+                return later.addCallback(lambda _: self.acquire(origin))
+            self._waiting[origin] = []
+            return self._connect(origin).addBoth(self._first_settled, origin)
+        return self._connect(origin)
+
+    def _connect(self, origin: Origin) -> Deferred[tuple[Channel, bool]]:
         factory = quiet_factory(lambda: UpstreamProtocol(self, origin))
         connecting = maybeDeferred(lambda: self._endpoint_factory(origin).connect(factory))
-        return connecting.addCallback(lambda protocol: (protocol, False))
+        return connecting.addCallback(self._first_channel)
 
-    def release(self, protocol: UpstreamProtocol) -> None:
+    def _first_settled(self, result: Any, origin: Origin) -> Any:
+        """The first connection to ``origin`` is up (or failed): the exchanges that
+        waited for it acquire again (or fail the same way)."""
+        for waiting in self._waiting.pop(origin, []):
+            if isinstance(result, Failure):
+                waiting.errback(result)
+            else:
+                waiting.callback(None)
+        return result
+
+    def _http11_channel(self, protocol: UpstreamProtocol) -> Any:
+        """A connection opened with ALPN ``http/1.1`` alone, once its TLS is up
+        (it says nothing of whether the origin speaks HTTP/2)."""
+        if not INegotiated.providedBy(protocol.transport):
+            return (protocol, False)
+        return protocol.when_ready(self.connect_timeout).addCallback(lambda ready: (ready, False))
+
+    def _first_channel(self, protocol: UpstreamProtocol) -> Any:
+        if not INegotiated.providedBy(protocol.transport):
+            return self._channel_of(protocol)
+        # TLS: the origin's ALPN choice (HTTP/2 or not) is known once the handshake is done.
+        return protocol.when_ready(self.connect_timeout).addCallback(self._channel_of)
+
+    def _channel_of(self, protocol: UpstreamProtocol) -> tuple[Channel, bool]:
+        speaks_h2 = self._speaks_h2
+        speaks_h2[protocol.origin] = protocol.h2 is not None
+        speaks_h2.move_to_end(protocol.origin)
+        if len(speaks_h2) > self.max_known_origins:
+            speaks_h2.popitem(last=False)
+        if protocol.h2 is None:
+            return (protocol, False)
+        self._shared.setdefault(protocol.origin, []).append(protocol)
+        return (protocol.h2.open_stream(), False)
+
+    def release(self, protocol: Channel) -> None:
         """Return a connection whose last response ended cleanly and may persist."""
+        if protocol.is_stream:
+            protocol.finish(reset=False)  # type: ignore[union-attr]
+            return
+        assert isinstance(protocol, UpstreamProtocol)
         if protocol.parser.buffered:
             # Bytes past the end of the response: the server broke framing, and they
             # would be taken for the start of the next response.
@@ -327,14 +483,21 @@ class UpstreamPool:
             self.idle_timeout, self._expire, protocol
         )
 
-    def discard(self, protocol: UpstreamProtocol) -> None:
-        """Close a connection that must not be reused."""
+    def discard(self, protocol: Channel) -> None:
+        """Close a connection that must not be reused (reset a stream)."""
+        if protocol.is_stream:
+            protocol.finish(reset=True)  # type: ignore[union-attr]
+            return
+        assert isinstance(protocol, UpstreamProtocol)
         protocol.detach()
         self.forget(protocol)
         if protocol.connected:
             protocol.transport.abortConnection()
 
     def forget(self, protocol: UpstreamProtocol) -> None:
+        shared = self._shared.get(protocol.origin)
+        if shared and protocol in shared:
+            shared.remove(protocol)
         self._cancel_idle_timer(protocol)
         idle = self._idle.get(protocol.origin)
         if idle and protocol in idle:
@@ -358,6 +521,10 @@ class UpstreamPool:
     def close(self) -> None:
         """Close every idle connection and stop pooling."""
         self._closing = True
+        for shared in list(self._shared.values()):
+            for protocol in list(shared):
+                if protocol.h2 is not None:
+                    protocol.h2.close()
         for idle in list(self._idle.values()):
             for protocol in list(idle):
                 self.forget(protocol)

@@ -394,7 +394,8 @@ def _json_message(start: str, message: Request | Response) -> str:
     """A request's or response's detail JSON: ``start`` (its first fields), then the rest."""
     return (
         f'{{{start},"http_version":{_json_str(message.http_version)}'
-        f',"headers":{_json_headers(message.headers)},"body":{_json_body(message.body)}}}'
+        f',"headers":{_json_headers(message.headers)},"body":{_json_body(message.body)}'
+        f',"trailers":{_json_headers(message.trailers)}}}'
     )
 
 

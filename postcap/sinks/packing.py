@@ -35,10 +35,10 @@ def _flat(txn: Transaction) -> tuple[Any, ...]:
         txn.id, txn.session_id, txn.started_at, txn.duration_ms, txn.url, txn.scheme,
         txn.client.host, txn.client.port, txn.server.host, txn.server.port,
         request.method, request.target, request.http_version, request.headers,
-        _body(request.body),
+        _body(request.body), request.trailers,
         None if response is None else (
             response.status, response.reason, response.http_version, response.headers,
-            _body(response.body),
+            _body(response.body), response.trailers,
         ),
         txn.error,
         (timings.connect_ms, timings.tls_ms, timings.send_ms, timings.wait_ms,
@@ -51,12 +51,12 @@ def _flat(txn: Transaction) -> tuple[Any, ...]:
 def _transaction(flat: tuple[Any, ...]) -> Transaction:
     (txn_id, session_id, started_at, duration_ms, url, scheme, client_host, client_port,
      server_host, server_port, method, target, http_version, headers, request_body,
-     response, error, timings, tls, kind, schema_version) = flat
+     request_trailers, response, error, timings, tls, kind, schema_version) = flat
     return Transaction(
         txn_id, session_id, started_at, duration_ms, url, scheme,
         Address(client_host, client_port), Address(server_host, server_port),
-        Request(method, target, http_version, headers, _unbody(request_body)),
-        None if response is None else Response(*response[:4], _unbody(response[4])),
+        Request(method, target, http_version, headers, _unbody(request_body), request_trailers),
+        None if response is None else Response(*response[:4], _unbody(response[4]), response[5]),
         error, Timings(*timings), None if tls is None else TLSInfo(*tls), kind,
         schema_version,
     )

@@ -8,7 +8,7 @@ answers 502 with them.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Sequence
 
 from OpenSSL import SSL
 from twisted.internet import ssl
@@ -22,6 +22,10 @@ from zope.interface import implementer
 from postcap.model import is_ip_literal
 
 _log = Logger()
+
+#: ALPN offers: HTTP/1.1 only (replay's client), or HTTP/2 first (the proxy's upstreams).
+HTTP11_ONLY = (b"http/1.1",)
+H2_AND_HTTP11 = (b"h2", b"http/1.1")
 
 # OpenSSL X509_V_ERR_* codes and what they mean to a person.
 VERIFY_ERRORS = {
@@ -44,18 +48,18 @@ VERIFY_ERRORS = {
 @implementer(IOpenSSLClientConnectionCreator)
 class VerifyingClientCreator:
     """Verify the chain against the platform trust store (``SSL_CERT_FILE`` honoured)
-    and the leaf against the host name with service-identity; offer only http/1.1
-    by ALPN.  Why verification failed is left, in words, on the wrapped protocol's
+    and the leaf against the host name with service-identity; offer ``alpn`` (by
+    default http/1.1 only; the proxy offers h2 too).  Why verification failed is left, in words, on the wrapped protocol's
     ``tls_verify_error`` for the 502 the proxy answers with, and in ``last_error``
     for callers that own the creator (replay)."""
 
-    def __init__(self, hostname: str) -> None:
+    def __init__(self, hostname: str, alpn: Sequence[bytes] = HTTP11_ONLY) -> None:
         self.hostname = hostname
         self.last_error: str | None = None
         self._is_ip = is_ip_literal(hostname)
+        self._alpn = list(alpn)
         options = ssl.CertificateOptions(
             trustRoot=ssl.platformTrust(),
-            acceptableProtocols=[b"http/1.1"],
             raiseMinimumTo=ssl.TLSVersion.TLSv1_2,
         )
         self._context = options.getContext()
@@ -63,6 +67,8 @@ class VerifyingClientCreator:
     def clientConnectionForTLS(self, tlsProtocol: Any) -> SSL.Connection:
         connection = SSL.Connection(self._context, None)
         connection.set_app_data(tlsProtocol)
+        # Per connection: Twisted's CertificateOptions sets ALPN on connections it builds itself.
+        connection.set_alpn_protos(self._alpn)
         if not self._is_ip:
             connection.set_tlsext_host_name(self.hostname.encode("idna"))
         connection.set_verify(SSL.VERIFY_PEER | SSL.VERIFY_FAIL_IF_NO_PEER_CERT, self._verify)
@@ -104,20 +110,20 @@ def _note_failure(connection: SSL.Connection, reason: str) -> None:
         protocol.tls_verify_error = reason
 
 
-def verified_creator(hostname: str) -> IOpenSSLClientConnectionCreator:
-    return VerifyingClientCreator(hostname)
+def verified_creator(hostname: str, alpn: Sequence[bytes] = HTTP11_ONLY) -> IOpenSSLClientConnectionCreator:
+    return VerifyingClientCreator(hostname, alpn)
 
 
 @implementer(IOpenSSLClientConnectionCreator)
 class InsecureClientCreator:
     """``--insecure-upstream``: TLS with SNI and ALPN, no certificate checks."""
 
-    def __init__(self, hostname: str) -> None:
+    def __init__(self, hostname: str, alpn: Sequence[bytes] = HTTP11_ONLY) -> None:
         self.hostname = hostname
         context = SSL.Context(SSL.TLS_METHOD)
         context.set_min_proto_version(SSL.TLS1_2_VERSION)
         context.set_verify(SSL.VERIFY_NONE, lambda *args: True)
-        context.set_alpn_protos([b"http/1.1"])
+        context.set_alpn_protos(list(alpn))
         self._context = context
 
     def clientConnectionForTLS(self, tlsProtocol: Any) -> SSL.Connection:
