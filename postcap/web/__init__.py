@@ -20,9 +20,9 @@ CONTENT_TYPES = {
     ".svg": b"image/svg+xml",
 }
 
-#: No inline script, nothing from elsewhere; images may be data: URLs (stored bodies).
+#: No inline script, nothing from elsewhere; images may be data: or blob: URLs (stored bodies).
 CONTENT_SECURITY_POLICY = (
-    b"default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    b"default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; "
     b"connect-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'"
 )
 

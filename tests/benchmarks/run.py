@@ -176,7 +176,7 @@ def table_rows(
 
 
 def goals(results: dict[str, Any], soak_figures: Any, history_figures: Any) -> list[dict[str, Any]]:
-    """Issue 8's goals with the measured figure and whether it is met (None: not measured)."""
+    """The goals with the measured figure and whether it is met (None: not measured)."""
 
     def value(system: str, *keys: str) -> Any:
         return _get(results.get(system, {}), *keys)
@@ -363,7 +363,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     print_table(rows, [name for name in SYSTEMS if name in results or name == "postcap"])
     goal_rows = goals(results, soak_figures, history_figures)
-    print("\ngoals:")
+    print("\nthe goals:")
     for goal in goal_rows:
         verdict = {True: "met", False: "MISSED", None: "not measured"}[goal["met"]]
         print(f"  {goal['goal']:55} {fmt(goal['measured']):>8} {goal['unit']:4} {verdict}")

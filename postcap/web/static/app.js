@@ -12,13 +12,10 @@ const state = {
   current: null,             // the session shown in the live view
   sessionFetchedAt: 0,       // Date.now() when `current` was last refreshed
   rows: new Map(),           // transaction id -> summary shown in the table
-  selected: null,
   tab: 'requests',
   events: null,              // AbortController of the /events stream
-  arriving: null,            // live summaries received while request.list is in flight
   lastEventId: null,
   overviewTimer: null,
-  compareWith: null,         // a transaction id marked for "compare"
   rpcId: 0,
 };
 
@@ -267,13 +264,16 @@ function sessionChanged(session) {
 // -- the live session ---------------------------------------------------------------------
 
 async function openSession(id) {
+  if (!state.current || state.current.id !== id) resetTable();
   const session = await rpc('session.get', { id });
   state.current = session;
   state.sessionFetchedAt = Date.now();
-  state.selected = null;
-  $('#detail').hidden = true;
+  table.selectedId = null;
+  closeDetail();
   renderLiveHeader();
+  $('#collection-export-name').value = session.name;
   showView('live');
+  fitSplit();
   await loadRequests();
   if (state.tab === 'overview') await loadOverview();
   if (state.tab === 'cookies') await loadCookies();
@@ -312,213 +312,14 @@ async function lifecycle(action) {
   } catch (error) { reportError(error); }
 }
 
-function filters() {
-  const params = {};
-  const query = $('#search').value.trim();
-  const method = $('#filter-method').value;
-  const status = $('#filter-status').value;
-  if (query) params.query = query;
-  if (method) params.method = method;
-  if (status) params.status = status;
-  return params;
-}
-
-function matchesFilters(summary) {
-  const wanted = filters();
-  if (wanted.query && !summary.url.toLowerCase().includes(wanted.query.toLowerCase())) return false;
-  if (wanted.method && summary.method !== wanted.method) return false;
-  if (wanted.status) {
-    if (summary.status === null || String(summary.status)[0] !== wanted.status[0]) return false;
-  }
-  return true;
-}
-
-async function loadRequests() {
-  if (!state.current) return;
-  // Rows that arrive live while the list is being fetched are kept, not lost.
-  const arrived = [];
-  state.arriving = arrived;
-  let result;
-  try {
-    result = await rpc('request.list', Object.assign({ session_id: state.current.id, limit: 1000 }, filters()));
-  } finally {
-    if (state.arriving === arrived) state.arriving = null;
-  }
-  state.rows = new Map();
-  $('#requests-table tbody').replaceChildren();
-  for (const summary of result.items) addRow(summary);
-  for (const summary of arrived) if (matchesFilters(summary)) addRow(summary);
-  $('#request-count').textContent = `${Math.max(result.total, state.rows.size)} requests`;
-}
-
-function addRow(summary) {
-  if (state.rows.has(summary.id)) return;
-  state.rows.set(summary.id, summary);
-  const row = el('tr', { 'data-id': summary.id, onclick: () => openDetail(summary.id).catch(reportError) },
-    el('td', {}, new Date(summary.started_at).toLocaleTimeString()),
-    el('td', { class: 'method' }, summary.method),
-    el('td', { class: 'status' }, summary.status === null ? (summary.error || '—') : summary.status),
-    el('td', {}, summary.host),
-    el('td', { class: 'url', title: summary.url }, summary.url),
-    el('td', {}, humanMs(summary.duration_ms)),
-    el('td', {}, humanBytes(summary.response_bytes)));
-  $('#requests-table tbody').append(row);
-  $('#request-count').textContent = `${state.rows.size} requests`;
-}
-
 function transactionCaptured(summary) {
   const session = state.current;
   if (!session || summary.session_id !== session.id) return;
   session.request_count += 1;
   session.total_bytes += (summary.request_bytes || 0) + (summary.response_bytes || 0);
   tickCorner();
-  if (state.arriving) state.arriving.push(summary);
-  if (matchesFilters(summary)) addRow(summary);
+  addArrival(summary);
   if (state.tab === 'overview') scheduleOverview();
-}
-
-// -- request detail -----------------------------------------------------------------------
-
-function headerTable(headers) {
-  return el('table', { class: 'headers' }, ...headers.map(([name, value]) => el('tr', {}, el('td', {}, name), el('td', {}, value))));
-}
-
-function headerValue(headers, wanted) {
-  const found = (headers || []).find(([name]) => name.toLowerCase() === wanted);
-  return found ? found[1] : '';
-}
-
-function prettyMarkup(text) {
-  let depth = 0;
-  return text.replace(/>\s*</g, '>\n<').split('\n').map((line) => {
-    const trimmed = line.trim();
-    if (/^<\//.test(trimmed)) depth = Math.max(0, depth - 1);
-    const out = '  '.repeat(depth) + trimmed;
-    if (/^<[^!?/][^>]*[^/]>$/.test(trimmed) && !/^<(br|hr|img|input|meta|link)\b/i.test(trimmed) && !/<\//.test(trimmed)) depth += 1;
-    return out;
-  }).join('\n');
-}
-
-function bodyView(part, contentType) {
-  const sent = part.body || {};
-  if (!sent.size) return el('p', { class: 'muted' }, 'No body.');
-  const notes = [`${humanBytes(sent.size)}`];
-  if (sent.truncated) notes.push('truncated');
-  if (sent.captured === false) return el('p', {}, `${notes.join(', ')}, not stored.`);
-  // A body sent with a Content-Encoding is shown decoded (the store decoded it).
-  let body = sent;
-  if (sent.content_encoding && sent.decoded) {
-    body = sent.decoded;
-    notes.push(`${sent.content_encoding}, ${humanBytes(body.size)} decoded${body.truncated ? ' (cut short)' : ''}`);
-  } else if (sent.content_encoding && sent.decode_error) {
-    notes.push(`${sent.content_encoding}, not decoded: ${sent.decode_error}`);
-  }
-  const type = contentType.toLowerCase();
-  if (type.startsWith('image/') && body.encoding === 'base64') {
-    const mime = type.split(';')[0].trim();
-    return el('div', {}, el('img', { src: `data:${mime};base64,${body.text}`, alt: 'response image' }), el('p', {}, notes.join(', ')));
-  }
-  let text = body.text || '';
-  if (body.encoding === 'base64') return el('p', {}, `${notes.join(', ')}, binary.`);
-  if (/json/.test(type)) {
-    try { text = JSON.stringify(JSON.parse(text), null, 2); } catch (e) { /* shown as sent */ }
-  } else if (/(xml|html)/.test(type)) {
-    text = prettyMarkup(text);
-  }
-  return el('div', {}, el('pre', { class: 'body' }, text), el('p', {}, notes.join(', ')));
-}
-
-function waterfall(timings) {
-  const phases = ['connect', 'tls', 'send', 'wait', 'receive'];
-  const values = phases.map((phase) => Math.max(0, Number(timings[`${phase}_ms`]) || 0));
-  const total = values.reduce((a, b) => a + b, 0);
-  const width = 320, scale = total > 0 ? width / total : 0;
-  const chart = svg('svg', { class: 'waterfall', width: width + 140, height: phases.length * 18 + 4, role: 'img', 'aria-label': 'timings' });
-  let x = 0;
-  phases.forEach((phase, index) => {
-    const y = index * 18 + 2;
-    chart.append(svg('text', { x: 0, y: y + 12 }, phase));
-    chart.append(svg('rect', { class: `t-${phase}`, x: 60 + x * scale, y, width: Math.max(values[index] * scale, values[index] > 0 ? 1 : 0), height: 14, 'data-phase': phase }));
-    chart.append(svg('text', { x: 60 + width + 8, y: y + 12 }, `${values[index].toFixed(1)} ms`));
-    x += values[index];
-  });
-  return chart;
-}
-
-async function openDetail(id) {
-  const detail = await rpc('request.get', { id });
-  state.selected = id;
-  for (const row of document.querySelectorAll('#requests-table tbody tr')) row.classList.toggle('selected', row.dataset.id === id);
-  const pane = $('#detail');
-  const request = detail.request || { headers: [], body: {} };
-  const response = detail.response;
-  const parts = [
-    requestTools(detail),
-    el('h3', {}, `${detail.method} ${detail.url}`),
-    el('p', {}, detail.status === null ? `No response: ${detail.error || 'unknown'}` : `Status ${detail.status}${response && response.reason ? ' ' + response.reason : ''} · ${humanMs(detail.duration_ms)}`),
-    el('h3', {}, 'Timings'), waterfall(detail.timings || {}),
-    el('h3', {}, 'Request headers'), headerTable(request.headers || []),
-    el('h3', {}, 'Request body'), bodyView(request, headerValue(request.headers, 'content-type')),
-  ];
-  if (response) {
-    parts.push(el('h3', {}, 'Response headers'), headerTable(response.headers || []),
-      el('h3', {}, 'Response body'), bodyView(response, headerValue(response.headers, 'content-type') || detail.content_type || ''));
-  }
-  if (detail.websocket) parts.push(...websocketView(id, detail.websocket));
-  pane.replaceChildren(...parts);
-  pane.dataset.id = id;
-  pane.hidden = false;
-}
-
-// -- copy as curl, compare ----------------------------------------------------------------
-
-function requestTools(detail) {
-  const marked = state.compareWith;
-  return el('div', { class: 'request-tools' },
-    el('button', { type: 'button', id: 'copy-curl', onclick: () => copyAsCurl(detail.id) }, 'Copy as curl'),
-    el('button', { type: 'button', id: 'compare-mark', onclick: () => { state.compareWith = detail.id; showMessage('Marked for comparison: open another request and press Compare'); } }, 'Mark for compare'),
-    marked && marked !== detail.id
-      ? el('button', { type: 'button', id: 'compare-button', onclick: () => compare(marked, detail.id) }, 'Compare with marked')
-      : null);
-}
-
-async function copyAsCurl(id) {
-  try {
-    const command = await rpc('request.export', { id, format: 'curl' });
-    $('#detail').append(el('pre', { id: 'curl-command' }, command));
-    if (navigator.clipboard) await navigator.clipboard.writeText(command).catch(() => null);
-    showMessage('curl command copied');
-  } catch (error) { reportError(error); }
-}
-
-function diffLines(diff) {
-  if (diff.same) return ['No differences.'];
-  const lines = [];
-  for (const key of ['method', 'status']) if (diff[key]) lines.push(`${key}: ${diff[key].a} → ${diff[key].b}`);
-  if (diff.url) {
-    lines.push(`url: ${diff.url.a} → ${diff.url.b}`);
-    for (const q of diff.url.query) lines.push(`  query ${q.name} ${q.change}: ${q.a.join(', ') || '-'} → ${q.b.join(', ') || '-'}`);
-  }
-  for (const key of ['request_headers', 'response_headers']) {
-    for (const h of diff[key]) lines.push(`${key.replace('_', ' ')} ${h.name} ${h.change}: ${h.a.join(', ') || '-'} → ${h.b.join(', ') || '-'}`);
-  }
-  for (const key of ['request_body', 'response_body']) {
-    const body = diff[key];
-    if (!body) continue;
-    if (body.kind === 'json') for (const c of body.changes) lines.push(`${key.replace('_', ' ')} ${c.path} ${c.change}: ${JSON.stringify(c.a)} → ${JSON.stringify(c.b)}`);
-    else if (body.kind === 'text') lines.push(`${key.replace('_', ' ')}:`, body.unified);
-    else lines.push(`${key.replace('_', ' ')}: ${body.a.size} bytes (${body.a.sha256.slice(0, 12)}) → ${body.b.size} bytes (${body.b.sha256.slice(0, 12)})`);
-  }
-  return lines;
-}
-
-async function compare(a, b) {
-  try {
-    const diff = await rpc('request.diff', { a, b });
-    const pane = $('#detail');
-    pane.replaceChildren(el('h3', {}, 'Compared'), el('pre', { id: 'compare-result' }, diffLines(diff).join('\n')),
-      el('button', { type: 'button', onclick: () => openDetail(b) }, 'Back to the request'));
-  } catch (error) { reportError(error); }
 }
 
 // -- overview -----------------------------------------------------------------------------
@@ -535,7 +336,8 @@ function barChart(key, title, counts) {
   const entries = Object.entries(counts || {}).sort((a, b) => b[1] - a[1] || (a[0] < b[0] ? -1 : 1)).slice(0, 20);
   const max = Math.max(1, ...entries.map(([, count]) => count));
   const rowHeight = 20, labelWidth = 150, barWidth = 180;
-  const chart = svg('svg', { 'data-chart': key, width: labelWidth + barWidth + 60, height: Math.max(1, entries.length) * rowHeight + 4, role: 'img', 'aria-label': title });
+  const width = labelWidth + barWidth + 60, height = Math.max(1, entries.length) * rowHeight + 4;
+  const chart = svg('svg', { 'data-chart': key, width, height, viewBox: `0 0 ${width} ${height}`, role: 'img', 'aria-label': title });
   entries.forEach(([name, count], index) => {
     const y = index * rowHeight + 2;
     const group = svg('g', { 'data-key': name, 'data-count': count });
@@ -555,73 +357,6 @@ async function loadOverview() {
     barChart('by_domain', 'By domain', overview.by_domain),
     barChart('by_data_mode', 'By data mode', overview.by_data_mode),
     barChart('by_status', 'By status', overview.by_status));
-}
-
-// -- WebSocket messages (text only: payloads never become markup) ------------------------
-
-function messageRow(message) {
-  const arrow = message.direction === 'client' ? '\u2191 sent' : '\u2193 received';
-  let data = message.encoding === 'base64' ? `[base64] ${message.text}` : message.text;
-  if (message.code !== undefined) data = `${message.code} ${data}`.trim();
-  if (data.length > 500) data = data.slice(0, 500) + '\u2026';
-  const size = humanBytes(message.size) + (message.truncated ? ' (truncated)' : '');
-  return el('tr', { class: `ws-${message.direction}` },
-    el('td', {}, localTime(message.at)), el('td', {}, arrow), el('td', {}, message.type),
-    el('td', {}, size), el('td', { class: 'ws-data' }, data));
-}
-
-function websocketView(id, websocket) {
-  const body = el('tbody', {}, ...websocket.messages.map(messageRow));
-  const table = el('table', { class: 'messages', id: 'ws-messages' },
-    el('thead', {}, el('tr', {}, ...['Time', 'Direction', 'Type', 'Size', 'Data'].map((h) => el('th', {}, h)))), body);
-  const ended = websocket.closed_by || websocket.close_code !== null
-    ? `Closed${websocket.closed_by ? ' by the ' + websocket.closed_by : ''}${websocket.close_code !== null ? ' with code ' + websocket.close_code : ''}.`
-    : 'Open.';
-  const parts = [el('h3', {}, `WebSocket messages (${websocket.message_count})`), el('p', { id: 'ws-state' }, ended), table];
-  if (websocket.message_count > websocket.messages.length) {
-    const more = el('button', { type: 'button', onclick: async () => {
-      const page = await rpc('request.messages', { id, offset: body.children.length, limit: 1000 });
-      body.append(...page.items.map(messageRow));
-      if (body.children.length >= page.total) more.remove();
-    } }, 'Load more');
-    parts.push(more);
-  }
-  return parts;
-}
-
-function messageCaptured(message) {
-  const pane = $('#detail');
-  if (pane.hidden || pane.dataset.id !== message.transaction_id) return;
-  const body = $('#ws-messages tbody');
-  if (body) body.append(messageRow(message));
-}
-
-// -- cookies ------------------------------------------------------------------------------
-
-async function loadCookies() {
-  if (!state.current) return;
-  const captured = $('#cookies-table tbody');
-  const jar = $('#jar-table tbody');
-  try {
-    const result = await rpc('cookie.list', { session_id: state.current.id });
-    captured.replaceChildren(...result.items.map(cookieRow));
-  } catch (error) { captured.replaceChildren(el('tr', {}, el('td', { colspan: 6 }, error.message))); }
-  try {
-    const result = await rpc('cookiejar.list', {});
-    jar.replaceChildren(...result.items.map((c) => el('tr', {}, el('td', {}, c.domain), el('td', {}, c.path), el('td', {}, c.name), el('td', {}, c.value), el('td', {}, c.expires || 'session'))));
-  } catch (error) { jar.replaceChildren(el('tr', {}, el('td', { colspan: 5 }, error.message))); }
-}
-
-function cookieRow(cookie) {
-  const add = el('button', { type: 'button', class: 'add-to-jar', onclick: async () => {
-    try {
-      await rpc('cookiejar.add', { cookie_ids: [cookie.id] });
-      add.textContent = 'Added';
-      add.disabled = true;
-      await loadCookies();
-    } catch (error) { reportError(error); }
-  } }, 'Add to jar');
-  return el('tr', { 'data-id': cookie.id }, el('td', {}, cookie.source), el('td', {}, cookie.domain), el('td', {}, cookie.path), el('td', {}, cookie.name), el('td', {}, cookie.value), el('td', {}, add));
 }
 
 // -- exports ------------------------------------------------------------------------------
@@ -644,19 +379,26 @@ async function exportOpenApi() {
   } catch (error) { reportError(error); }
 }
 
+// "Export collection" reuses the collection of the name given (by default the
+// session's): it is refilled with the session's requests, never duplicated.
 async function exportCollection() {
   if (!state.current) return;
   try {
+    const name = $('#collection-export-name').value.trim() || state.current.name;
     const ids = [];
     for (let offset = 0; ; offset += 1000) {
       const page = await rpc('request.list', { session_id: state.current.id, limit: 1000, offset });
       ids.push(...page.items.map((item) => item.id));
       if (page.items.length === 0 || ids.length >= page.total) break;
     }
-    const created = await rpc('collection.create', { name: state.current.name });
-    if (ids.length) await rpc('collection.add', { id: created.id, request_ids: ids });
+    const existing = (await rpc('collection.list', {})).items.find((c) => c.name === name);
+    if (existing) await rpc('collection.delete', { id: existing.id });
+    const created = await rpc('collection.create', { name });
+    for (let at = 0; at < ids.length; at += 1000) {
+      await rpc('collection.add', { id: created.id, request_ids: ids.slice(at, at + 1000) });
+    }
     const collection = await rpc('collection.get', { id: created.id });
-    await download(`${state.current.name || created.id}.postman_collection.json`,
+    await download(`${name}.postman_collection.json`,
       new Blob([JSON.stringify(collection, null, 2)], { type: 'application/json' }));
   } catch (error) { reportError(error); }
 }
@@ -724,6 +466,7 @@ function handleServerEvent(event) {
     if (wasCurrent) {
       // Keep the counts this page has been adding up; the event carries the record.
       sessionChanged(data.session);
+      if (data.change === 'cleared') { closeDetail(); loadRequests(false).catch(reportError); }
     } else {
       state.sessions.set(data.session.id, data.session);
       renderSessions();
@@ -732,7 +475,7 @@ function handleServerEvent(event) {
   } else if (event.event === 'message') {
     messageCaptured(data);
   } else if (event.event === 'cookie') {
-    if (state.tab === 'cookies' && state.current && data.session_id === state.current.id) $('#cookies-table tbody').append(cookieRow(data));
+    cookieArrived(data);
   } else if (event.event === 'reset') {
     loadRequests().catch(reportError);
   }
@@ -744,6 +487,7 @@ function selectTab(name) {
   state.tab = name;
   for (const tab of document.querySelectorAll('[data-tab]')) tab.setAttribute('aria-selected', String(tab.dataset.tab === name));
   for (const pane of document.querySelectorAll('.pane')) pane.hidden = pane.id !== `pane-${name}`;
+  if (name === 'requests') fitSplit();
   if (name === 'overview') loadOverview().catch(reportError);
   if (name === 'cookies') loadCookies().catch(reportError);
 }
@@ -768,11 +512,8 @@ function init() {
   $('#export-collection').addEventListener('click', exportCollection);
   $('#export-openapi').addEventListener('click', exportOpenApi);
   for (const tab of document.querySelectorAll('[data-tab]')) tab.addEventListener('click', () => selectTab(tab.dataset.tab));
-  const refilter = debounce(() => loadRequests().catch(reportError), 250);
-  $('#search').addEventListener('input', refilter);
-  $('#filter-method').addEventListener('change', refilter);
-  $('#filter-status').addEventListener('change', refilter);
-  $('#filter-form').addEventListener('submit', (e) => { e.preventDefault(); refilter(); });
+  initTable();
+  initCookies();
   setInterval(tickCorner, 1000);
   if (state.token) enter().catch(reportError); else showView('signin');
 }
