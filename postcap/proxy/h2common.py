@@ -20,10 +20,9 @@ from h2.events import ConnectionTerminated, Event, StreamReset
 from h2.exceptions import InvalidBodyLengthError, StreamClosedError
 from h2.exceptions import ProtocolError as H2ProtocolError
 from hyperframe.frame import DataFrame, Frame, GoAwayFrame, HeadersFrame
-from twisted.internet.interfaces import IPushProducer
-from zope.interface import implementer
 
 from postcap.proxy.framing import HOP_BY_HOP, RawHeaders, RequestHead, ResponseHead
+from postcap.proxy.wire import ReasonedPause
 
 #: Fields HTTP/2 forbids (RFC 9113 §8.2.2): connection-specific, plus Host (→ :authority).
 CONNECTION_SPECIFIC = HOP_BY_HOP | {b"host"}
@@ -96,14 +95,13 @@ def _malformed_message(frame: Frame, exc: Exception) -> bool:
     return type(exc) is H2ProtocolError and exc.error_code == ErrorCodes.PROTOCOL_ERROR
 
 
-@implementer(IPushProducer)
-class StreamPauser:
+class StreamPauser(ReasonedPause):
     """Pauses one HTTP/2 stream's incoming data by withholding its flow-control
     acknowledgement while any reason holds (the TransportPauser of a stream)."""
 
     def __init__(self, acknowledge: Callable[[int], None]) -> None:
+        super().__init__()
         self._acknowledge = acknowledge
-        self._reasons: set[str] = set()
         self._unacknowledged = 0
 
     def received(self, flow_controlled_length: int) -> None:
@@ -116,38 +114,12 @@ class StreamPauser:
     def release(self) -> None:
         """The stream is over: give the connection window back whatever held."""
         self._reasons.clear()
-        self._flush()
+        self._start()
 
-    def _flush(self) -> None:
+    def _start(self) -> None:
         pending, self._unacknowledged = self._unacknowledged, 0
         if pending:
             self._acknowledge(pending)
-
-    def pause(self, reason: str) -> None:
-        self._reasons.add(reason)
-
-    def resume(self, reason: str) -> None:
-        if reason not in self._reasons:
-            return
-        self._reasons.discard(reason)
-        if not self._reasons:
-            self._flush()
-
-    def pauseProducing(self) -> None:
-        self.pause("backpressure")
-
-    def resumeProducing(self) -> None:
-        self.resume("backpressure")
-
-    def stopProducing(self) -> None:
-        """The consumer went away; the exchange handles that itself."""
-
-    @property
-    def paused(self) -> bool:
-        return bool(self._reasons)
-
-    def paused_for(self, reason: str) -> bool:
-        return reason in self._reasons
 
 
 class Outbound:

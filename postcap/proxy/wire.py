@@ -10,17 +10,23 @@ from postcap.proxy.framing import RawHeaders
 
 
 @implementer(IPushProducer)
-class TransportPauser:
-    """Pauses a transport while any of several reasons holds; an IPushProducer for
-    registering one transport as the producer feeding another."""
+class ReasonedPause:
+    """Paused while any of several reasons holds (``pause``/``resume`` by name); an
+    IPushProducer whose own reason is ``"backpressure"``.  Subclasses say what
+    stopping and starting mean."""
 
-    def __init__(self, transport) -> None:  # type: ignore[no-untyped-def]
-        self.transport = transport
+    def __init__(self) -> None:
         self._reasons: set[str] = set()
+
+    def _stop(self) -> None:
+        """The first reason arrived."""
+
+    def _start(self) -> None:
+        """The last reason went."""
 
     def pause(self, reason: str) -> None:
         if not self._reasons:
-            self.transport.pauseProducing()
+            self._stop()
         self._reasons.add(reason)
 
     def resume(self, reason: str) -> None:
@@ -28,7 +34,7 @@ class TransportPauser:
             return
         self._reasons.discard(reason)
         if not self._reasons:
-            self.transport.resumeProducing()
+            self._start()
 
     def pauseProducing(self) -> None:
         self.pause("backpressure")
@@ -37,7 +43,7 @@ class TransportPauser:
         self.resume("backpressure")
 
     def stopProducing(self) -> None:
-        """The consumer went away; the exchange handles that through connectionLost."""
+        """The consumer went away; the exchange handles that itself (connectionLost)."""
 
     @property
     def paused(self) -> bool:
@@ -45,6 +51,21 @@ class TransportPauser:
 
     def paused_for(self, reason: str) -> bool:
         return reason in self._reasons
+
+
+class TransportPauser(ReasonedPause):
+    """Pauses a transport while any of several reasons holds; an IPushProducer for
+    registering one transport as the producer feeding another."""
+
+    def __init__(self, transport) -> None:  # type: ignore[no-untyped-def]
+        super().__init__()
+        self.transport = transport
+
+    def _stop(self) -> None:
+        self.transport.pauseProducing()
+
+    def _start(self) -> None:
+        self.transport.resumeProducing()
 
 
 def format_headers(headers: RawHeaders) -> bytes:
