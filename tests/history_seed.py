@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import sqlite3
+from typing import Any
 
 from postcap.filters import default_options
 from postcap.model import Address, Body, SessionRecord
@@ -60,21 +61,8 @@ def seed_history(path: str, count: int = 100_000) -> None:
     rows = [history._transaction_row(txn) for txn in templates]
     columns = list(history._TRANSACTION_COLUMNS)
     at = {name: columns.index(name) for name in ("id", "started_at", "url", "host", "status")}
-    connection = sqlite3.connect(path, isolation_level=None)
+    connection, cursor = _open_with_session(path, SEEDED_SESSION, "seeded", count, request_count=count)
     try:
-        history._configure_connection(connection)
-        cursor = connection.cursor()
-        history._migrate(cursor, list(history.MIGRATIONS))
-        if connection.in_transaction:
-            connection.execute("COMMIT")
-        options = default_options()
-        options["name"] = "seeded"
-        connection.execute("BEGIN")
-        history._upsert_session(cursor, SessionRecord(
-            id=SEEDED_SESSION, name="seeded", source="proxy", state="stopped",
-            started_at=STARTED, stopped_at=STARTED + count * 0.01, options=options,
-            request_count=count,
-        ))
 
         def generated():  # type: ignore[no-untyped-def]
             for i in range(count):
@@ -156,23 +144,31 @@ def api_transactions(count: int, session_id: str = API_SESSION):  # type: ignore
         )
 
 
+def _open_with_session(path: str, session_id: str, name: str, count: int, **fields: Any
+                       ) -> tuple[sqlite3.Connection, sqlite3.Cursor]:
+    """``path`` opened at the current schema, inside a transaction that has written one
+    stopped session spanning ``count`` requests 10 ms apart."""
+    connection = sqlite3.connect(path, isolation_level=None)
+    history._configure_connection(connection)
+    cursor = connection.cursor()
+    history._migrate(cursor, list(history.MIGRATIONS))
+    if connection.in_transaction:
+        connection.execute("COMMIT")
+    options = default_options()
+    options["name"] = name
+    connection.execute("BEGIN")
+    history._upsert_session(cursor, SessionRecord(
+        id=session_id, name=name, source="proxy", state="stopped",
+        started_at=STARTED, stopped_at=STARTED + count * 0.01, options=options, **fields))
+    return connection, cursor
+
+
 def seed_api_history(path: str, count: int = 100_000) -> None:
     """Create ``path`` at the current schema with one stopped session
     (:data:`API_SESSION`) of ``count`` :func:`api_transactions`, through the store's own
     batch insert."""
-    connection = sqlite3.connect(path, isolation_level=None)
+    connection, cursor = _open_with_session(path, API_SESSION, "api", count)
     try:
-        history._configure_connection(connection)
-        cursor = connection.cursor()
-        history._migrate(cursor, list(history.MIGRATIONS))
-        if connection.in_transaction:
-            connection.execute("COMMIT")
-        options = default_options()
-        options["name"] = "api"
-        connection.execute("BEGIN")
-        history._upsert_session(cursor, SessionRecord(
-            id=API_SESSION, name="api", source="proxy", state="stopped",
-            started_at=STARTED, stopped_at=STARTED + count * 0.01, options=options))
         connection.execute("COMMIT")
         batch = []
         for txn in api_transactions(count):

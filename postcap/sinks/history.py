@@ -30,7 +30,7 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any, Callable, Iterable, Iterator, Sequence
 
 from twisted.enterprise import adbapi
 from twisted.internet.defer import Deferred, FirstError, fail, gatherResults, succeed
@@ -864,30 +864,28 @@ def _select_summaries(
     return total, [_summary_from_row(row) for row in rows]
 
 
+def _rows_by_id(cursor: Cursor, select: str, ids: Sequence[str]) -> Iterator[tuple[Any, ...]]:
+    """The rows of ``select`` (``… WHERE transaction_id IN``) for ``ids``, in chunks."""
+    for chunk in _chunks(ids):
+        cursor.execute(f"{select} ({_marks(len(chunk))})", chunk)
+        yield from cursor.fetchall()
+
+
 def _select_bodies(cursor: Cursor, ids: Sequence[str]) -> dict[str, dict[str, bytes]]:
     bodies: dict[str, dict[str, bytes]] = {}
-    for chunk in _chunks(ids):
-        cursor.execute(
-            "SELECT transaction_id, part, data FROM bodies"
-            f" WHERE transaction_id IN ({_marks(len(chunk))})",
-            chunk,
-        )
-        for transaction_id, part, data in cursor.fetchall():
-            bodies.setdefault(transaction_id, {})[part] = bytes(data)
+    select = "SELECT transaction_id, part, data FROM bodies WHERE transaction_id IN"
+    for transaction_id, part, data in _rows_by_id(cursor, select, ids):
+        bodies.setdefault(transaction_id, {})[part] = bytes(data)
     return bodies
 
 
 def _select_decoded(cursor: Cursor, ids: Sequence[str]) -> dict[str, dict[str, DecodedBody]]:
     decoded: dict[str, dict[str, DecodedBody]] = {}
-    for chunk in _chunks(ids):
-        cursor.execute(
-            "SELECT transaction_id, part, data, truncated, error FROM decoded_bodies"
-            f" WHERE transaction_id IN ({_marks(len(chunk))})",
-            chunk,
-        )
-        for transaction_id, part, data, truncated, error in cursor.fetchall():
-            decoded.setdefault(transaction_id, {})[part] = DecodedBody(
-                bytes(data), bool(truncated), error)
+    select = ("SELECT transaction_id, part, data, truncated, error FROM decoded_bodies"
+              " WHERE transaction_id IN")
+    for transaction_id, part, data, truncated, error in _rows_by_id(cursor, select, ids):
+        decoded.setdefault(transaction_id, {})[part] = DecodedBody(
+            bytes(data), bool(truncated), error)
     return decoded
 
 
